@@ -1,0 +1,129 @@
+"""Batching one leg's RTP packets into ~200 ms chunks, counting loss, reordering and duplicates.
+
+The chunker is the recorder's hot path (tens of thousands of packets a second), so it is a small
+mutable accumulator per leg rather than a fold over frozen values; it still does no I/O: the
+caller passes every arrival time and clock reading in. A chunk is closed by the first packet
+that arrives 200 ms or more after the chunk's first packet, or by a clock tick when the stream
+stops, so a chunk never holds more than ~200 ms of arrivals and silence produces no chunks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from callrec.producers.rtp import RtpPacket
+from callrec.producers.sdp import Codec
+
+CHUNK_US = 200_000
+_SEEN_SLOTS = 1024  # duplicates are detected within the last 1024 sequence numbers (~20 s)
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedChunk:
+    """A chunk ready to publish: chunk_seq runs 0, 1, 2, ... per leg with no gap."""
+
+    chunk_seq: int
+    codec: Codec
+    packets: tuple[RtpPacket, ...]
+    packets_lost: int
+    packets_reordered: int
+    packets_duplicated: int
+    ssrc_changes: int
+    closed_at_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class LegTotals:
+    packets_received: int
+    packets_lost: int
+    payload_bytes: int
+    chunk_count: int
+
+
+class LegChunker:
+    """Accumulates a leg's packets in arrival order; returns each chunk as it closes."""
+
+    def __init__(self, codec: Codec, chunk_us: int = CHUNK_US) -> None:
+        self.codec = codec
+        self.chunk_us = chunk_us
+        self.next_chunk_seq = 0
+        self._packets: list[RtpPacket] = []
+        self._window_end_us = 0
+        self._lost = self._reordered = self._duplicated = self._ssrc_changes = 0
+        self._ssrc: int | None = None
+        self._highest: int | None = None
+        self._seen = [-1] * _SEEN_SLOTS
+        self.packets_received = 0
+        self.packets_lost = 0
+        self.payload_bytes = 0
+
+    def add(self, packet: RtpPacket) -> ClosedChunk | None:
+        """Take one packet; returns the previous chunk if this packet starts a new one."""
+        closed = None
+        if self._packets and packet.arrival_time_us >= self._window_end_us:
+            closed = self._close(packet.arrival_time_us)
+        seq = packet.seq
+        if packet.ssrc != self._ssrc:
+            if self._ssrc is not None:
+                self._ssrc_changes += 1
+            self._ssrc = packet.ssrc
+            self._highest = None
+            self._seen = [-1] * _SEEN_SLOTS
+        highest = self._highest
+        if highest is None:
+            self._highest = seq
+        else:
+            delta = (seq - highest) & 0xFFFF
+            if delta == 0 or (delta >= 0x8000 and self._seen[seq % _SEEN_SLOTS] == seq):
+                self._duplicated += 1
+                return closed
+            if delta < 0x8000:
+                self._lost += delta - 1
+                self._highest = seq
+            else:
+                self._reordered += 1
+        self._seen[seq % _SEEN_SLOTS] = seq
+        if not self._packets:
+            self._window_end_us = packet.arrival_time_us + self.chunk_us
+        self._packets.append(packet)
+        self.packets_received += 1
+        self.payload_bytes += len(packet.payload)
+        return closed
+
+    def tick(self, now_us: int) -> ClosedChunk | None:
+        """Close the open chunk once its 200 ms window has passed with no newer packet."""
+        if self._packets and now_us >= self._window_end_us:
+            return self._close(now_us)
+        return None
+
+    def change_codec(self, codec: Codec, now_us: int) -> ClosedChunk | None:
+        """A chunk has one codec: close the open one before the new codec's packets arrive."""
+        closed = self.flush(now_us)
+        self.codec = codec
+        return closed
+
+    def flush(self, now_us: int) -> ClosedChunk | None:
+        """Close whatever is open (leg ending, codec change)."""
+        return self._close(now_us) if self._packets else None
+
+    def totals(self) -> LegTotals:
+        return LegTotals(
+            self.packets_received, self.packets_lost, self.payload_bytes, self.next_chunk_seq
+        )
+
+    def _close(self, now_us: int) -> ClosedChunk:
+        chunk = ClosedChunk(
+            chunk_seq=self.next_chunk_seq,
+            codec=self.codec,
+            packets=tuple(self._packets),
+            packets_lost=self._lost,
+            packets_reordered=self._reordered,
+            packets_duplicated=self._duplicated,
+            ssrc_changes=self._ssrc_changes,
+            closed_at_us=now_us,
+        )
+        self.next_chunk_seq += 1
+        self.packets_lost += self._lost
+        self._packets = []
+        self._lost = self._reordered = self._duplicated = self._ssrc_changes = 0
+        return chunk

@@ -59,29 +59,34 @@ class LegChunker:
 
     def add(self, packet: RtpPacket) -> ClosedChunk | None:
         """Take one packet; returns the previous chunk if this packet starts a new one."""
+        seq = packet.seq
+        new_ssrc = packet.ssrc != self._ssrc
+        highest = None if new_ssrc else self._highest
+        lost = reordered = 0
+        if highest is not None:
+            delta = (seq - highest) & 0xFFFF
+            if delta == 0 or (delta >= 0x8000 and self._seen[seq % _SEEN_SLOTS] == seq):
+                # A duplicate starts no chunk: it is counted in the open one and dropped.
+                self._duplicated += 1
+                return None
+            if delta < 0x8000:
+                lost = delta - 1
+                highest = seq
+            else:
+                reordered = 1
+        else:
+            highest = seq
         closed = None
         if self._packets and packet.arrival_time_us >= self._window_end_us:
             closed = self._close(packet.arrival_time_us)
-        seq = packet.seq
-        if packet.ssrc != self._ssrc:
+        if new_ssrc:
             if self._ssrc is not None:
                 self._ssrc_changes += 1
             self._ssrc = packet.ssrc
-            self._highest = None
             self._seen = [-1] * _SEEN_SLOTS
-        highest = self._highest
-        if highest is None:
-            self._highest = seq
-        else:
-            delta = (seq - highest) & 0xFFFF
-            if delta == 0 or (delta >= 0x8000 and self._seen[seq % _SEEN_SLOTS] == seq):
-                self._duplicated += 1
-                return closed
-            if delta < 0x8000:
-                self._lost += delta - 1
-                self._highest = seq
-            else:
-                self._reordered += 1
+        self._highest = highest
+        self._lost += lost
+        self._reordered += reordered
         self._seen[seq % _SEEN_SLOTS] = seq
         if not self._packets:
             self._window_end_us = packet.arrival_time_us + self.chunk_us

@@ -49,7 +49,9 @@ class RemoteMedia:
         ``sendonly`` is NOT hold here: it is what CUCM always answers a recording offer with.
         """
         return (
-            self.direction in ("inactive", "recvonly") or self.address == "0.0.0.0" or self.port == 0
+            self.direction in ("inactive", "recvonly")
+            or self.address == "0.0.0.0"
+            or self.port == 0
         )
 
     @property

@@ -7,7 +7,9 @@ from callrec.producers.sdp import PCMA, PCMU
 
 
 def pkt(seq: int, at_ms: int, ssrc: int = 1, pt: int = 8) -> RtpPacket:
-    return RtpPacket(seq & 0xFFFF, seq * 160, ssrc, pt, False, at_ms * 1000, bytes([seq % 256]) * 160)
+    return RtpPacket(
+        seq & 0xFFFF, seq * 160, ssrc, pt, False, at_ms * 1000, bytes([seq % 256]) * 160
+    )
 
 
 def feed(chunker: LegChunker, packets: list[RtpPacket], end_us: int) -> list[ClosedChunk]:

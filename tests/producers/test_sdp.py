@@ -67,7 +67,13 @@ def test_no_common_codec() -> None:
 
 @pytest.mark.parametrize(
     "body",
-    ["", "v=0\r\n", "m=audio 1 RTP/AVP 0\r\n", "c=IN\r\nm=audio 1 RTP/AVP 0", "m=audio x RTP/AVP 0"],
+    [
+        "",
+        "v=0\r\n",
+        "m=audio 1 RTP/AVP 0\r\n",
+        "c=IN\r\nm=audio 1 RTP/AVP 0",
+        "m=audio x RTP/AVP 0",
+    ],
 )
 def test_bad_sdp(body: str) -> None:
     with pytest.raises(BadSdp):

@@ -36,14 +36,14 @@ def samples() -> list[Event]:
     return found
 
 
-async def consume(bootstrap: str, topics: list[str], want: int, timeout: float = 20.0
+async def consume(bootstrap: str, topics: list[str], want: int, seconds: float = 20.0
                   ) -> list[tuple[str, bytes | None, bytes]]:
     consumer = AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap,
                                 group_id=f"test-{uuid.uuid4()}", auto_offset_reset="earliest")
     await consumer.start()
     got: list[tuple[str, bytes | None, bytes]] = []
     try:
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + seconds
         while len(got) < want and time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=500)
             got += [(r.topic, r.key, r.value or b"") for rs in batch.values() for r in rs]
@@ -63,7 +63,7 @@ async def test_every_event_type_round_trips_through_kafka(kafka: KafkaBroker) ->
         await publisher.stop()
     topics = sorted({spec.name for spec in TOPIC_OF.values()})
     mine = {e.event_id for e in events}
-    records = await consume(kafka.bootstrap, topics, want=10_000, timeout=8)
+    records = await consume(kafka.bootstrap, topics, want=10_000, seconds=8)
     received = {}
     for topic, key, value in records:
         event = codec.decode(value)

@@ -61,9 +61,13 @@ LOG4J2_XML = """<?xml version="1.0" encoding="UTF-8"?>
 """
 
 
+def kafka_libs_dir(cache_dir: Path) -> Path:
+    return cache_dir / f"kafka-{KAFKA_VERSION}" / "libs"
+
+
 def ensure_kafka_jars(cache_dir: Path) -> Path:
     """Directory of Kafka's runtime jars, downloaded with Maven on first use."""
-    libs = cache_dir / f"kafka-{KAFKA_VERSION}" / "libs"
+    libs = kafka_libs_dir(cache_dir)
     if (libs / ".complete").exists():
         return libs
     mvn = require_tool("mvn", "install Maven (apt-get install maven); ./run does this for you")

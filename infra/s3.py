@@ -22,10 +22,14 @@ VERSITYGW_MODULE = "github.com/versity/versitygw/cmd/versitygw"
 HEALTH_PATH = "/health"
 
 
+def versitygw_path(cache_dir: Path) -> Path:
+    return cache_dir / f"versitygw-{VERSITYGW_VERSION}" / "versitygw"
+
+
 def ensure_versitygw(cache_dir: Path) -> Path:
     """Path of the versitygw binary, built with `go install` on first use."""
-    bin_dir = cache_dir / f"versitygw-{VERSITYGW_VERSION}"
-    binary = bin_dir / "versitygw"
+    binary = versitygw_path(cache_dir)
+    bin_dir = binary.parent
     if binary.exists():
         return binary
     go = require_tool("go", "install Go >= 1.24 (the S3 server is built from source)")

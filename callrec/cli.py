@@ -1,0 +1,57 @@
+"""`callrec`: the one command line of the project; each package mounts its own sub-commands."""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+
+from callrec.infra import stack
+from callrec.producers.cli import app as recorder_app
+from callrec.sinks.cli import app as mixer_app
+from callrec.streams.cli import app as streams_app
+
+app = typer.Typer(help="Event-sourced call recording for Cisco UCM over Kafka.",
+                  no_args_is_help=True)
+app.add_typer(recorder_app, name="recorder")
+app.add_typer(streams_app, name="streams")
+app.add_typer(mixer_app, name="mixer")
+
+
+def _print_status(statuses: list[stack.ServiceStatus]) -> bool:
+    for s in statuses:
+        state = "healthy" if s.healthy else ("UNHEALTHY" if s.pid else "STOPPED")
+        typer.echo(f"{s.name:<10} {state:<9} pid {s.pid or '-':<8} {s.detail}")
+    return all(s.healthy for s in statuses)
+
+
+@app.command()
+def up() -> None:
+    """Install what is missing (Kafka jars, the S3 server) and start the whole stack."""
+    settings = stack.StackSettings()
+    statuses = stack.up(settings, typer.echo)
+    if not _print_status(statuses):
+        raise typer.Exit(1)
+
+
+@app.command()
+def status() -> None:
+    """Show each component's PID and health; exit 1 if any is not healthy."""
+    if not _print_status(stack.status(stack.StackSettings())):
+        raise typer.Exit(1)
+
+
+@app.command()
+def down() -> None:
+    """Stop every component, newest first, by PID."""
+    stack.down(stack.StackSettings(), typer.echo)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    app()
+
+
+if __name__ == "__main__":
+    main()

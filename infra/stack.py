@@ -1,0 +1,159 @@
+"""The whole recording stack on one machine: real Kafka, the S3 server, then our own processes.
+
+Each part is a ``Service`` with start / stop / status, started in order and stopped in reverse,
+tracked by PID files under ``var/run`` so `up`, `status` and `down` work from any shell.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import Field
+
+from callrec.infra.kafka import KafkaBroker, ensure_kafka_jars, kafka_libs_dir
+from callrec.infra.procs import ManagedProcess
+from callrec.infra.s3 import S3Server, ensure_versitygw, versitygw_path
+from callrec.infra.topics import ensure_topics
+from callrec.settings import CommonSettings
+
+
+class StackSettings(CommonSettings):
+    var_dir: Path = Path("var")
+    """Runtime state: Kafka's log, PID files, process logs, credentials."""
+    nas_dir: Path | None = None
+    """The NAS path the S3 server keeps recordings in (default: <var_dir>/nas)."""
+    cache_dir: Path = Field(default_factory=lambda: Path.home() / ".cache" / "callrec")
+    """Downloads and builds shared by every clone: Kafka jars, the S3 server binary."""
+    kafka_port: int = 9092
+    kafka_controller_port: int = 9093
+    kafka_heap: str = "768m"
+    s3_port: int = 9000
+    partitions: int = 6
+    """Partitions of each call-keyed topic; fixed once the topics exist."""
+
+    @property
+    def nas(self) -> Path:
+        return self.nas_dir or self.var_dir / "nas"
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    name: str
+    pid: int | None
+    healthy: bool
+    detail: str
+
+
+@dataclass
+class Service:
+    name: str
+    start: Callable[[], None]
+    stop: Callable[[], bool]
+    pid: Callable[[], int | None]
+    healthy: Callable[[], bool]
+    detail: str
+
+    def status(self) -> ServiceStatus:
+        pid = self.pid()
+        return ServiceStatus(self.name, pid, pid is not None and self.healthy(), self.detail)
+
+
+def s3_credentials(settings: StackSettings) -> tuple[str, str]:
+    """The S3 root credentials: made once per stack, kept out of argv and out of git."""
+    path = settings.var_dir / "s3-credentials.json"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"access_key": "callrec-" + secrets.token_hex(6),
+                                    "secret_key": secrets.token_urlsafe(24)}))
+        path.chmod(0o600)
+    stored = json.loads(path.read_text())
+    return stored["access_key"], stored["secret_key"]
+
+
+def kafka_broker(settings: StackSettings) -> KafkaBroker:
+    return KafkaBroker(
+        libs=kafka_libs_dir(settings.cache_dir), data_dir=settings.var_dir / "kafka",
+        port=settings.kafka_port, controller_port=settings.kafka_controller_port,
+        heap=settings.kafka_heap,
+    )
+
+
+def services(settings: StackSettings) -> list[Service]:
+    broker = kafka_broker(settings)
+    access, secret = s3_credentials(settings)
+    s3 = S3Server(binary=versitygw_path(settings.cache_dir), data_dir=settings.nas,
+                  state_dir=settings.var_dir / "s3", access_key=access, secret_key=secret,
+                  port=settings.s3_port)
+
+    def start_kafka() -> None:
+        ensure_kafka_jars(settings.cache_dir)
+        broker.start()
+        asyncio.run(ensure_topics(broker.bootstrap, settings.partitions))
+
+    def start_s3() -> None:
+        ensure_versitygw(settings.cache_dir)
+        s3.start()
+
+    return [
+        Service("kafka", start_kafka, broker.stop, broker.process.pid, broker.healthy,
+                f"{broker.bootstrap}  data {broker.data_dir}"),
+        Service("s3", start_s3, s3.stop, s3.process.pid, s3.healthy,
+                f"http://{s3.endpoint}  NAS {s3.data_dir}  credentials "
+                f"{settings.var_dir / 's3-credentials.json'}"),
+        *app_services(settings, s3),
+    ]
+
+
+def app_env(settings: StackSettings, s3: S3Server) -> dict[str, str]:
+    """What our own processes are told about the stack (their settings read CALLREC_*)."""
+    return {
+        "CALLREC_KAFKA_BOOTSTRAP": f"127.0.0.1:{settings.kafka_port}",
+        "CALLREC_S3_ENDPOINT": s3.endpoint,
+        "CALLREC_S3_ACCESS_KEY": s3.access_key,
+        "CALLREC_S3_SECRET_KEY": s3.secret_key,
+    }
+
+
+def python_service(
+    name: str, argv: list[str], env: dict[str, str], run_dir: Path, detail: str,
+    healthy: Callable[[], bool] | None = None,
+) -> Service:
+    """One of our processes, run as `python -m callrec.cli ...` under a PID file."""
+    process = ManagedProcess(name, run_dir)
+
+    def start() -> None:
+        if process.pid() is None:
+            process.start([sys.executable, "-m", "callrec.cli", *argv], env)
+            process.wait_healthy(healthy or (lambda: True), timeout=60)
+
+    return Service(name, start, process.stop, process.pid,
+                   healthy or (lambda: process.pid() is not None),
+                   f"{detail}  log {process.log_file}")
+
+
+def app_services(settings: StackSettings, s3: S3Server) -> list[Service]:
+    """The recorder, call-state and mixer processes, in start order."""
+    del settings, s3
+    return []
+
+
+def up(settings: StackSettings, report: Callable[[str], None]) -> list[ServiceStatus]:
+    for service in services(settings):
+        report(f"starting {service.name} ...")
+        service.start()
+    return status(settings)
+
+
+def down(settings: StackSettings, report: Callable[[str], None]) -> None:
+    for service in reversed(services(settings)):
+        report(f"{service.name}: {'stopped' if service.stop() else 'was not running'}")
+
+
+def status(settings: StackSettings) -> list[ServiceStatus]:
+    return [service.status() for service in services(settings)]

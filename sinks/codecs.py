@@ -37,5 +37,5 @@ CODECS: dict[str, AudioCodec] = {
 
 
 def codec_named(name: str) -> AudioCodec | None:
-    """The codec for a contract codec name (case-insensitive), None if the mixer cannot decode it."""
+    """The codec for a contract codec name, None if the mixer cannot decode it."""
     return CODECS.get(name.upper().replace(".", "").replace("-", ""))

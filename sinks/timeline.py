@@ -1,0 +1,269 @@
+"""One leg's chunks -> where each packet's samples belong, and why the holes between them exist.
+
+Inside a run of one RTP source the RTP timestamp is the truth: it survives jitter, reordering and
+loss, so lost packets become silence of exactly their length. Between runs (a new SSRC after a
+transfer, a codec change, media that paused and resumed with a frozen timestamp) only the arrival
+wall clock can say how far apart they are. Each run is anchored on the wall clock through its
+least-delayed packet, the best estimate of when its first sample was spoken; the two legs of a
+call are aligned the same way.
+
+Nothing here decodes audio: a packet's length follows from its payload size and the codec.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from callrec.avro.events import AudioChunk, GapCause, Leg, RtpPacket
+from callrec.sinks.codecs import AudioCodec, codec_named
+
+RTP_TS_MODULUS = 1 << 32
+RTP_SEQ_MODULUS = 1 << 16
+REANCHOR_US = 1_000_000
+"""Timestamp and wall clock may disagree by this much before a run is re-anchored on arrival."""
+DEFAULT_CHUNK_US = 200_000
+DEFAULT_PACKET_US = 20_000
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One packet's decoded samples: a slice of its chunk's audio, put at a place in its run."""
+
+    chunk_seq: int
+    first_sample: int
+    samples: int
+    position: int
+
+
+@dataclass(frozen=True)
+class RunGap:
+    """Samples of a run with no audio, counted from the run's origin, with the cause."""
+
+    start: int
+    length: int
+    cause: GapCause
+
+
+@dataclass(frozen=True)
+class MediaRun:
+    """Packets of one source and codec whose RTP timestamps can be trusted relative to each other.
+
+    ``codec`` is None when the mixer cannot decode the codec: its slots then only mark where the
+    undecodable audio would have been.
+    """
+
+    codec: AudioCodec | None
+    sample_rate: int
+    origin_us: int
+    slots: tuple[Slot, ...]
+    gaps: tuple[RunGap, ...]
+
+    @property
+    def end(self) -> int:
+        return max((s.position + s.samples for s in self.slots), default=0)
+
+
+@dataclass(frozen=True)
+class ChunkAudio:
+    """A chunk's audio payloads joined in RTP order: one decoder call per chunk."""
+
+    chunk_seq: int
+    codec_name: str
+    codec: AudioCodec | None
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class MissingChunks:
+    """Chunks known to exist (chunk_seq proves it) that never reached the mixer."""
+
+    before_first: int
+    after_last: int
+    chunk_us: int
+
+
+@dataclass(frozen=True)
+class LegPlan:
+    leg: Leg
+    leg_id: str
+    runs: tuple[MediaRun, ...]
+    chunks: tuple[ChunkAudio, ...]
+    missing: MissingChunks
+    lost_chunk_seqs: tuple[int, ...] = field(default=())
+
+
+@dataclass
+class _Packet:
+    chunk_seq: int
+    packet: RtpPacket
+    ext_ts: int
+    ext_seq: int
+    audio: bool
+    codec: AudioCodec | None
+    codec_name: str
+    clock_rate: int
+    first_sample: int = 0
+    samples: int = 0
+
+
+def unwrap(previous: int | None, value: int, modulus: int) -> int:
+    """Extend a wrapping counter (RTP timestamp or sequence) to the value nearest the last."""
+    if previous is None:
+        return value
+    delta = (value - previous) % modulus
+    if delta >= modulus // 2:
+        delta -= modulus
+    return previous + delta
+
+
+def plan_leg(
+    chunks: Iterable[AudioChunk], last_chunk_seq: int | None = None
+) -> LegPlan | None:
+    """Place one leg's packets; ``last_chunk_seq`` (from the CallRecord) reveals lost tail."""
+    by_seq = {c.chunk_seq: c for c in chunks}
+    if not by_seq:
+        return None
+    ordered = [by_seq[s] for s in sorted(by_seq)]
+    first = ordered[0]
+    packets = _extend(ordered)
+    audio_chunks = tuple(_chunk_audio(ordered, packets))
+    runs = tuple(_build_run(run, set(by_seq)) for run in _split_runs(packets))
+    seen = sorted(by_seq)
+    lost = tuple(s for s in range(seen[0], seen[-1] + 1) if s not in by_seq)
+    tail = max(0, (last_chunk_seq if last_chunk_seq is not None else seen[-1]) - seen[-1])
+    missing = MissingChunks(seen[0], tail, _chunk_us(runs, len(seen)))
+    return LegPlan(first.leg, first.leg_id, runs, audio_chunks, missing, lost)
+
+
+def _extend(chunks: Sequence[AudioChunk]) -> list[_Packet]:
+    last_ts: dict[int, int] = {}
+    last_seq: dict[int, int] = {}
+    out: list[_Packet] = []
+    for chunk in chunks:
+        codec = codec_named(chunk.codec)
+        for p in chunk.packets:
+            ext_ts = unwrap(last_ts.get(p.ssrc), p.rtp_timestamp, RTP_TS_MODULUS)
+            ext_seq = unwrap(last_seq.get(p.ssrc), p.rtp_seq, RTP_SEQ_MODULUS)
+            last_ts[p.ssrc], last_seq[p.ssrc] = ext_ts, ext_seq
+            audio = p.payload_type == chunk.payload_type and (
+                codec is None or codec.audio_bytes(len(p.payload)) > 0
+            )
+            out.append(
+                _Packet(chunk.chunk_seq, p, ext_ts, ext_seq, audio, codec, chunk.codec,
+                        chunk.clock_rate)
+            )
+    return out
+
+
+def _chunk_audio(chunks: Sequence[AudioChunk], packets: list[_Packet]) -> Iterable[ChunkAudio]:
+    """Join each chunk's audio payloads in sequence order and note each packet's sample slice."""
+    by_chunk: dict[int, list[_Packet]] = {}
+    for p in packets:
+        if p.audio:
+            by_chunk.setdefault(p.chunk_seq, []).append(p)
+    for chunk in chunks:
+        members = sorted(by_chunk.get(chunk.chunk_seq, []), key=lambda p: p.ext_seq)
+        parts: list[bytes] = []
+        offset = 0
+        for p in members:
+            payload = p.packet.payload
+            if p.codec is not None:
+                payload = payload[: p.codec.audio_bytes(len(payload))]
+                p.samples = p.codec.samples(len(payload))
+            p.first_sample = offset
+            offset += p.samples
+            parts.append(payload)
+        if members:
+            yield ChunkAudio(chunk.chunk_seq, chunk.codec, members[0].codec, b"".join(parts))
+
+
+def _split_runs(packets: list[_Packet]) -> Iterable[list[_Packet]]:
+    """Cut the arrival-ordered packets where the timestamp stops tracking the wall clock."""
+    run: list[_Packet] = []
+    key: tuple[int, str] | None = None
+    origin_us = 0
+    ts0 = 0
+    for p in packets:
+        if not p.audio:
+            if run and p.packet.ssrc == run[0].packet.ssrc:
+                run.append(p)
+            continue
+        p_key = (p.packet.ssrc, p.codec_name)
+        offset_us = (p.ext_ts - ts0) * 1_000_000 // p.clock_rate
+        if run and p_key == key and abs(p.packet.arrival_time_us - offset_us - origin_us) <= (
+            REANCHOR_US
+        ):
+            run.append(p)
+            origin_us = min(origin_us, p.packet.arrival_time_us - offset_us)
+            continue
+        if run:
+            yield run
+        run, key, ts0, origin_us = [p], p_key, p.ext_ts, p.packet.arrival_time_us
+    if run:
+        yield run
+
+
+def _build_run(packets: list[_Packet], present_chunks: set[int]) -> MediaRun:
+    audio = sorted((p for p in packets if p.audio), key=lambda p: (p.ext_ts, p.ext_seq))
+    head = audio[0]
+    codec, clock = head.codec, head.clock_rate
+    rate = codec.sample_rate if codec else clock
+    ts0 = head.ext_ts
+    origin_us = min(
+        p.packet.arrival_time_us - (p.ext_ts - ts0) * 1_000_000 // clock for p in audio
+    )
+    if codec is None:
+        _estimate_unknown_lengths(audio)
+    other_seqs = sorted(p.ext_seq for p in packets if not p.audio)
+    slots: list[Slot] = []
+    gaps: list[RunGap] = []
+    previous: _Packet | None = None
+    for p in audio:
+        if previous is not None and p.ext_ts == previous.ext_ts:
+            continue  # a duplicate the recorder did not catch
+        position = (p.ext_ts - ts0) * rate // clock
+        if slots:
+            end = slots[-1].position + slots[-1].samples
+            if position > end and previous is not None:
+                cause = _gap_cause(previous, p, other_seqs, present_chunks)
+                gaps.append(RunGap(end, position - end, cause))
+        slots.append(Slot(p.chunk_seq, p.first_sample, p.samples, position))
+        previous = p
+    return MediaRun(codec, rate, origin_us, tuple(slots), tuple(gaps))
+
+
+def _estimate_unknown_lengths(audio: list[_Packet]) -> None:
+    """An unknown codec's packet lasts until the next one's timestamp (the last one, as long)."""
+    step = audio[0].clock_rate * DEFAULT_PACKET_US // 1_000_000
+    for p, nxt in itertools.pairwise(audio):
+        if nxt.ext_ts > p.ext_ts:
+            step = nxt.ext_ts - p.ext_ts
+        p.samples = step
+    audio[-1].samples = step
+
+
+def _gap_cause(
+    before: _Packet, after: _Packet, other_seqs: list[int], present_chunks: set[int]
+) -> GapCause:
+    """Missing sequence numbers mean loss; a contiguous sequence means the sender sent no audio."""
+    skipped = after.ext_seq - before.ext_seq - 1
+    others = bisect.bisect_left(other_seqs, after.ext_seq) - bisect.bisect_right(
+        other_seqs, before.ext_seq
+    )
+    if skipped - others <= 0:
+        return GapCause.NO_AUDIO
+    between = range(before.chunk_seq + 1, after.chunk_seq)
+    if any(s not in present_chunks for s in between):
+        return GapCause.LOST_CHUNKS
+    return GapCause.LOST_PACKETS
+
+
+def _chunk_us(runs: Sequence[MediaRun], chunk_count: int) -> int:
+    """How long one chunk of this leg lasts, to size gaps of chunks never seen."""
+    samples = sum(sum(s.samples for s in r.slots) * 1_000_000 // r.sample_rate for r in runs)
+    if chunk_count <= 1 or samples <= 0:
+        return DEFAULT_CHUNK_US
+    return max(1, samples // chunk_count)

@@ -6,6 +6,7 @@ import logging
 
 import typer
 
+from callrec.errors import CallrecError
 from callrec.infra import stack
 from callrec.producers.cli import app as recorder_app
 from callrec.sinks.cli import app as mixer_app
@@ -50,7 +51,12 @@ def down() -> None:
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
-    app()
+    try:
+        app()
+    except CallrecError as e:
+        # Our errors already say what is wrong and what to do; a traceback would bury that.
+        typer.echo(f"ERROR: {e}", err=True)
+        raise SystemExit(1) from e
 
 
 if __name__ == "__main__":

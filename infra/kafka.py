@@ -166,6 +166,7 @@ class KafkaBroker:
         ensure_port_free(self.host, self.port, "Kafka")
         ensure_port_free(self.host, self.controller_port, "Kafka's controller")
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir = self.data_dir.resolve()
         config = self._write_config()
         self._format_once(config)
         self.process.start(self._java("kafka.Kafka", str(config)))

@@ -69,6 +69,7 @@ class S3Server:
         if self.process.pid() is not None:
             return
         ensure_port_free(self.host, self.port, "the S3 server")
+        self.data_dir, self.state_dir = self.data_dir.resolve(), self.state_dir.resolve()
         versions = self.state_dir / "versions"
         for d in (self.data_dir, self.state_dir, versions):
             d.mkdir(parents=True, exist_ok=True)

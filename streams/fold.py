@@ -1,0 +1,228 @@
+"""``apply(state, event) -> (state, outputs)``: fold one lifecycle or audio event into its call.
+
+The fold only merges facts (see model.py); it never decides that a call is over. Verdicts need
+time (a window for a new segment, a silence threshold) and belong to the tick (verdict.py). So
+folding the same events in any order, any number of times, gives the same state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+from functools import singledispatch
+
+from callrec.avro.events import (
+    AudioChunk,
+    CallEvent,
+    Event,
+    LegChange,
+    LegEnded,
+    LegStarted,
+    LegUpdated,
+)
+from callrec.streams.errors import InvariantViolated
+from callrec.streams.model import (
+    AudioTally,
+    CallState,
+    LegEnd,
+    LegFacts,
+    LegStart,
+    Mark,
+    SourcePosition,
+)
+from callrec.streams.outputs import SNAPSHOT, Output, Tally
+
+HOLD_DIRECTIONS = frozenset({"inactive"})
+MEDIA_DIRECTIONS = frozenset({"sendonly", "sendrecv"})
+
+
+def micros(at: datetime) -> int:
+    return int(at.timestamp()) * 1_000_000 + at.microsecond
+
+
+def apply(
+    state: CallState | None, event: Event, position: SourcePosition | None = None
+) -> tuple[CallState | None, tuple[Output, ...]]:
+    """Fold one event; a duplicate or an event that adds nothing returns the state unchanged."""
+    if not isinstance(event, LegStarted | LegUpdated | LegEnded | AudioChunk):
+        raise InvariantViolated(f"{type(event).__name__} is not a call lifecycle or audio event")
+    if state is not None and state.call_key != event.call_key:
+        raise InvariantViolated(f"event of call {event.call_key!r} folded into {state.call_key!r}")
+    base = state if state is not None else CallState(call_key=event.call_key)
+    current = base.leg(event.leg_id)
+    if current is not None and current.side != event.leg:
+        raise InvariantViolated(
+            f"leg {event.leg_id} was {current.side.value}, this event says {event.leg.value}"
+        )
+    leg = current if current is not None else LegFacts(leg_id=event.leg_id, side=event.leg)
+    new_leg = _fold_leg(event, leg)
+    is_audio = isinstance(event, AudioChunk)
+    # The lowest audio position is kept even from a duplicate chunk: min() does not care which
+    # copy of a chunk came first.
+    first_audio = _first_audio(base, position) if is_audio else base.first_audio
+    if new_leg == current and first_audio == base.first_audio:
+        return state, ()
+    at = micros(event.event_time)
+    folded = replace(
+        base.with_leg(new_leg),
+        first_audio=first_audio,
+        first_seen_at=min(at, base.first_seen_at) if base.first_seen_at is not None else at,
+        newest_fact_at=max(at, base.newest_fact_at) if base.newest_fact_at is not None else at,
+    )
+    if position is not None:
+        folded = replace(folded, partition=position.partition)
+    outputs: list[Output] = []
+    if isinstance(event, AudioChunk):
+        if new_leg != current:
+            outputs.extend(_audio_tallies(event))
+        publish_now = folded.first_audio != base.first_audio
+    else:
+        publish_now = True
+        if isinstance(event, LegStarted) and not base.has_start:
+            outputs.append(Tally("calls_started_total", (("recorder", event.recorder_id),), 1))
+    if publish_now and (folded.has_start or folded.is_terminal):
+        folded = publish(folded)
+        outputs.append(SNAPSHOT)
+    else:
+        folded = replace(folded, unpublished=True)
+    return folded, tuple(outputs)
+
+
+def publish(state: CallState, tick_at: int | None = None) -> CallState:
+    """The state as of its next snapshot: one version more, nothing left unpublished."""
+    return replace(
+        state,
+        version=state.version + 1,
+        unpublished=False,
+        last_snapshot_tick=tick_at if tick_at is not None else state.last_snapshot_tick,
+    )
+
+
+def _first_audio(state: CallState, position: SourcePosition | None) -> tuple[int, int] | None:
+    if position is None:
+        return state.first_audio
+    here = (position.partition, position.offset)
+    return here if state.first_audio is None else min(state.first_audio, here)
+
+
+def _audio_tallies(chunk: AudioChunk) -> list[Output]:
+    labels = (("recorder", chunk.producer_id),)
+    return [
+        Tally("audio_bytes_total", labels, sum(len(p.payload) for p in chunk.packets)),
+        Tally("audio_packets_total", labels, len(chunk.packets)),
+        Tally("audio_packets_lost_total", labels, chunk.packets_lost),
+    ]
+
+
+@singledispatch
+def _fold_leg(event: CallEvent, leg: LegFacts) -> LegFacts:
+    raise InvariantViolated(f"no rule folds {type(event).__name__}")
+
+
+@_fold_leg.register
+def _started(event: LegStarted, leg: LegFacts) -> LegFacts:
+    if f"{event.cluster_id}:{event.refci}" != event.call_key:
+        raise InvariantViolated(
+            f"LegStarted of {event.call_key!r} carries cluster {event.cluster_id!r} and refci "
+            f"{event.refci!r}: the call key must be '<cluster id>:<x-refci>'"
+        )
+    start = LegStart(
+        event_id=str(event.event_id),
+        at=micros(event.event_time),
+        recorder_id=event.recorder_id,
+        recorder_incarnation=event.recorder_incarnation,
+        codec=event.codec,
+        media_direction=event.media_direction,
+        session_expires_s=event.session_expires_s,
+        cluster_id=event.cluster_id,
+        refci=event.refci,
+        destination=event.destination,
+        near_end_addr=event.near_end_addr,
+        near_end_device=event.near_end_device,
+        far_end_addr=event.far_end_addr,
+        far_end_device=event.far_end_device,
+        far_end_guid=event.far_end_guid,
+    )
+    # A re-sent LegStarted (spool replay with a new event id) must not move the leg: keep the
+    # earliest, so every arrival order picks the same one.
+    if leg.start is not None and (leg.start.at, leg.start.event_id) <= (start.at, start.event_id):
+        return leg
+    return replace(leg, start=start)
+
+
+@_fold_leg.register
+def _updated(event: LegUpdated, leg: LegFacts) -> LegFacts:
+    at = micros(event.event_time)
+    event_id = str(event.event_id)
+    # RFC 4028: any re-INVITE or UPDATE refreshes the session, not only a bare refresh.
+    refreshed = at if leg.last_refresh_at is None else max(at, leg.last_refresh_at)
+    new = replace(leg, last_refresh_at=refreshed)
+    on_hold = _hold_state(event)
+    if on_hold is not None:
+        mark = Mark(at, event_id, (on_hold,))
+        if mark.newer_than(leg.hold):
+            new = replace(new, hold=mark)
+    if event.session_expires_s is not None:
+        mark = Mark(at, event_id, (event.session_expires_s,))
+        if mark.newer_than(leg.session):
+            new = replace(new, session=mark)
+    if event.change == LegChange.PARTY_CHANGE or event.far_end_addr or event.far_end_device:
+        mark = Mark(at, event_id, (event.far_end_addr, event.far_end_device))
+        if mark.newer_than(leg.party):
+            new = replace(new, party=mark)
+    return new
+
+
+def _hold_state(event: LegUpdated) -> bool | None:
+    if event.change == LegChange.HOLD or event.media_direction in HOLD_DIRECTIONS:
+        return True
+    if event.change == LegChange.RESUME or event.media_direction in MEDIA_DIRECTIONS:
+        return False
+    return None
+
+
+@_fold_leg.register
+def _ended(event: LegEnded, leg: LegFacts) -> LegFacts:
+    end = LegEnd(
+        event_id=str(event.event_id),
+        at=micros(event.event_time),
+        reason=event.reason.value,
+        packets_received=event.packets_received,
+        packets_lost=event.packets_lost,
+        payload_bytes=event.payload_bytes,
+        chunk_count=event.chunk_count,
+    )
+    if leg.end is not None and (leg.end.at, leg.end.event_id) <= (end.at, end.event_id):
+        return leg
+    return replace(leg, end=end)
+
+
+@_fold_leg.register
+def _audio(event: AudioChunk, leg: LegFacts) -> LegFacts:
+    seq = event.chunk_seq
+    if seq < 0:
+        raise InvariantViolated(f"chunk_seq {seq} of leg {event.leg_id} is negative")
+    tally = leg.audio
+    if tally.has(seq):
+        return leg
+    contiguous, above = tally.contiguous, tally.above
+    if seq == contiguous:
+        contiguous += 1
+        while contiguous in above:
+            above = above - {contiguous}
+            contiguous += 1
+    else:
+        above = above | {seq}
+    at = micros(event.event_time)
+    producer = event.producer_id
+    audio = AudioTally(
+        contiguous=contiguous,
+        above=above,
+        packets_received=tally.packets_received + len(event.packets),
+        packets_lost=tally.packets_lost + event.packets_lost,
+        payload_bytes=tally.payload_bytes + sum(len(p.payload) for p in event.packets),
+        last_chunk_seq=max(seq, tally.last_chunk_seq),
+        last_audio_at=at if tally.last_audio_at is None else max(at, tally.last_audio_at),
+        producer_id=producer if tally.producer_id is None else min(producer, tally.producer_id),
+    )
+    return replace(leg, audio=audio)

@@ -1,0 +1,80 @@
+"""Recorder liveness folded from heartbeats: who is alive, in which incarnation, since when.
+
+Heartbeats are keyed by recorder id, so they sit on one partition of rec.recorders.v1, while the
+calls a recorder owns are spread over every partition. So each worker folds ALL heartbeats into
+its own view (recorder_feed.py reads the whole topic outside the consumer group).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+
+from callrec.avro.events import RecorderHeartbeat
+from callrec.streams.fold import micros
+from callrec.streams.rules import Rules
+
+
+@dataclass(frozen=True, slots=True)
+class RecorderSeen:
+    """The newest heartbeat of a recorder (by event time)."""
+
+    incarnation: str
+    at: int
+    heartbeat_seq: int
+    interval_ms: int
+    health: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecordersView:
+    seen: Mapping[str, RecorderSeen] = field(default_factory=lambda: MappingProxyType({}))
+    ready: bool = False
+    """False until the feed has read up to the topic's end: no verdict on half-known liveness."""
+
+
+def observe(view: RecordersView, heartbeat: RecorderHeartbeat) -> RecordersView:
+    """Fold one heartbeat; an older one (reordered, duplicated) changes nothing."""
+    seen = RecorderSeen(
+        incarnation=heartbeat.incarnation,
+        at=micros(heartbeat.event_time),
+        heartbeat_seq=heartbeat.heartbeat_seq,
+        interval_ms=heartbeat.interval_ms,
+        health=heartbeat.health.value,
+    )
+    known = view.seen.get(heartbeat.recorder_id)
+    if known is not None and (known.at, known.heartbeat_seq) >= (seen.at, seen.heartbeat_seq):
+        return view
+    updated = dict(view.seen)
+    updated[heartbeat.recorder_id] = seen
+    return replace(view, seen=MappingProxyType(updated))
+
+
+def mark_ready(view: RecordersView) -> RecordersView:
+    return replace(view, ready=True)
+
+
+def lost_reason(
+    view: RecordersView,
+    recorder_id: str,
+    incarnation: str,
+    leg_started_at: int,
+    now: int,
+    rules: Rules,
+) -> str | None:
+    """Why a leg's recorder can no longer be recording it, or None while it may be."""
+    if not view.ready:
+        return None
+    seen = view.seen.get(recorder_id)
+    if seen is None:
+        if now - leg_started_at > rules.us(rules.recorder_lost_after_s):
+            return f"recorder {recorder_id}: no heartbeat since the leg started"
+        return None
+    if seen.incarnation != incarnation and seen.at >= leg_started_at:
+        return f"recorder {recorder_id} restarted (incarnation {incarnation} -> {seen.incarnation})"
+    lost_after = max(rules.us(rules.recorder_lost_after_s), 2 * seen.interval_ms * 1000)
+    if now - max(seen.at, leg_started_at) > lost_after:
+        silent_s = (now - seen.at) / 1_000_000
+        return f"recorder {recorder_id}: no heartbeat for {silent_s:.1f} s"
+    return None

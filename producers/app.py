@@ -1,0 +1,112 @@
+"""Process wiring: sippy's event loop in the main thread, the recorder's asyncio loop beside it.
+
+sippy's dispatcher is a process-wide singleton bound to the thread that imported it and owns
+signal handling, so it keeps the main thread; the recorder (RTP, chunking, Kafka) runs in a
+second thread with its own asyncio loop. They meet only through ``Recorder.submit`` (SIP facts
+in), ``Recorder.health`` (an immutable value out) and ``SipUas.forget`` (posted to sippy's loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+import threading
+import uuid
+from typing import Any
+
+from sippy.Core.EventDispatcher import ED2
+
+from callrec.eventlog import EventPublisher
+from callrec.producers.leg import RecorderIdentity
+from callrec.producers.media import PortPool
+from callrec.producers.outbox import Outbox
+from callrec.producers.recorder import Recorder
+from callrec.producers.settings import RecorderSettings
+from callrec.producers.sip_uas import SipUas
+from callrec.producers.spool import Spool
+
+log = logging.getLogger("callrec.producers")
+# An idempotent batch in flight is retried with the same sequence numbers until this long; a
+# broker away longer makes the outbox resend from the spool (see outbox.py).
+KAFKA_REQUEST_TIMEOUT_MS = 120_000
+
+
+def run_recorder(settings: RecorderSettings, drain_timeout_s: float = 30.0) -> int:
+    """Run until SIGTERM / SIGINT, then drain; returns the process exit code."""
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    identity = RecorderIdentity(settings.id, uuid.uuid4().hex)
+    ports = PortPool(settings.rtp_bind_host, settings.rtp_port_range)
+    spool = Spool(settings.data_dir / "spool", settings.spool_max_bytes)
+    ready = threading.Event()
+    parts: dict[str, Any] = {}
+
+    async def record() -> None:
+        loop = asyncio.get_running_loop()
+        outbox = Outbox(
+            spool,
+            lambda: EventPublisher(
+                settings.kafka_bootstrap,
+                f"recorder-{settings.id}",
+                request_timeout_ms=KAFKA_REQUEST_TIMEOUT_MS,
+            ),
+        )
+        recorder = Recorder(settings, outbox, ports, identity, loop)
+        stop = asyncio.Event()
+        parts.update(recorder=recorder, loop=loop, stop=stop)
+        ready.set()
+        await recorder.run(stop, drain_timeout_s)
+
+    def recorder_thread() -> None:
+        try:
+            asyncio.run(record())
+        except Exception:
+            log.exception("recorder loop failed")
+            parts["failed"] = True
+        finally:
+            ready.set()
+            ED2.callFromThread(ED2.breakLoop)
+
+    thread = threading.Thread(target=recorder_thread, name="recorder", daemon=True)
+    thread.start()
+    ready.wait()
+    if "recorder" not in parts:
+        return 1
+    recorder: Recorder = parts["recorder"]
+    loop: asyncio.AbstractEventLoop = parts["loop"]
+
+    def request_stop(*_: Any) -> None:
+        log.info("stop requested; draining")
+        recorder.begin_drain()
+        loop.call_soon_threadsafe(parts["stop"].set)
+
+    sip = SipUas(settings, ports, health=lambda: recorder.health, submit=recorder.submit)
+    try:
+        sip.start()
+    except OSError as e:
+        log.error("cannot listen for SIP on %s:%d: %s", settings.sip_host, settings.sip_port, e)
+        request_stop()
+        thread.join()
+        return 1
+    recorder.sip_forget = lambda leg_id: ED2.callFromThread(sip.forget, leg_id)
+    recorder.sip_stats = lambda: dict(sip.stats)
+    ED2.regSignal(signal.SIGTERM, request_stop)
+    ED2.regSignal(signal.SIGINT, request_stop)
+    log.info(
+        "recorder %s listening on udp:%s:%d, RTP %s, peers %s",
+        settings.id,
+        settings.sip_host,
+        settings.sip_port,
+        settings.rtp_ports,
+        settings.allow,
+    )
+    if thread.is_alive():
+        ED2.loop()
+    thread.join()
+    return 1 if parts.get("failed") else 0

@@ -1,0 +1,302 @@
+"""The recorder's asyncio side: live legs, their RTP sockets and chunkers, heartbeats, health.
+
+It receives what the SIP thread reports (``submit``, thread-safe), owns every RTP socket, and
+emits every event through the spool-first outbox. The SIP thread reads ``health`` (an immutable
+value replaced whole) to answer OPTIONS and INVITEs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from callrec.avro.events import Event, LegEndReason, RecorderHealth, RecorderHeartbeat
+from callrec.producers.chunker import ClosedChunk, LegChunker
+from callrec.producers.errors import BadRtp, SpoolFull
+from callrec.producers.leg import (
+    LegState,
+    RecorderIdentity,
+    audio_chunk,
+    end_leg,
+    negotiate,
+    open_leg,
+    start_leg,
+)
+from callrec.producers.media import PortPool, RtpReceiver
+from callrec.producers.outbox import Outbox
+from callrec.producers.rtp import parse_rtp
+from callrec.producers.settings import RecorderSettings
+from callrec.producers.sip_facts import DialogClosed, DialogOpened, MediaNegotiated, SipFact
+
+log = logging.getLogger(__name__)
+TICK_S = 0.05
+EARLY_PACKETS = 100  # RTP that beats the ACK: kept until the codec is known (~2 s)
+
+
+@dataclass(frozen=True)
+class Health:
+    state: RecorderHealth
+    reasons: tuple[str, ...]
+
+    @property
+    def accepting(self) -> bool:
+        return self.state is RecorderHealth.HEALTHY
+
+
+STARTING = Health(RecorderHealth.UNAVAILABLE, ("starting",))
+
+
+class LiveLeg:
+    """The runtime of one leg: its state value, its chunker and its socket."""
+
+    def __init__(self, state: LegState) -> None:
+        self.state = state
+        self.chunker = LegChunker(state.codec)
+        self.transport: asyncio.DatagramTransport | None = None
+        self.early: list[tuple[bytes, int]] = []
+        self.bad_datagrams = 0
+
+
+class Recorder:
+    def __init__(
+        self,
+        settings: RecorderSettings,
+        outbox: Outbox,
+        ports: PortPool,
+        identity: RecorderIdentity,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.settings = settings
+        self.outbox = outbox
+        self.ports = ports
+        self.identity = identity
+        self.health = STARTING
+        self.legs: dict[str, LiveLeg] = {}
+        self.sip_forget: Callable[[str], None] = lambda leg_id: None
+        self.sip_stats: Callable[[], dict[str, int]] = dict
+        self.draining = False
+        self.lost_events = 0
+        self._loop = loop
+        self._heartbeat_seq = 0
+
+    # -- from the SIP thread ---------------------------------------------------------------------
+
+    def submit(self, fact: SipFact) -> None:
+        """Thread-safe: hand a SIP fact to the event loop."""
+        self._loop.call_soon_threadsafe(self._on_fact, fact)
+
+    def begin_drain(self) -> None:
+        """Thread-safe: refuse new calls, let the current ones finish."""
+        self.draining = True
+
+    # -- facts ---------------------------------------------------------------------------------
+
+    def _on_fact(self, fact: SipFact) -> None:
+        try:
+            if isinstance(fact, DialogOpened):
+                self._open(fact)
+            elif isinstance(fact, MediaNegotiated):
+                self._negotiated(fact)
+            else:
+                self._closed(fact)
+        except Exception:
+            log.exception("recorder failed on %r", fact)
+
+    def _open(self, fact: DialogOpened) -> None:
+        live = LiveLeg(open_leg(fact, self.identity))
+        self.legs[fact.leg_id] = live
+        task = self._loop.create_datagram_endpoint(
+            lambda: RtpReceiver(lambda data, at: self._on_datagram(live, data, at)),
+            sock=fact.sock,
+        )
+        self._loop.create_task(self._attach(live, task))
+        if fact.media is not None:
+            self._start(live, fact.at_us)
+
+    async def _attach(self, live: LiveLeg, endpoint: object) -> None:
+        transport, _ = await endpoint  # type: ignore[misc]
+        if live.state.leg_id in self.legs:
+            live.transport = transport
+        else:
+            transport.close()
+
+    def _start(self, live: LiveLeg, at_us: int) -> None:
+        live.state, started = start_leg(live.state, at_us)
+        live.chunker.codec = live.state.codec
+        self._emit(started)
+        early, live.early = live.early, []
+        for data, arrival in early:
+            self._on_datagram(live, data, arrival)
+
+    def _negotiated(self, fact: MediaNegotiated) -> None:
+        live = self.legs.get(fact.leg_id)
+        if live is None:
+            return
+        old_codec = live.state.codec
+        live.state, updates = negotiate(live.state, fact)
+        if not live.state.started:
+            self._start(live, fact.at_us)
+            return
+        if live.state.codec != old_codec:
+            self._emit_chunk(live, live.chunker.change_codec(live.state.codec, fact.at_us))
+        for update in updates:
+            self._emit(update)
+
+    def _closed(self, fact: DialogClosed) -> None:
+        self._end(fact.leg_id, fact.reason, fact.at_us, fact.sip_reason, fact.q850_cause)
+
+    def _end(
+        self,
+        leg_id: str,
+        reason: LegEndReason,
+        at_us: int,
+        sip_reason: str | None = None,
+        q850_cause: int | None = None,
+    ) -> None:
+        live = self.legs.pop(leg_id, None)
+        if live is None:
+            return
+        if live.transport is not None:
+            live.transport.close()
+        else:
+            live.state.opened.sock.close()
+        self.ports.release(live.state.opened.local_port)
+        if not live.state.started:
+            return  # cancelled or never acknowledged: nothing was recorded, nothing to say
+        self._emit_chunk(live, live.chunker.flush(at_us))
+        totals = live.chunker.totals()
+        self._emit(end_leg(live.state, reason, totals, at_us, sip_reason, q850_cause))
+
+    # -- media ---------------------------------------------------------------------------------
+
+    def _on_datagram(self, live: LiveLeg, data: bytes, arrival_us: int) -> None:
+        if not live.state.started:
+            if len(live.early) < EARLY_PACKETS:
+                live.early.append((data, arrival_us))
+            return
+        try:
+            packet = parse_rtp(data, arrival_us)
+        except BadRtp:
+            live.bad_datagrams += 1
+            return
+        closed = live.chunker.add(packet)
+        if closed is not None:
+            self._emit_chunk(live, closed)
+
+    def _emit_chunk(self, live: LiveLeg, chunk: ClosedChunk | None) -> None:
+        if chunk is not None:
+            self._emit(audio_chunk(live.state, chunk))
+
+    def _emit(self, event: Event) -> None:
+        try:
+            self.outbox.put(event)
+        except SpoolFull as e:
+            self.lost_events += 1
+            log.error("LOST %s of %s: %s", type(event).__name__, getattr(event, "call_key", ""), e)
+
+    # -- time ----------------------------------------------------------------------------------
+
+    def _tick(self) -> None:
+        now_us = time.time_ns() // 1000
+        for live in list(self.legs.values()):
+            self._emit_chunk(live, live.chunker.tick(now_us))
+            if live.state.expired(now_us):
+                log.warning("leg %s: no session refresh, expired", live.state.leg_id)
+                self.sip_forget(live.state.leg_id)
+                self._end(live.state.leg_id, LegEndReason.SESSION_EXPIRED, now_us)
+        self.health = self._assess()
+
+    def _assess(self) -> Health:
+        if self.draining:
+            return Health(RecorderHealth.DRAINING, ("draining",))
+        reasons = []
+        if not self.outbox.kafka_reachable:
+            reasons.append("Kafka unreachable")
+        if self.outbox.spool.pending_bytes > self.settings.spool_unhealthy_bytes:
+            reasons.append("spool above its threshold")
+        if len(self.legs) >= self.settings.max_legs:
+            reasons.append("at capacity")
+        if reasons:
+            return Health(RecorderHealth.UNAVAILABLE, tuple(reasons))
+        return Health(RecorderHealth.HEALTHY, ())
+
+    def _heartbeat(self) -> RecorderHeartbeat:
+        health = self.health
+        beat = RecorderHeartbeat(
+            producer_id=self.identity.recorder_id,
+            recorder_id=self.identity.recorder_id,
+            incarnation=self.identity.incarnation,
+            heartbeat_seq=self._heartbeat_seq,
+            interval_ms=self.settings.heartbeat_interval_ms,
+            health=health.state,
+            health_reasons=list(health.reasons),
+            active_legs=len(self.legs),
+            active_leg_ids=sorted(self.legs),
+            max_legs=self.settings.max_legs,
+            spool_bytes=self.outbox.spool.pending_bytes,
+            spool_oldest_age_ms=self.outbox.oldest_unacked_age_ms,
+            sip_address=f"{self.settings.sip_host}:{self.settings.sip_port}",
+        )
+        self._heartbeat_seq += 1
+        return beat
+
+    def _write_status(self) -> None:
+        """The stack's health probe: a JSON file rewritten every heartbeat (stale = dead)."""
+        status = {
+            "recorder_id": self.identity.recorder_id,
+            "incarnation": self.identity.incarnation,
+            "pid": os.getpid(),
+            "health": self.health.state.value,
+            "reasons": list(self.health.reasons),
+            "active_legs": len(self.legs),
+            "spool_bytes": self.outbox.spool.pending_bytes,
+            "spool_backlog_events": self.outbox.backlog,
+            "published_events": self.outbox.published,
+            "lost_events": self.lost_events,
+            "kafka_reachable": self.outbox.kafka_reachable,
+            "sip": self.sip_stats(),
+            "updated_at": datetime.now(UTC).isoformat(),
+        }
+        path = self.settings.data_dir / "status.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(status))
+        os.replace(tmp, path)
+
+    # -- lifetime ------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event, drain_timeout_s: float) -> None:
+        """Record until ``stop``; then drain: wait for calls, end the rest, flush the spool."""
+        self.outbox.start()
+        next_beat = time.monotonic()
+        interval = self.settings.heartbeat_interval_ms / 1000
+        drain_deadline: float | None = None
+        while True:
+            self._tick()
+            now = time.monotonic()
+            if now >= next_beat:
+                self._emit(self._heartbeat())
+                self._write_status()
+                next_beat = now + interval
+            if stop.is_set() and drain_deadline is None:
+                self.begin_drain()
+                drain_deadline = now + drain_timeout_s
+                log.info("draining: %d legs, up to %.0f s", len(self.legs), drain_timeout_s)
+            if drain_deadline is not None and (not self.legs or now >= drain_deadline):
+                break
+            await asyncio.sleep(TICK_S)
+        now_us = time.time_ns() // 1000
+        for leg_id in list(self.legs):
+            self.sip_forget(leg_id)
+            self._end(leg_id, LegEndReason.RECORDER_SHUTDOWN, now_us)
+        self._emit(self._heartbeat())
+        flushed = await self.outbox.flush(timeout_s=10.0)
+        if not flushed:
+            log.warning("Kafka took not all; %d events stay spooled", self.outbox.backlog)
+        self._write_status()
+        await self.outbox.close()

@@ -1,0 +1,82 @@
+"""The recorder's settings: every value from ``CALLREC_*`` / ``CALLREC_RECORDER_*`` variables."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+from pydantic import field_validator, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from callrec.settings import CommonSettings
+
+
+class RecorderSettings(CommonSettings):
+    model_config = SettingsConfigDict(env_prefix="CALLREC_RECORDER_", extra="ignore", frozen=True)
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    """Kafka bootstrap servers (CALLREC_RECORDER_KAFKA_BOOTSTRAP, else CALLREC_KAFKA_BOOTSTRAP)."""
+    id: str = "rec-1"
+    """Recorder id: the heartbeat key and the prefix of every leg id; unique per recorder."""
+    sip_host: str = "127.0.0.1"
+    """Address SIP (UDP) listens on, and the address put in Contact and SDP c= lines."""
+    sip_port: int = 5060
+    rtp_host: str = ""
+    """Address the RTP sockets bind to; empty means the SIP host."""
+    rtp_ports: str = "20000-20999"
+    """Inclusive UDP port range, one port per leg."""
+    allow: str = "127.0.0.1"
+    """Comma-separated peers (addresses or CIDR networks) answered; everyone else gets 403."""
+    max_legs: int = 1000
+    """Capacity: INVITEs beyond this many live legs get 503."""
+    data_dir: Path = Path("var/recorder")
+    """Holds the spool (and the status file)."""
+    spool_max_bytes: int = 1024**3
+    spool_unhealthy_bytes: int = 256 * 1024**2
+    """OPTIONS and new INVITEs get 503 while the spool holds more than this."""
+    default_cluster_id: str = "cucm"
+    """Cluster id for From headers that carry neither x-nearendclusterid nor x-farendclusterid."""
+    session_expires_s: int = 1800
+    """Session interval the recorder asks for when the INVITE names none (RFC 4028)."""
+    min_se_s: int = 90
+    heartbeat_interval_ms: int = 1000
+    answer_delay_ms: int = 0
+    """Ring before answering (lets CUCM or a test CANCEL first); 0 answers at once."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shared_bootstrap(cls, data: object) -> object:
+        """Fall back to the project-wide CALLREC_KAFKA_BOOTSTRAP every process reads."""
+        if isinstance(data, dict) and "kafka_bootstrap" not in data:
+            shared = CommonSettings().kafka_bootstrap
+            return {**data, "kafka_bootstrap": shared}
+        return data
+
+    @field_validator("rtp_ports")
+    @classmethod
+    def _port_range(cls, value: str) -> str:
+        low, _, high = value.partition("-")
+        if not (low.isdigit() and high.isdigit() and 1024 <= int(low) <= int(high) <= 65535):
+            raise ValueError(f"rtp_ports must be LOW-HIGH within 1024-65535, not {value!r}")
+        return value
+
+    @field_validator("allow")
+    @classmethod
+    def _allow_list(cls, value: str) -> str:
+        for item in filter(None, (v.strip() for v in value.split(","))):
+            ipaddress.ip_network(item, strict=False)
+        return value
+
+    @property
+    def rtp_port_range(self) -> range:
+        low, _, high = self.rtp_ports.partition("-")
+        return range(int(low), int(high) + 1)
+
+    @property
+    def allowed_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        items = filter(None, (v.strip() for v in self.allow.split(",")))
+        return tuple(ipaddress.ip_network(item, strict=False) for item in items)
+
+    @property
+    def rtp_bind_host(self) -> str:
+        return self.rtp_host or self.sip_host

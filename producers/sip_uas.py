@@ -1,0 +1,395 @@
+"""The recorder's SIP side: thin glue over sippy's transaction layer, run in sippy's own thread.
+
+sippy (a maintained RFC 3261 stack) parses messages, matches transactions, retransmits the 2xx
+until the ACK, answers CANCEL with 487 and duplicate requests from its cache. This module adds
+what a recording trunk endpoint decides: who may talk to us (403), whether we can take a call
+(503), the CUCM metadata (400 without it), the SDP offer/answer and RFC 4028 session intervals,
+and it reports each dialog's facts to the asyncio recorder. No handler may raise into sippy:
+anything unexpected becomes a 400/500 answer and a counter.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import random
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+from sippy.MsgBody import MsgBody
+from sippy.SipHeader import SipHeader
+from sippy.SipTransactionManager import SipTransactionManager
+from sippy.Time.Timeout import Timeout
+
+from callrec.avro.events import LegEndReason
+from callrec.producers.errors import BadSdp, BadSipInput, NoCommonCodec, NoFreeRtpPort
+from callrec.producers.media import PortPool
+from callrec.producers.metadata import call_metadata, parse_name_addr
+from callrec.producers.recorder import Health
+from callrec.producers.sdp import RemoteMedia, build_answer, build_offer, parse_sdp
+from callrec.producers.settings import RecorderSettings
+from callrec.producers.sip_facts import (
+    DialogClosed,
+    DialogOpened,
+    MediaNegotiated,
+    SipFact,
+    end_reason,
+    q850_cause,
+    session_interval,
+)
+
+log = logging.getLogger(__name__)
+ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO"
+Response = tuple[Any, Any, Any] | None
+
+
+@dataclass
+class Dialog:
+    """SIP-thread-only state of one accepted dialog."""
+
+    leg_id: str
+    call_id: str
+    local_tag: str
+    port: int
+    session_id: int
+    session_expires_s: int | None
+    sdp_version: int = 1
+    answered: bool = False
+    closed: bool = False
+    answer_timer: Any = None
+    from_params: dict[str, str] = field(default_factory=dict)
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def _header(msg: Any, name: str) -> str | None:
+    """A header's value as text, or None when absent or unparseable by sippy."""
+    try:
+        if msg.countHFs(name) == 0:
+            return None
+        return str(msg.getHFBody(name))
+    except Exception:
+        return None
+
+
+class _SipLog:
+    """sippy's logger interface, routed to ours at debug level."""
+
+    def write(self, *args: Any, **kwargs: Any) -> None:
+        log.debug("%s", "".join(str(a) for a in args))
+
+
+class SipUas:
+    def __init__(
+        self,
+        settings: RecorderSettings,
+        ports: PortPool,
+        health: Callable[[], Health],
+        submit: Callable[[SipFact], None],
+    ) -> None:
+        self.settings = settings
+        self.ports = ports
+        self.health = health
+        self.submit = submit
+        self.allowed = settings.allowed_networks
+        self.dialogs: dict[tuple[str, str], Dialog] = {}
+        self.stats: Counter[str] = Counter()
+        self.tm: Any = None
+
+    def start(self) -> None:
+        """Bind the SIP socket; must run in the thread that runs sippy's event loop."""
+        config = {
+            "_sip_address": self.settings.sip_host,
+            "_sip_port": self.settings.sip_port,
+            "_sip_logger": _SipLog(),
+        }
+        self.tm = SipTransactionManager(config, self.on_request)
+        config["_sip_tm"] = self.tm
+
+    def forget(self, leg_id: str) -> None:
+        """The recorder ended this leg on its own (expiry, shutdown): later requests get 481."""
+        for key, dialog in list(self.dialogs.items()):
+            if dialog.leg_id == leg_id:
+                dialog.closed = True
+                del self.dialogs[key]
+
+    # -- dispatch --------------------------------------------------------------------------------
+
+    def on_request(self, req: Any, t: Any) -> Response:
+        """sippy's request callback: every request that is not a retransmission or an ACK."""
+        try:
+            self.stats[req.getMethod()] += 1
+            host = req.getSource()[0]
+            if not self._allowed(host):
+                self.stats["forbidden"] += 1
+                return (req.genResponse(403, "Forbidden"), None, None)
+            return self._dispatch(req, t)
+        except (BadSipInput, BadSdp) as e:
+            self.stats["bad_requests"] += 1
+            log.info("400 to %s: %s", self._peer(req), e)
+            return self._safe_response(req, 400, f"Bad Request ({e})"[:120])
+        except Exception:
+            self.stats["bad_requests"] += 1
+            log.exception("refusing a request sippy parsed but we could not handle")
+            return self._safe_response(req, 400, "Bad Request")
+
+    def _dispatch(self, req: Any, t: Any) -> Response:
+        method = req.getMethod()
+        to_tag = req.getHFBody("to").getTag()
+        if method == "OPTIONS":
+            return self._options(req)
+        if not to_tag:
+            if method == "INVITE":
+                return self._invite(req, t)
+            if method in ("BYE", "UPDATE", "INFO", "NOTIFY"):
+                return (req.genResponse(481, "Call/Transaction Does Not Exist"), None, None)
+            return self._not_allowed(req)
+        dialog = self.dialogs.get((str(req.getHFBody("call-id")), to_tag))
+        if dialog is None:
+            return (req.genResponse(481, "Call/Transaction Does Not Exist"), None, None)
+        if method == "BYE":
+            return self._bye(req, dialog)
+        if method in ("INVITE", "UPDATE"):
+            return self._refresh(req, t, dialog)
+        if method in ("INFO", "NOTIFY"):
+            return (req.genResponse(200, "OK"), None, None)
+        return self._not_allowed(req)
+
+    def _allowed(self, host: str) -> bool:
+        try:
+            address = ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            return False
+        return any(address in network for network in self.allowed)
+
+    # -- requests ----------------------------------------------------------------------------------
+
+    def _options(self, req: Any) -> Response:
+        health = self.health()
+        if health.accepting:
+            resp = req.genResponse(200, "OK")
+        else:
+            resp = req.genResponse(503, "Service Unavailable")
+            resp.appendHeader(SipHeader(name="retry-after", bodys="5"))
+            resp.appendHeader(
+                SipHeader(name="warning", bodys=f'399 callrec "{"; ".join(health.reasons)}"')
+            )
+        self._capabilities(resp)
+        return (resp, None, None)
+
+    def _invite(self, req: Any, t: Any) -> Response:
+        health = self.health()
+        if not health.accepting or len(self.dialogs) >= self.settings.max_legs:
+            self.stats["busy"] += 1
+            resp = req.genResponse(503, "Service Unavailable")
+            resp.appendHeader(SipHeader(name="retry-after", bodys="5"))
+            return (resp, None, None)
+        meta = call_metadata(str(req.getHFBody("from")), self.settings.default_cluster_id)
+        offer = self._body_media(req)
+        if offer is not None:
+            try:
+                offer.codec()
+            except NoCommonCodec:
+                return (req.genResponse(488, "Not Acceptable Here"), None, None)
+        session_expires = session_interval(_header(req, "session-expires"))
+        if session_expires is not None and session_expires < self.settings.min_se_s:
+            resp = req.genResponse(422, "Session Interval Too Small")
+            resp.appendHeader(SipHeader(name="min-se", bodys=str(self.settings.min_se_s)))
+            return (resp, None, None)
+        try:
+            port, sock = self.ports.acquire()
+        except NoFreeRtpPort:
+            self.stats["busy"] += 1
+            return (req.genResponse(503, "Service Unavailable"), None, None)
+        call_id = str(req.getHFBody("call-id"))
+        resp = req.genResponse(200, "OK")
+        resp.getHFBody("to").genTag()
+        local_tag = resp.getHFBody("to").getTag()
+        dialog = Dialog(
+            leg_id=f"{self.settings.id}:{call_id}",
+            call_id=call_id,
+            local_tag=local_tag,
+            port=port,
+            session_id=random.randrange(1, 2**31),
+            session_expires_s=session_expires,
+            from_params=meta.from_params,
+        )
+        self.dialogs[(call_id, local_tag)] = dialog
+        self._answer_sdp(resp, dialog, offer)
+        self._session_timer(resp, session_expires)
+        self.submit(
+            DialogOpened(
+                leg_id=dialog.leg_id,
+                meta=meta,
+                sip_call_id=call_id,
+                from_tag=req.getHFBody("from").getTag() or "",
+                to_tag=local_tag,
+                cisco_guid=_header(req, "cisco-guid"),
+                destination=req.getRURI().username or "",
+                signaling_peer=self._peer(req),
+                local_port=port,
+                sock=sock,
+                session_expires_s=session_expires,
+                media=offer,
+                at_us=_now_us(),
+            )
+        )
+        t.cancel_cb = partial(self._cancelled, dialog)
+        t.noack_cb = partial(self._never_acked, dialog)
+        # With an offer in the INVITE the ACK carries nothing new; a delayed offer's ACK answers.
+        ack_cb = partial(self._acked, dialog, method="INVITE") if offer is None else None
+        delay = self.settings.answer_delay_ms / 1000
+        if delay <= 0:
+            dialog.answered = True
+            self.tm.sendResponse(resp, t, ack_cb=ack_cb)
+            return None
+        self.tm.sendResponse(req.genResponse(180, "Ringing"), t)
+        dialog.answer_timer = Timeout(self._answer_later, delay, 1, dialog, resp, t, ack_cb)
+        return None
+
+    def _answer_later(self, dialog: Dialog, resp: Any, t: Any, ack_cb: Any) -> None:
+        if dialog.closed:
+            return
+        dialog.answered = True
+        self.tm.sendResponse(resp, t, ack_cb=ack_cb)
+
+    def _refresh(self, req: Any, t: Any, dialog: Dialog) -> Response:
+        """re-INVITE / UPDATE: session refresh, hold/resume, codec or far-end change."""
+        method = req.getMethod()
+        offer = self._body_media(req)
+        if offer is not None:
+            try:
+                offer.codec()
+            except NoCommonCodec:
+                return (req.genResponse(488, "Not Acceptable Here"), None, None)
+        session_expires = session_interval(_header(req, "session-expires"))
+        resp = req.genResponse(200, "OK")
+        delayed_offer = method == "INVITE" and offer is None
+        if offer is not None or delayed_offer:
+            self._answer_sdp(resp, dialog, offer)
+        self._session_timer(resp, session_expires or dialog.session_expires_s)
+        from_params = parse_name_addr(str(req.getHFBody("from"))).uri_params
+        if delayed_offer:
+            # The answer comes in the ACK; the change is reported then.
+            ack_cb = partial(
+                self._acked,
+                dialog,
+                method=method,
+                session_expires=session_expires,
+                from_params=from_params,
+            )
+            self.tm.sendResponse(resp, t, ack_cb=ack_cb)
+            return None
+        self.submit(
+            MediaNegotiated(dialog.leg_id, method, offer, session_expires, from_params, _now_us())
+        )
+        return (resp, None, None)
+
+    def _bye(self, req: Any, dialog: Dialog) -> Response:
+        reason = _header(req, "reason")
+        cause = q850_cause(reason)
+        self._close(dialog, end_reason("BYE", cause), reason, cause)
+        return (req.genResponse(200, "OK"), None, None)
+
+    def _not_allowed(self, req: Any) -> Response:
+        resp = req.genResponse(405, "Method Not Allowed")
+        resp.appendHeader(SipHeader(name="allow", bodys=ALLOW))
+        return (resp, None, None)
+
+    # -- transaction callbacks ----------------------------------------------------------------
+
+    def _acked(
+        self,
+        dialog: Dialog,
+        ack: Any,
+        *,
+        method: str,
+        session_expires: int | None = None,
+        from_params: dict[str, str] | None = None,
+    ) -> None:
+        """The ACK of a 2xx that carried our offer: its body is the peer's answer."""
+        if dialog.closed:
+            return
+        media: RemoteMedia | None = None
+        try:
+            media = self._body_media(ack)
+        except BadSdp as e:
+            self.stats["bad_requests"] += 1
+            log.info("leg %s: unreadable SDP in ACK: %s", dialog.leg_id, e)
+        self.submit(
+            MediaNegotiated(
+                dialog.leg_id, method, media, session_expires, from_params or {}, _now_us()
+            )
+        )
+
+    def _cancelled(self, dialog: Dialog, *_: Any) -> None:
+        """sippy has already answered the INVITE with 487."""
+        if dialog.answer_timer is not None:
+            dialog.answer_timer.cancel()
+        self._close(dialog, LegEndReason.CANCEL, None, None)
+
+    def _never_acked(self, dialog: Dialog, *_: Any) -> None:
+        log.warning("leg %s: 200 OK never acknowledged", dialog.leg_id)
+        self._close(dialog, LegEndReason.ERROR, None, None)
+
+    def _close(
+        self, dialog: Dialog, reason: LegEndReason, sip_reason: str | None, cause: int | None
+    ) -> None:
+        if dialog.closed:
+            return
+        dialog.closed = True
+        self.dialogs.pop((dialog.call_id, dialog.local_tag), None)
+        self.submit(DialogClosed(dialog.leg_id, reason, sip_reason, cause, _now_us()))
+
+    # -- message parts ------------------------------------------------------------------------
+
+    def _body_media(self, req: Any) -> RemoteMedia | None:
+        body = req.getBody()
+        if body is None:
+            return None
+        text = str(body)
+        return parse_sdp(text) if text.strip() else None
+
+    def _answer_sdp(self, resp: Any, dialog: Dialog, offer: RemoteMedia | None) -> None:
+        host = self.settings.sip_host
+        if offer is None:
+            sdp = build_offer(host, dialog.port, dialog.session_id, dialog.sdp_version)
+        else:
+            sdp = build_answer(offer, host, dialog.port, dialog.session_id, dialog.sdp_version)
+        dialog.sdp_version += 1
+        resp.setBody(MsgBody(sdp))
+        resp.appendHeader(
+            SipHeader(name="contact", bodys=f"<sip:recorder@{host}:{self.settings.sip_port}>")
+        )
+        self._capabilities(resp)
+
+    def _session_timer(self, resp: Any, session_expires: int | None) -> None:
+        if session_expires is not None:
+            # RFC 4028 9: CUCM (the UAC) stays the refresher; Require tells it we do timers.
+            resp.appendHeader(
+                SipHeader(name="session-expires", bodys=f"{session_expires};refresher=uac")
+            )
+            resp.appendHeader(SipHeader(name="require", bodys="timer"))
+
+    def _capabilities(self, resp: Any) -> None:
+        resp.appendHeader(SipHeader(name="allow", bodys=ALLOW))
+        resp.appendHeader(SipHeader(name="supported", bodys="timer"))
+
+    def _peer(self, req: Any) -> str:
+        try:
+            host, port = req.getSource()
+            return f"{host}:{port}"
+        except Exception:
+            return "unknown"
+
+    def _safe_response(self, req: Any, code: int, reason: str) -> Response:
+        try:
+            return (req.genResponse(code, reason), None, None)
+        except Exception:
+            return None

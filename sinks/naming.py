@@ -7,7 +7,7 @@ time of mixing, so every retry and every replacement worker lands on the same ob
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from urllib.parse import quote
 
 from callrec.avro.events import CallRecord, Gap, RecordingArchived
@@ -22,7 +22,7 @@ def safe_call_key(call_key: str) -> str:
     return quote(call_key, safe="-_.~")
 
 
-def day_prefix(day: datetime) -> str:
+def day_prefix(day: date) -> str:
     return f"{PREFIX}/{day:%Y/%m/%d}/"
 
 

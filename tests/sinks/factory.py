@@ -79,7 +79,7 @@ def chunked(
     clock_rate: int = 8000,
     first_seq: int = 0,
 ) -> list[AudioChunk]:
-    """Cut packets into AudioChunks of ``per_chunk`` packets (10 x 20 ms = the recorder's 200 ms)."""
+    """Cut packets into AudioChunks of ``per_chunk`` packets (10 x 20 ms: the recorder's 200 ms)."""
     return [
         AudioChunk(
             producer_id="test-recorder",

@@ -66,7 +66,7 @@ def test_lost_packets_become_silence_of_their_length() -> None:
 
 def test_reordered_packets_and_timestamp_wraparound_keep_the_timeline() -> None:
     packets = rtp_stream(20, ts0=RTP_TS_MODULUS - 5 * PACKET_SAMPLES, seq0=65530)
-    shuffled = packets[:7] + [packets[8], packets[7]] + packets[9:]
+    shuffled = [*packets[:7], packets[8], packets[7], *packets[9:]]
     chunks = chunked(shuffled, KEY, Leg.NEAR_END, "near-0")
     rendered, _ = render_call(call_record(KEY, [leg_summary(chunks)]), chunks, 2)
     np.testing.assert_array_equal(

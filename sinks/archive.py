@@ -1,0 +1,117 @@
+"""Archive one ended call: mix it, store it (retrying while the store is down), announce it.
+
+Every step is safe to repeat: the object key is deterministic and an existing object is kept, so
+a worker that died between the upload and the announcement is replaced by one that finds the
+object and announces it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import TypeVar
+
+from aiokafka.errors import KafkaError
+
+from callrec.avro.events import AudioChunk, CallRecord, DeadLetter, RecordingArchived
+from callrec.avro.topics import AUDIO
+from callrec.errors import RetriableError
+from callrec.eventlog import EventPublisher
+from callrec.sinks.encode import recording_format
+from callrec.sinks.naming import archived_event, object_key, object_metadata
+from callrec.sinks.recording import MixedRecording, mix_call
+from callrec.sinks.settings import MixerSettings
+from callrec.sinks.store import RecordingStore, StoredObject
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+FIRST_BACKOFF_S = 0.5
+
+SpooledChunk = tuple[int, bytes, AudioChunk]
+
+
+class Archiver:
+    def __init__(
+        self, settings: MixerSettings, store: RecordingStore, publisher: EventPublisher
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.publisher = publisher
+        self.format = recording_format(settings.mixer_format)
+        self.failing_since: str | None = None
+
+    async def archive(
+        self, call: CallRecord, chunks: Sequence[SpooledChunk], partition: int
+    ) -> MixedRecording:
+        """Mix, store and announce one call; returns what was mixed."""
+        mixed = await asyncio.to_thread(
+            mix_call, call, [c for _, _, c in chunks], self.format, self.settings.mixer_channels
+        )
+        await self._dead_letter_failures(call, chunks, mixed, partition)
+        key = object_key(call, self.format.extension)
+        stored = await self._retrying(
+            f"store {key}",
+            lambda: asyncio.to_thread(
+                self.store.put, key, mixed.data, self.format.content_type,
+                object_metadata(call, mixed), self._retain_until(call),
+            ),
+        )
+        if stored.sha256 != mixed.sha256:
+            log.warning("%s already stored with sha256 %s (this mix: %s); keeping the stored one",
+                        key, stored.sha256, mixed.sha256)
+        event = _announce(call, mixed, stored, self.store.bucket, self.settings.mixer_producer_id)
+        await self._retrying(f"announce {key}", lambda: self.publisher.publish(event))
+        log.info("archived %s: %s, %d ms, %d gap(s)%s", call.call_key, key, mixed.duration_ms,
+                 len(mixed.gaps), ", partial" if mixed.partial else "")
+        return mixed
+
+    def _retain_until(self, call: CallRecord) -> datetime | None:
+        days = self.settings.mixer_retention_days
+        return call.started_at.astimezone(UTC) + timedelta(days=days) if days > 0 else None
+
+    async def _dead_letter_failures(
+        self, call: CallRecord, chunks: Sequence[SpooledChunk], mixed: MixedRecording,
+        partition: int,
+    ) -> None:
+        where = {(c.leg_id, c.chunk_seq): (offset, value) for offset, value, c in chunks}
+        for failure in mixed.failures:
+            offset, value = where[(failure.leg_id, failure.chunk_seq)]
+            letter = DeadLetter(
+                producer_id=self.settings.mixer_producer_id,
+                source_topic=AUDIO.name,
+                source_partition=partition,
+                source_offset=offset,
+                source_key=call.call_key.encode(),
+                payload=value,
+                error_type="UndecodableAudio",
+                reason=f"leg {failure.leg_id} chunk {failure.chunk_seq}: {failure.reason}",
+            )
+            await self._retrying("dead letter", functools.partial(self.publisher.publish, letter))
+
+    async def _retrying(self, what: str, attempt: Callable[[], Awaitable[T]]) -> T:
+        """Retry what failed for a reason that may pass, with capped exponential backoff."""
+        delay = FIRST_BACKOFF_S
+        while True:
+            try:
+                result = await attempt()
+            except (RetriableError, KafkaError) as e:
+                if self.failing_since is None:
+                    self.failing_since = datetime.now(UTC).isoformat()
+                log.warning("%s failed (%s); retrying in %.1f s", what, e, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.settings.mixer_upload_backoff_max_s)
+                continue
+            self.failing_since = None
+            return result
+
+
+def _announce(
+    call: CallRecord, mixed: MixedRecording, stored: StoredObject, bucket: str, producer_id: str
+) -> RecordingArchived:
+    event = archived_event(call, mixed, bucket, stored.key, stored.version_id, producer_id)
+    if stored.sha256 and stored.sha256 != mixed.sha256:
+        event = event.model_copy(update={"sha256": stored.sha256, "size_bytes": stored.size})
+    return event

@@ -1,0 +1,51 @@
+"""Which calls are already archived: read back from rec.recordings.v1 when partitions arrive.
+
+The recordings topic is the mixer's tracking record: a call announced there is done, so a worker
+that re-reads audio from an old committed offset skips it instead of mixing it again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from callrec.avro import codec
+from callrec.avro.errors import ContractError
+from callrec.avro.events import RecordingArchived
+from callrec.avro.topics import RECORDINGS
+
+
+async def load_archived(
+    bootstrap: str, partitions: Sequence[int], lookback: timedelta
+) -> dict[int, set[str]]:
+    """Call keys announced in the given partitions over the last ``lookback``."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(RECORDINGS.name, p) for p in partitions]
+        consumer.assign(tps)
+        since_ms = int((time.time() - lookback.total_seconds()) * 1000)
+        starts = await consumer.offsets_for_times({tp: since_ms for tp in tps})
+        ends = await consumer.end_offsets(tps)
+        for tp in tps:
+            start = starts.get(tp)
+            consumer.seek(tp, start.offset if start is not None else ends[tp])
+        done: dict[int, set[str]] = {p: set() for p in partitions}
+        pending = {tp for tp in tps if await consumer.position(tp) < ends[tp]}
+        while pending:
+            batches = await consumer.getmany(*pending, timeout_ms=1000)
+            for tp, records in batches.items():
+                for record in records:
+                    try:
+                        event = codec.decode(record.value or b"")
+                    except ContractError:
+                        continue  # not ours to judge: the topic's consumers dead-letter it
+                    if isinstance(event, RecordingArchived):
+                        done[tp.partition].add(event.call_key)
+            pending = {tp for tp in pending if await consumer.position(tp) < ends[tp]}
+        return done
+    finally:
+        await consumer.stop()

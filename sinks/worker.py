@@ -1,0 +1,319 @@
+"""The mixer worker: audio and call snapshots in, one archived recording per ended call out.
+
+One consumer in group ``mixer_group_id`` reads rec.audio.v1 and rec.calls.v1 with the range
+assignor, so partition N of both topics (the same call keys) always goes to the same worker.
+Open calls' chunks wait in the spool; a call whose CallRecord is terminal is mixed once every
+chunk the record counts has arrived (or after a short wait for stragglers), stored, announced on
+rec.recordings.v1, and only then allowed to release its offsets (see offsets.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.errors import KafkaError
+
+from callrec.avro import codec
+from callrec.avro.errors import ContractError
+from callrec.avro.events import AudioChunk, CallRecord, CallStatus, Event
+from callrec.avro.topics import AUDIO, CALLS
+from callrec.eventlog import EventPublisher
+from callrec.sinks.archive import Archiver
+from callrec.sinks.archived import load_archived
+from callrec.sinks.errors import SpoolFull
+from callrec.sinks.health import HealthReport
+from callrec.sinks.offsets import PartitionLedger
+from callrec.sinks.settings import MixerSettings
+from callrec.sinks.spool import Spool
+
+log = logging.getLogger(__name__)
+TERMINAL = (CallStatus.COMPLETED, CallStatus.ABNORMAL)
+RETRY_FAILED_MIX_S = 30.0
+
+
+@dataclass
+class OpenCall:
+    key: str
+    partition: int
+    record: CallRecord | None = None
+    chunks: set[tuple[str, int]] = field(default_factory=set)
+    ended_at: float | None = None
+    task: asyncio.Task[None] | None = None
+    not_before: float = 0.0
+
+    def complete(self) -> bool:
+        """Every chunk the CallRecord counts is here (chunk_seq 0..last_chunk_seq of each leg)."""
+        assert self.record is not None
+        return all(
+            all((leg.leg_id, seq) in self.chunks for seq in range(leg.last_chunk_seq + 1))
+            for leg in self.record.legs
+        )
+
+
+class MixerWorker:
+    def __init__(
+        self, settings: MixerSettings, publisher: EventPublisher, archiver: Archiver
+    ) -> None:
+        self.settings = settings
+        self.publisher = publisher
+        self.archiver = archiver
+        self.spool = Spool(
+            settings.mixer_spool_dir,
+            settings.mixer_spool_memory_mb * 1024 * 1024,
+            settings.mixer_spool_disk_mb * 1024 * 1024,
+        )
+        self.calls: dict[str, OpenCall] = {}
+        self.ledgers: dict[int, PartitionLedger] = {}
+        self.archived: dict[int, set[str]] = {}
+        self.committed: dict[TopicPartition, int] = {}
+        self.health = HealthReport(settings.mixer_health_file)
+        self._mixing = asyncio.Semaphore(settings.mixer_concurrency)
+        self._assigned = asyncio.Event()
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume until ``stop`` is set, then finish the calls being archived and commit."""
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            group_id=self.settings.mixer_group_id,
+            client_id=self.settings.mixer_producer_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            partition_assignment_strategy=(RangePartitionAssignor,),
+            session_timeout_ms=self.settings.mixer_session_timeout_ms,
+            heartbeat_interval_ms=max(1000, self.settings.mixer_session_timeout_ms // 4),
+            max_poll_interval_ms=300_000,
+        )
+        self._consumer = consumer
+        consumer.subscribe([AUDIO.name, CALLS.name], listener=_Rebalance(self))
+        await consumer.start()
+        last_commit = 0.0
+        try:
+            while not stop.is_set():
+                batches = await consumer.getmany(timeout_ms=200, max_records=1000)
+                for tp, records in batches.items():
+                    await self._consume(consumer, tp, records)
+                self._resume_if_room(consumer)
+                self._start_ready_calls()
+                if time.monotonic() - last_commit >= self.settings.mixer_commit_interval_s:
+                    await self._commit(consumer)
+                    self._report(consumer)
+                    last_commit = time.monotonic()
+            log.info("stopping: finishing %d call(s) being archived", self._busy())
+            await self._drain(list(self.calls.values()))
+            await self._commit(consumer)
+        finally:
+            self.health.write({"state": "stopped"})
+            await consumer.stop()
+
+    # --- consuming -----------------------------------------------------------------------------
+
+    async def _consume(self, consumer: AIOKafkaConsumer, tp: TopicPartition, records: Any) -> None:
+        # aiokafka may hand out records before the assignment callback (which loads the archived
+        # calls) has finished: wait for it, or a replay would archive a call a second time.
+        await self._assigned.wait()
+        ledger = self.ledgers.setdefault(tp.partition, PartitionLedger())
+        for record in records:
+            try:
+                event = codec.decode(record.value or b"")
+            except ContractError as e:
+                await self.publisher.dead_letter(record, e)
+                self._passed(ledger, tp.topic, record.offset)
+                continue
+            try:
+                kept = self._take(tp, record.offset, record.value, event, ledger)
+            except SpoolFull as e:
+                log.warning("%s; pausing %s at offset %d", e, tp, record.offset)
+                consumer.seek(tp, record.offset)
+                consumer.pause(tp)
+                return
+            if kept is None:
+                await self.publisher.dead_letter(
+                    record, ContractError(f"{type(event).__name__} does not belong on {tp.topic}")
+                )
+            if not kept:
+                self._passed(ledger, tp.topic, record.offset)
+
+    def _take(
+        self, tp: TopicPartition, offset: int, value: bytes, event: Event, ledger: PartitionLedger
+    ) -> bool | None:
+        """Keep an event of an open call; False when it needs nothing, None when misplaced."""
+        if tp.topic == AUDIO.name and isinstance(event, AudioChunk):
+            call = self._call_for(event.call_key, tp.partition)
+            if call is None or (event.leg_id, event.chunk_seq) in call.chunks:
+                return False
+            self.spool.add(call.key, offset, value)
+            call.chunks.add((event.leg_id, event.chunk_seq))
+            ledger.saw_chunk(call.key, offset)
+            return True
+        if tp.topic == CALLS.name and isinstance(event, CallRecord):
+            call = self._call_for(event.call_key, tp.partition)
+            if call is None:
+                return False
+            if call.record is None or event.version >= call.record.version:
+                call.record = event
+            same_partition = event.first_audio_partition == tp.partition
+            ledger.saw_snapshot(
+                call.key, offset, event.first_audio_offset if same_partition else None
+            )
+            if event.status in TERMINAL and call.ended_at is None:
+                call.ended_at = time.monotonic()
+            return True
+        return None
+
+    def _call_for(self, call_key: str, partition: int) -> OpenCall | None:
+        clusters = self.settings.clusters
+        if clusters and call_key.split(":", 1)[0] not in clusters:
+            return None
+        if call_key in self.archived.get(partition, ()):
+            return None
+        call = self.calls.get(call_key)
+        if call is None:
+            call = self.calls[call_key] = OpenCall(call_key, partition)
+        return call
+
+    @staticmethod
+    def _passed(ledger: PartitionLedger, topic: str, offset: int) -> None:
+        if topic == AUDIO.name:
+            ledger.passed(audio_offset=offset)
+        else:
+            ledger.passed(calls_offset=offset)
+
+    def _resume_if_room(self, consumer: AIOKafkaConsumer) -> None:
+        paused = consumer.paused()
+        if paused and self.spool.disk_bytes < self.spool.disk_budget * 0.9:
+            consumer.resume(*paused)
+
+    # --- archiving -----------------------------------------------------------------------------
+
+    def _start_ready_calls(self) -> None:
+        now = time.monotonic()
+        for call in list(self.calls.values()):
+            if call.task is not None or call.record is None or call.ended_at is None:
+                continue
+            if now < call.not_before:
+                continue
+            waited = now - call.ended_at >= self.settings.mixer_complete_wait_s
+            if waited or call.complete():
+                call.task = asyncio.create_task(self._archive(call), name=f"archive {call.key}")
+
+    async def _archive(self, call: OpenCall) -> None:
+        assert call.record is not None
+        try:
+            async with self._mixing:
+                entries = self.spool.values(call.key)
+                chunks = [(offset, value, codec.decode(value)) for offset, value in entries]
+                await self.archiver.archive(
+                    call.record,
+                    [(o, v, c) for o, v, c in chunks if isinstance(c, AudioChunk)],
+                    call.partition,
+                )
+        except asyncio.CancelledError:
+            call.task = None
+            raise
+        except Exception:
+            log.exception("archiving %s failed; trying again in %.0f s", call.key,
+                          RETRY_FAILED_MIX_S)
+            call.task, call.not_before = None, time.monotonic() + RETRY_FAILED_MIX_S
+            return
+        self._close(call)
+
+    def _close(self, call: OpenCall) -> None:
+        self.archived.setdefault(call.partition, set()).add(call.key)
+        ledger = self.ledgers.get(call.partition)
+        if ledger is not None:
+            ledger.closed(call.key)
+        self.spool.discard(call.key)
+        self.calls.pop(call.key, None)
+
+    async def _drain(self, calls: list[OpenCall]) -> None:
+        tasks = [c.task for c in calls if c.task is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=60)
+
+    def _busy(self) -> int:
+        return sum(1 for c in self.calls.values() if c.task is not None)
+
+    # --- offsets and rebalancing ---------------------------------------------------------------
+
+    async def _commit(self, consumer: AIOKafkaConsumer) -> None:
+        offsets: dict[TopicPartition, int] = {}
+        for tp in consumer.assignment():
+            ledger = self.ledgers.get(tp.partition)
+            if ledger is None:
+                continue
+            offset = ledger.audio_commit() if tp.topic == AUDIO.name else ledger.calls_commit()
+            if offset is not None and self.committed.get(tp) != offset:
+                offsets[tp] = offset
+        if not offsets:
+            return
+        try:
+            await consumer.commit(offsets)
+        except KafkaError as e:
+            log.warning("offset commit failed (will retry): %s", e)
+            return
+        self.committed.update(offsets)
+
+    async def partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        numbers = {tp.partition for tp in revoked}
+        leaving = [c for c in self.calls.values() if c.partition in numbers]
+        await self._drain(leaving)
+        if self._consumer is not None:
+            await self._commit(self._consumer)
+        for call in leaving:
+            if call.task is not None and not call.task.done():
+                call.task.cancel()
+            self.spool.discard(call.key)
+            self.calls.pop(call.key, None)
+        for n in numbers:
+            self.ledgers.pop(n, None)
+            self.archived.pop(n, None)
+        self.committed = {tp: o for tp, o in self.committed.items() if tp.partition not in numbers}
+
+    async def partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        numbers = sorted({tp.partition for tp in assigned} - set(self.archived))
+        if not numbers:
+            self._assigned.set()
+            return
+        self._assigned.clear()
+        lookback = timedelta(days=self.settings.mixer_archived_lookback_days)
+        try:
+            done = await load_archived(self.settings.kafka_bootstrap, numbers, lookback)
+        except KafkaError as e:  # a replayed call is then stored once but announced again
+            log.warning("could not read %s back: %s", "rec.recordings.v1", e)
+            done = {}
+        for n in numbers:
+            self.archived[n] = done.get(n, set())
+        self._assigned.set()
+        log.info("assigned partitions %s (%d calls already archived)", numbers,
+                 sum(len(v) for v in done.values()))
+
+    def _report(self, consumer: AIOKafkaConsumer) -> None:
+        self.health.write({
+            "state": "running",
+            "partitions": sorted({tp.partition for tp in consumer.assignment()}),
+            "open_calls": len(self.calls),
+            "archiving": self._busy(),
+            "spool_memory_bytes": self.spool.memory_bytes,
+            "spool_disk_bytes": self.spool.disk_bytes,
+            "paused": len(consumer.paused()) > 0,
+            "store_failing_since": self.archiver.failing_since,
+        })
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, worker: MixerWorker) -> None:
+        self.worker = worker
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self.worker.partitions_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self.worker.partitions_assigned(assigned)

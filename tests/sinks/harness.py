@@ -1,0 +1,124 @@
+"""Drive a mixer against the session's real Kafka and S3: settings, events in, recordings out."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+import uuid
+import wave
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+from aiokafka import AIOKafkaConsumer
+
+from callrec.avro import codec
+from callrec.avro.events import DeadLetter, Event, RecordingArchived
+from callrec.avro.topics import AUDIO, DEADLETTER, RECORDINGS
+from callrec.eventlog import EventPublisher
+from callrec.infra.kafka import KafkaBroker
+from callrec.infra.s3 import S3Server
+from callrec.sinks.settings import MixerSettings
+
+
+def mixer_env(kafka: KafkaBroker, s3: S3Server, tmp: Path, cluster: str, **extra: str) -> dict[
+    str, str
+]:
+    """CALLREC_* variables of a mixer isolated by bucket, group, cluster and directories."""
+    env = {
+        "CALLREC_KAFKA_BOOTSTRAP": kafka.bootstrap,
+        "CALLREC_S3_ENDPOINT": s3.endpoint,
+        "CALLREC_S3_ACCESS_KEY": s3.access_key,
+        "CALLREC_S3_SECRET_KEY": s3.secret_key,
+        "CALLREC_S3_BUCKET": f"rec-{uuid.uuid4().hex[:12]}",
+        "CALLREC_MIXER_GROUP_ID": f"mixer-test-{uuid.uuid4().hex[:8]}",
+        "CALLREC_MIXER_CLUSTERS": cluster,
+        "CALLREC_MIXER_SPOOL_DIR": str(tmp / "spool"),
+        "CALLREC_MIXER_HEALTH_FILE": str(tmp / "health.json"),
+        "CALLREC_MIXER_MANIFEST_KEY": str(tmp / "manifest.pem"),
+        "CALLREC_MIXER_COMPLETE_WAIT_S": "1.0",
+        "CALLREC_MIXER_SESSION_TIMEOUT_MS": "6000",
+        "CALLREC_MIXER_COMMIT_INTERVAL_S": "0.3",
+        "CALLREC_MIXER_UPLOAD_BACKOFF_MAX_S": "1.0",
+    }
+    env.update(extra)
+    return env
+
+
+def settings_from(env: dict[str, str]) -> MixerSettings:
+    fields = {k.removeprefix("CALLREC_").lower(): v for k, v in env.items()}
+    return MixerSettings(**fields)  # type: ignore[arg-type]
+
+
+def new_cluster() -> str:
+    return f"T{uuid.uuid4().hex[:10]}"
+
+
+async def publish(bootstrap: str, events: Iterable[Event]) -> None:
+    publisher = EventPublisher(bootstrap, "mixer-test")
+    await publisher.start()
+    try:
+        for event in events:
+            await publisher.publish(event)
+    finally:
+        await publisher.stop()
+
+
+async def wait_for_events(
+    bootstrap: str, topic: str, accept: Callable[[Event], bool], want: int, keys: set[bytes],
+    within: float = 60.0, settle: float = 0.0,
+) -> list[Event]:
+    """Accepted events on ``topic`` whose Kafka key is in ``keys``, read from the start; waits
+    for ``want`` of them, then ``settle`` seconds more to catch any extra."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+        group_id=f"mixer-test-reader-{uuid.uuid4().hex[:8]}", enable_auto_commit=False,
+    )
+    await consumer.start()
+    found: list[Event] = []
+    deadline = time.monotonic() + within
+    try:
+        while time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=300)
+            for records in batches.values():
+                for record in records:
+                    if record.key not in keys:
+                        continue
+                    event = codec.decode(record.value or b"")
+                    if accept(event):
+                        found.append(event)
+            if len(found) >= want:
+                if settle <= 0:
+                    break
+                await asyncio.sleep(settle)
+                settle = 0
+        return found
+    finally:
+        await consumer.stop()
+
+
+async def archived(bootstrap: str, call_keys: set[str], within: float = 60.0, settle: float = 0.0
+                   ) -> list[RecordingArchived]:
+    events = await wait_for_events(
+        bootstrap, RECORDINGS.name, lambda e: isinstance(e, RecordingArchived), len(call_keys),
+        {k.encode() for k in call_keys}, within, settle,
+    )
+    return [e for e in events if isinstance(e, RecordingArchived)]
+
+
+async def dead_letters(bootstrap: str, call_key: str, within: float = 30.0) -> list[DeadLetter]:
+    def ours(event: Event) -> bool:
+        return isinstance(event, DeadLetter) and event.source_key == call_key.encode()
+
+    events = await wait_for_events(
+        bootstrap, DEADLETTER.name, ours, 1, {AUDIO.name.encode()}, within
+    )
+    return [e for e in events if isinstance(e, DeadLetter)]
+
+
+def wav_channels(data: bytes) -> tuple[int, np.ndarray]:
+    """(sample rate, samples as (frames, channels)) of a 16-bit WAV file."""
+    with wave.open(io.BytesIO(data)) as w:
+        frames = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+        return w.getframerate(), frames.reshape(-1, w.getnchannels())

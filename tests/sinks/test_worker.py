@@ -1,0 +1,110 @@
+"""The mixer worker end to end: real Kafka in, real S3 and rec.recordings.v1 out."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import numpy as np
+from minio import Minio
+
+from callrec.avro.events import CallStatus, GapCause, Leg
+from callrec.infra.kafka import KafkaBroker
+from callrec.infra.s3 import S3Server
+from callrec.sinks.service import serve
+from callrec.sinks.settings import MixerSettings
+from tests.sinks.factory import (
+    call_record,
+    chunked,
+    leg_summary,
+    payload_pcm,
+    rtp_stream,
+    simple_call,
+)
+from tests.sinks.harness import (
+    archived,
+    dead_letters,
+    mixer_env,
+    new_cluster,
+    publish,
+    settings_from,
+    wav_channels,
+)
+
+
+@asynccontextmanager
+async def running(settings: MixerSettings) -> AsyncIterator[None]:
+    stop = asyncio.Event()
+    task = asyncio.create_task(serve(settings, stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 60)
+
+
+def versions(client: Minio, bucket: str, key: str) -> int:
+    return sum(1 for _ in client.list_objects(bucket, prefix=key, include_version=True))
+
+
+async def test_a_completed_call_becomes_a_stereo_wav_of_its_two_legs(
+    kafka: KafkaBroker, s3: S3Server, minio_client: Minio, tmp_path: Path
+) -> None:
+    cluster = new_cluster()
+    env = mixer_env(kafka, s3, tmp_path, cluster)
+    settings = settings_from(env)
+    key = f"{cluster}:19301625"
+    near, far, done = simple_call(key, packets=60, far_delay_us=40_000)
+    active = done.model_copy(update={"status": CallStatus.ACTIVE, "version": 1, "ended_at": None})
+    async with running(settings):
+        await publish(kafka.bootstrap, [active, *near, *far, done])
+        [event] = await archived(kafka.bootstrap, {key})
+    bucket = settings.s3_bucket
+    data = minio_client.get_object(bucket, event.object_key).read()
+    assert event.object_key == f"recordings/2026/09/21/{cluster}%3A19301625.wav"
+    assert hashlib.sha256(data).hexdigest() == event.sha256 and len(data) == event.size_bytes
+    rate, pcm = wav_channels(data)
+    assert rate == 8000 and pcm.shape == (60 * 160 + 320, 2)
+    np.testing.assert_array_equal(pcm[: 60 * 160, 0], payload_pcm(near))
+    np.testing.assert_array_equal(pcm[320:, 1], payload_pcm(far))
+    assert not event.partial and event.call_status == CallStatus.COMPLETED
+    stat = minio_client.stat_object(bucket, event.object_key)
+    assert stat.metadata["x-amz-meta-sha256"] == event.sha256
+    assert stat.metadata["x-amz-meta-call-key"] == key
+    assert stat.metadata["x-amz-meta-near-end-addr"] == "1001"
+
+    # A second worker group replaying the same topics finds the call archived: no second object.
+    again = settings_from({**env, "CALLREC_MIXER_GROUP_ID": env["CALLREC_MIXER_GROUP_ID"] + "b"})
+    async with running(again):
+        events = await archived(kafka.bootstrap, {key}, within=8, settle=3)
+    assert len(events) == 1
+    assert versions(minio_client, bucket, event.object_key) == 1
+
+
+async def test_abnormal_call_lost_packets_and_a_bad_chunk_still_give_a_partial_recording(
+    kafka: KafkaBroker, s3: S3Server, minio_client: Minio, tmp_path: Path
+) -> None:
+    cluster = new_cluster()
+    settings = settings_from(mixer_env(kafka, s3, tmp_path, cluster))
+    key = f"{cluster}:77"
+    packets = rtp_stream(40)
+    near = chunked(packets[:12] + packets[15:], key, Leg.NEAR_END, "near-0")
+    near[3] = near[3].model_copy(update={"codec": "iLBC"})  # a chunk nobody can decode
+    record = call_record(key, [leg_summary(near)], status=CallStatus.ABNORMAL)
+    async with running(settings):
+        await publish(kafka.bootstrap, [*near, record])
+        [event] = await archived(kafka.bootstrap, {key})
+        [letter] = await dead_letters(kafka.bootstrap, key)
+    assert event.partial and event.call_status == CallStatus.ABNORMAL
+    assert event.abnormal_reason == "RECORDER_LOST"
+    near_gaps = {(g.start_ms, g.duration_ms, g.cause) for g in event.gaps if g.leg == Leg.NEAR_END}
+    assert (240, 60, GapCause.LOST_PACKETS) in near_gaps
+    assert (660, 140, GapCause.UNDECODABLE) in near_gaps  # the last chunk: 7 packets
+    assert letter.error_type == "UndecodableAudio" and "iLBC" in letter.reason
+    _, pcm = wav_channels(minio_client.get_object(settings.s3_bucket, event.object_key).read())
+    assert len(pcm) == 40 * 160  # the audio up to the end, silence where it was lost
+    np.testing.assert_array_equal(pcm[23 * 160 : 33 * 160, 0], payload_pcm(near[2:3]))
+    assert not pcm[33 * 160 :, 0].any()

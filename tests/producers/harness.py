@@ -1,0 +1,227 @@
+"""Test harness for the recorder: the real process, sipp playing CUCM, a tap on the real Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from callrec.avro import codec
+from callrec.avro.events import AudioChunk, Event
+from callrec.infra.procs import free_port
+from tests.conftest import TEST_PARTITIONS
+
+SIPP_DIR = Path(__file__).parent / "sipp"
+G711A_PCAP = Path("/usr/share/sip-tester/g711a.pcap")
+TOPICS = ("rec.lifecycle.v1", "rec.audio.v1", "rec.recorders.v1")
+
+
+@dataclass
+class RecorderProcess:
+    """One recorder run as the stack runs it: ``python -m callrec.producers`` with env vars."""
+
+    data_dir: Path
+    bootstrap: str
+    recorder_id: str = field(default_factory=lambda: f"rec-{uuid.uuid4().hex[:8]}")
+    sip_port: int = field(default_factory=free_port)
+    rtp_base: int = 0
+    extra_env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        if not self.rtp_base:
+            self.rtp_base = 30000 + (os.getpid() * 97 + self.sip_port) % 30000 // 100 * 100
+        env = {
+            **os.environ,
+            "CALLREC_RECORDER_ID": self.recorder_id,
+            "CALLREC_RECORDER_KAFKA_BOOTSTRAP": self.bootstrap,
+            "CALLREC_RECORDER_SIP_HOST": "127.0.0.1",
+            "CALLREC_RECORDER_SIP_PORT": str(self.sip_port),
+            "CALLREC_RECORDER_RTP_PORTS": f"{self.rtp_base}-{self.rtp_base + 99}",
+            "CALLREC_RECORDER_ALLOW": "127.0.0.1",
+            "CALLREC_RECORDER_DATA_DIR": str(self.data_dir),
+            **self.extra_env,
+        }
+        self.log = (self.data_dir.parent / f"{self.recorder_id}.log").open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "callrec.producers"],
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def status(self) -> dict[str, object]:
+        try:
+            loaded: dict[str, object] = json.loads((self.data_dir / "status.json").read_text())
+            return loaded
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+
+    def wait_for(self, predicate: Callable[[dict[str, object]], bool], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None and self.proc.poll() is None, self.log_tail()
+            if predicate(self.status()):
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"recorder status never matched: {self.status()}\n{self.log_tail()}")
+
+    def wait_healthy(self, timeout: float = 30.0) -> None:
+        self.wait_for(lambda s: s.get("health") == "HEALTHY", timeout)
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        os.kill(self.proc.pid, signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            return self.proc.wait(5)
+
+    def log_tail(self, lines: int = 40) -> str:
+        path = self.data_dir.parent / f"{self.recorder_id}.log"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+async def run_sipp(
+    scenario: str,
+    recorder: RecorderProcess,
+    keys: dict[str, str],
+    duration_ms: int = 0,
+    local_ip: str = "127.0.0.1",
+    timeout: float = 60.0,
+) -> tuple[int, str]:
+    """Play one dialog with sipp; returns its exit code and its error log."""
+    sip_port, media_port = free_port(local_ip), free_port(local_ip)
+    err = recorder.data_dir.parent / f"sipp-{uuid.uuid4().hex[:8]}.err"
+    argv = [
+        "sipp", "-sf", str(SIPP_DIR / scenario), "-m", "1", "-l", "1",
+        "-i", local_ip, "-p", str(sip_port), "-mi", local_ip, "-mp", str(media_port),
+        "-d", str(duration_ms), "-timeout", f"{int(timeout)}s", "-nostdin",
+        "-trace_err", "-error_file", str(err),
+        f"127.0.0.1:{recorder.sip_port}",
+    ]  # fmt: skip
+    for name, value in keys.items():
+        argv += ["-key", name, value]
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+    )
+    try:
+        rc = await asyncio.wait_for(proc.wait(), timeout + 10)
+    except TimeoutError:
+        proc.kill()
+        rc = await proc.wait()
+    return rc, err.read_text(errors="replace") if err.exists() else ""
+
+
+def leg_keys(leg: str, refci: str, cluster: str, **extra: str) -> dict[str, str]:
+    return {
+        "leg": leg,
+        "refci": refci,
+        "farrefci": str(int(refci) - 1),
+        "cluster": cluster,
+        "codecs": "8 101",
+        "cause": "16",
+        "pcap": str(G711A_PCAP),
+        **extra,
+    }
+
+
+class EventTap:
+    """Reads the contract topics from their current end; keeps events of the given call keys."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        self.events: list[Event] = []
+
+    async def start(self) -> None:
+        await self.consumer.start()
+        known = await self.consumer.topics()
+        assert set(TOPICS) <= known, f"contract topics missing: {known}"
+        partitions = [TopicPartition(t, p) for t in TOPICS for p in range(TEST_PARTITIONS)]
+        self.consumer.assign(partitions)
+        await self.consumer.seek_to_end(*partitions)
+        for tp in partitions:
+            await self.consumer.position(tp)
+
+    async def stop(self) -> None:
+        await self.consumer.stop()
+
+    async def until(
+        self, done: Callable[[list[Event]], bool], timeout: float = 30.0
+    ) -> list[Event]:
+        deadline = time.monotonic() + timeout
+        while not done(self.events):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out; have {summary(self.events)}")
+            batches = await self.consumer.getmany(timeout_ms=200)
+            for records in batches.values():
+                self.events.extend(codec.decode(r.value or b"") for r in records)
+        return self.events
+
+    def of(self, call_key: str) -> list[Event]:
+        return [e for e in self.events if getattr(e, "call_key", None) == call_key]
+
+
+def summary(events: list[Event]) -> list[str]:
+    return [
+        f"{type(e).__name__}:{getattr(e, 'leg', '')}:{getattr(e, 'change', '')}"
+        f"{getattr(e, 'reason', '')}"
+        for e in events
+        if not isinstance(e, AudioChunk) and type(e).__name__ != "RecorderHeartbeat"
+    ]
+
+
+def pcap_rtp_payloads(path: Path) -> list[bytes]:
+    """RTP payloads of an Ethernet/IPv4/UDP pcap, in file order."""
+    data = path.read_bytes()
+    pos, payloads = 24, []
+    while pos + 16 <= len(data):
+        incl = struct.unpack_from("<I", data, pos + 8)[0]
+        frame = data[pos + 16 : pos + 16 + incl]
+        pos += 16 + incl
+        ip = frame[14:]
+        udp = ip[(ip[0] & 0x0F) * 4 :]
+        rtp = udp[8:]
+        payloads.append(rtp[12 + 4 * (rtp[0] & 0x0F) :])
+    return payloads
+
+
+def send_udp(payload: bytes, port: int, source_ip: str = "127.0.0.1", wait: float = 1.0) -> bytes:
+    """One datagram to the recorder's SIP port; the reply, or b'' if none came."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((source_ip, 0))
+        sock.settimeout(wait)
+        sock.sendto(payload, ("127.0.0.1", port))
+        try:
+            return sock.recv(65535)
+        except TimeoutError:
+            return b""
+
+
+def options_request(port: int, source_ip: str = "127.0.0.1", method: str = "OPTIONS") -> bytes:
+    tag = uuid.uuid4().hex[:8]
+    return (
+        f"{method} sip:rec@127.0.0.1:{port} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP {source_ip}:5070;rport;branch=z9hG4bK{tag}\r\n"
+        f"From: <sip:cucm@{source_ip}>;tag={tag}\r\n"
+        f"To: <sip:rec@127.0.0.1:{port}>\r\n"
+        f"Call-ID: {tag}@{source_ip}\r\n"
+        f"CSeq: 1 {method}\r\n"
+        "Max-Forwards: 70\r\n"
+        "Content-Length: 0\r\n\r\n"
+    ).encode()

@@ -1,0 +1,205 @@
+"""The recorder process against the real Kafka broker, with sipp playing CUCM."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from callrec.avro.events import (
+    AudioChunk,
+    Leg,
+    LegChange,
+    LegEnded,
+    LegEndReason,
+    LegStarted,
+    LegUpdated,
+    RecorderHeartbeat,
+)
+from callrec.infra.kafka import KafkaBroker
+from tests.producers.harness import (
+    G711A_PCAP,
+    EventTap,
+    RecorderProcess,
+    leg_keys,
+    options_request,
+    pcap_rtp_payloads,
+    run_sipp,
+    send_udp,
+)
+
+
+@pytest.fixture(scope="module")
+def recorder(
+    kafka: KafkaBroker, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RecorderProcess]:
+    base = tmp_path_factory.mktemp("recorder")
+    proc = RecorderProcess(
+        data_dir=base / "data",
+        bootstrap=kafka.bootstrap,
+        extra_env={"CALLREC_RECORDER_ANSWER_DELAY_MS": "150"},
+    )
+    proc.start()
+    try:
+        proc.wait_healthy()
+        yield proc
+    finally:
+        assert proc.stop() == 0, proc.log_tail()
+
+
+@pytest.fixture
+async def tap(kafka: KafkaBroker) -> AsyncIterator[EventTap]:
+    tap = EventTap(kafka.bootstrap)
+    await tap.start()
+    yield tap
+    await tap.stop()
+
+
+def new_call() -> tuple[str, str]:
+    return f"C{uuid.uuid4().hex[:6]}", str(uuid.uuid4().int % 10**8 + 10**8)
+
+
+def ended(call_key: str, legs: int = 1):  # type: ignore[no-untyped-def]
+    return lambda events: (
+        sum(isinstance(e, LegEnded) and e.call_key == call_key for e in events) >= legs
+    )
+
+
+def audio_of(events: list, leg: Leg) -> list[AudioChunk]:  # type: ignore[type-arg]
+    return [e for e in events if isinstance(e, AudioChunk) and e.leg is leg]
+
+
+async def test_two_leg_call_records_every_payload_byte(
+    recorder: RecorderProcess, tap: EventTap
+) -> None:
+    cluster, refci = new_call()
+    key = f"{cluster}:{refci}"
+    near, far = await asyncio.gather(
+        run_sipp("cucm_leg.xml", recorder, leg_keys("x-nearend", refci, cluster), 7600),
+        run_sipp("cucm_leg.xml", recorder, leg_keys("x-farend", refci, cluster), 7600),
+    )
+    assert near[0] == 0 and far[0] == 0, (near, far)
+    await tap.until(ended(key, 2))
+    events = tap.of(key)
+    started = {e.leg: e for e in events if isinstance(e, LegStarted)}
+    assert set(started) == {Leg.NEAR_END, Leg.FAR_END}
+    s = started[Leg.NEAR_END]
+    assert (s.cluster_id, s.refci, s.far_end_refci) == (cluster, refci, str(int(refci) - 1))
+    assert (s.near_end_addr, s.far_end_addr) == ("1001", "1000")
+    assert (s.near_end_device, s.far_end_device) == ("SEP6C416A369525", "SEP38ED18552A12")
+    assert (s.codec, s.payload_type, s.telephone_event_pt) == ("PCMA", 8, 101)
+    assert s.media_direction == "sendonly" and s.session_expires_s == 1800
+    assert s.destination == "7878" and s.recorder_id == recorder.recorder_id
+    assert s.remote_rtp_addr.startswith("127.0.0.1:")
+    assert started[Leg.FAR_END].leg_id != s.leg_id
+    expected = b"".join(pcap_rtp_payloads(G711A_PCAP))
+    for leg in (Leg.NEAR_END, Leg.FAR_END):
+        chunks = sorted(audio_of(events, leg), key=lambda c: c.chunk_seq)
+        assert [c.chunk_seq for c in chunks] == list(range(len(chunks)))
+        packets = [p for c in chunks for p in c.packets]
+        assert b"".join(p.payload for p in sorted(packets, key=lambda p: p.rtp_seq)) == expected
+        assert all(c.codec == "PCMA" and c.call_key == key for c in chunks)
+        [end] = [e for e in events if isinstance(e, LegEnded) and e.leg is leg]
+        assert end.reason is LegEndReason.BYE and end.q850_cause == 16
+        assert end.chunk_count == len(chunks) and end.packets_received == len(packets)
+        assert end.payload_bytes == len(expected)
+
+
+async def test_codec_mismatch_ends_the_leg_with_cause_47(
+    recorder: RecorderProcess, tap: EventTap
+) -> None:
+    cluster, refci = new_call()
+    keys = leg_keys("x-nearend", refci, cluster, codecs="3", cause="47")
+    rc, err = await run_sipp("cucm_leg.xml", recorder, keys, 0)
+    assert rc == 0, err
+    events = await tap.until(ended(f"{cluster}:{refci}"))
+    [end] = [e for e in events if isinstance(e, LegEnded) and e.call_key == f"{cluster}:{refci}"]
+    assert end.reason is LegEndReason.CODEC_MISMATCH and end.q850_cause == 47
+
+
+async def test_refresh_hold_resume_and_update(recorder: RecorderProcess, tap: EventTap) -> None:
+    cluster, refci = new_call()
+    key = f"{cluster}:{refci}"
+    rc, err = await run_sipp("cucm_changes.xml", recorder, leg_keys("x-nearend", refci, cluster))
+    assert rc == 0, err
+    await tap.until(ended(key))
+    changes = [e.change for e in tap.of(key) if isinstance(e, LegUpdated)]
+    assert changes == [
+        LegChange.SESSION_REFRESH,
+        LegChange.HOLD,
+        LegChange.RESUME,
+        LegChange.PARTY_CHANGE,
+    ]
+    [party] = [e for e in tap.of(key) if isinstance(e, LegUpdated) and e.sip_method == "UPDATE"]
+    assert (party.far_end_addr, party.far_end_device) == ("2000", "SEP000000002000")
+
+
+async def test_bye_on_one_leg_leaves_the_other_recording(
+    recorder: RecorderProcess, tap: EventTap
+) -> None:
+    cluster, refci = new_call()
+    key = f"{cluster}:{refci}"
+    far = asyncio.create_task(
+        run_sipp("cucm_leg.xml", recorder, leg_keys("x-farend", refci, cluster), 4000)
+    )
+    rc, err = await run_sipp("cucm_leg.xml", recorder, leg_keys("x-nearend", refci, cluster), 500)
+    assert rc == 0, err
+    await tap.until(ended(key, 1))
+    far_id = next(
+        e.leg_id for e in tap.of(key) if isinstance(e, LegStarted) and e.leg is Leg.FAR_END
+    )
+    await tap.until(
+        lambda evs: any(
+            isinstance(e, RecorderHeartbeat)
+            and e.recorder_id == recorder.recorder_id
+            and far_id in e.active_leg_ids
+            for e in evs[-50:]
+        )
+    )
+    assert [e.leg for e in tap.of(key) if isinstance(e, LegEnded)] == [Leg.NEAR_END]
+    assert (await far)[0] == 0
+    await tap.until(ended(key, 2))
+
+
+async def test_cancel_before_answer_records_nothing(
+    recorder: RecorderProcess, tap: EventTap
+) -> None:
+    cluster, refci = new_call()
+    rc, err = await run_sipp("cancel.xml", recorder, leg_keys("x-nearend", refci, cluster))
+    assert rc == 0, err
+    recorder.wait_for(lambda s: s.get("active_legs") == 0, 5)
+    await asyncio.sleep(1)
+    await tap.until(lambda evs: True, 1)
+    assert tap.of(f"{cluster}:{refci}") == []
+
+
+def test_options_says_healthy_and_strangers_get_403(recorder: RecorderProcess) -> None:
+    reply = send_udp(options_request(recorder.sip_port), recorder.sip_port)
+    assert reply.startswith(b"SIP/2.0 200"), reply
+    for method in ("OPTIONS", "INVITE"):
+        stranger = options_request(recorder.sip_port, "127.0.0.2", method)
+        reply = send_udp(stranger, recorder.sip_port, source_ip="127.0.0.2")
+        assert reply.startswith(b"SIP/2.0 403"), reply
+
+
+@pytest.mark.parametrize(
+    "datagram",
+    [
+        b"\x00" * 40,
+        b"\xff\xfe garbage that is not SIP at all, not even text \x81\x82",
+        b"INVITE sip:x SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:1;rport;branch=z9hG4bKx\r\nFrom",
+        b"OPTIONS sip:x SIP/2.0\r\n" + b"X-Junk: " + b"a" * 60000 + b"\r\n\r\n",
+        b"INVITE sip:7878@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;rport;branch=z9hG4bKq\r\n"
+        b"From: <sip:1@h>;tag=1\r\nTo: <sip:2@h>\r\nCall-ID: q\r\nCSeq: 1 INVITE\r\n"
+        b"Content-Length: 0\r\n\r\n",
+    ],
+)
+def test_bad_datagrams_get_400_or_are_dropped(recorder: RecorderProcess, datagram: bytes) -> None:
+    reply = send_udp(datagram, recorder.sip_port, wait=0.5)
+    assert reply == b"" or reply.startswith(b"SIP/2.0 4"), reply
+    assert send_udp(options_request(recorder.sip_port), recorder.sip_port).startswith(
+        b"SIP/2.0 200"
+    )

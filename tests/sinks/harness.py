@@ -11,7 +11,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.structs import RecordMetadata
 
 from callrec.avro import codec
 from callrec.avro.events import DeadLetter, Event, RecordingArchived
@@ -55,14 +56,24 @@ def new_cluster() -> str:
     return f"T{uuid.uuid4().hex[:10]}"
 
 
-async def publish(bootstrap: str, events: Iterable[Event]) -> None:
+async def publish(bootstrap: str, events: Iterable[Event]) -> list[RecordMetadata]:
+    """Publish in order; returns where each event landed."""
     publisher = EventPublisher(bootstrap, "mixer-test")
     await publisher.start()
     try:
-        for event in events:
-            await publisher.publish(event)
+        return [await publisher.publish(event) for event in events]
     finally:
         await publisher.stop()
+
+
+async def committed(bootstrap: str, group_id: str, topic: str, partition: int) -> int | None:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id)
+    await consumer.start()
+    try:
+        offset: int | None = await consumer.committed(TopicPartition(topic, partition))
+        return offset
+    finally:
+        await consumer.stop()
 
 
 async def wait_for_events(

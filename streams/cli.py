@@ -1,5 +1,50 @@
-"""`callrec streams ...`: run the call-state worker."""
+"""`callrec streams ...`: run the call-state worker, check its health, replay the topics."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
 
 import typer
 
+from callrec.streams.settings import StreamsSettings
+
 app = typer.Typer(help="The call-state worker (streams/).", no_args_is_help=True)
+
+
+@app.command()
+def worker() -> None:
+    """Run a worker (all settings from CALLREC_* / CALLREC_STREAMS_* variables)."""
+    from callrec.streams.worker import run_worker
+
+    run_worker(StreamsSettings())
+
+
+@app.command()
+def health(max_age_s: float = typer.Option(5.0, help="Oldest acceptable health file.")) -> None:
+    """Exit 0 if the worker's health file is fresh, 1 otherwise (for the stack's probe)."""
+    path = StreamsSettings().health_file
+    try:
+        status = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        typer.echo(f"unhealthy: {path}: {e}", err=True)
+        raise typer.Exit(1) from e
+    age = time.time() - status["at_us"] / 1e6
+    typer.echo(json.dumps({**status, "age_s": round(age, 2)}))
+    if age > max_age_s:
+        raise typer.Exit(1)
+
+
+@app.command()
+def replay(
+    settle_s: float = typer.Option(0.0, help="Only compare calls whose newest fact is older."),
+) -> None:
+    """Rebuild every call from the start of the topics; report differences from rec.calls.v1."""
+    from callrec.streams.replay import replay_and_compare
+
+    report = replay_and_compare(StreamsSettings(), settle_s=settle_s)
+    typer.echo(report.summary())
+    for line in report.differences[:100]:
+        typer.echo(line)
+    sys.exit(0 if not report.differences else 1)

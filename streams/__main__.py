@@ -1,0 +1,5 @@
+"""``python -m callrec.streams``: run a call-state worker configured from CALLREC_* variables."""
+
+from callrec.streams.worker import main
+
+main()

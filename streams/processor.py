@@ -1,0 +1,261 @@
+"""The worker's adapter core: raw Kafka records in, table writes and Kafka sends out.
+
+decode -> apply/tick -> persist -> emit, with nothing Faust-specific: the Faust app (app.py)
+hands it batches and gives it a store and an emitter, and the benchmark drives it the same way.
+Bad records are dead-lettered with the reason and the worker goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, MutableMapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from callrec.avro import codec
+from callrec.avro.errors import ContractError
+from callrec.avro.events import CallEvent, CallRecord, CallStatus, DeadLetter, MetricSample
+from callrec.streams.errors import InvariantViolated, LateEvent
+from callrec.streams.fold import apply, micros
+from callrec.streams.metrics import add, gauge_tallies, samples, window_at
+from callrec.streams.model import CallState, SourcePosition
+from callrec.streams.outputs import Evict, Snapshot, Tally
+from callrec.streams.projection import call_recorder, to_record
+from callrec.streams.recorders import RecordersView
+from callrec.streams.rules import Rules
+from callrec.streams.state_codec import UnreadableState, decode_state, encode_state
+from callrec.streams.verdict import tick
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """One consumed record, as any Kafka client gives it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+class Emitter(Protocol):
+    """Where the processor's results go (the worker's Kafka producer)."""
+
+    def snapshot(self, partition: int, record: CallRecord) -> None: ...
+    def dead_letter(self, letter: DeadLetter) -> None: ...
+    def changelog(self, partition: int, key: bytes, value: bytes | None) -> None: ...
+
+
+class CallProcessor:
+    """Folds batches of records into the calls of this worker's partitions."""
+
+    def __init__(
+        self,
+        *,
+        worker_id: str,
+        rules: Rules,
+        table: MutableMapping[bytes, bytes],
+        emitter: Emitter,
+        recorders: Callable[[], RecordersView],
+        clock: Callable[[], int],
+        metrics_window_s: float = 10.0,
+    ) -> None:
+        self.worker_id = worker_id
+        self.rules = rules
+        self.table = table
+        self.emitter = emitter
+        self.recorders = recorders
+        self.clock = clock
+        self.states: dict[bytes, CallState] = {}
+        self.partition_of: dict[bytes, int] = {}
+        self.synced: set[int] = set()
+        self.window = window_at(clock(), rules.us(metrics_window_s))
+        self.folded = 0
+        self.rejected = 0
+
+    # --- folding -------------------------------------------------------------------------------
+
+    def fold_batch(self, batch: Sequence[Incoming], tick_topic: str | None = None) -> None:
+        """Fold a batch; each call touched is written to the table once, at the end."""
+        touched: dict[bytes, CallState | None] = {}
+        ticked: set[int] = set()
+        tallies: list[Tally] = []
+        for record in batch:
+            if record.topic == tick_topic:
+                ticked.add(record.partition)
+                continue
+            self._fold_record(record, touched, tallies)
+        self._persist(touched)
+        for partition in sorted(ticked):
+            self.tick_partition(partition)
+        if tallies:
+            self.window = add(self.window, tallies)
+
+    def _fold_record(
+        self, record: Incoming, touched: dict[bytes, CallState | None], tallies: list[Tally]
+    ) -> None:
+        try:
+            event = codec.decode(record.value or b"")
+            if not isinstance(event, CallEvent):
+                raise InvariantViolated(f"{type(event).__name__} on {record.topic}")
+            key = event.kafka_key
+            if record.key is not None and record.key != key:
+                raise InvariantViolated(
+                    f"Kafka key {record.key!r} is not the event's call key {event.call_key!r}"
+                )
+            state = touched[key] if key in touched else self.get(key)
+            if state is None:
+                age = self.clock() - micros(event.event_time)
+                if age > self.rules.us(self.rules.terminal_retention_s):
+                    raise LateEvent(
+                        f"event {age / 1e6:.0f} s old for a call not in the table: it ended "
+                        f"and was evicted (retention {self.rules.terminal_retention_s:.0f} s)"
+                    )
+            position = SourcePosition(record.topic, record.partition, record.offset)
+            new, outputs = apply(state, event, position)
+        except (ContractError, InvariantViolated, LateEvent) as e:
+            self._reject(record, e)
+            return
+        self.folded += 1
+        if new is not state:
+            touched[key] = new
+            self.partition_of[key] = record.partition
+        tallies.extend(o for o in outputs if isinstance(o, Tally))
+
+    def _persist(self, touched: dict[bytes, CallState | None]) -> None:
+        for key, state in touched.items():
+            if state is None:
+                continue
+            old = self.states.get(key)
+            self.put(key, state)
+            if old is None or state.version != old.version:
+                self._publish(state)
+
+    # --- ticking -------------------------------------------------------------------------------
+
+    def tick_partition(self, partition: int) -> None:
+        """Apply the time rules to every call of a partition this worker owns."""
+        self._ensure_synced(partition)
+        now = self.clock()
+        view = self.recorders()
+        tallies: list[Tally] = []
+        for key in [k for k, p in self.partition_of.items() if p == partition]:
+            state = self.get(key)
+            if state is None:
+                continue
+            new, outputs = tick(state, now, view, self.rules)
+            tallies.extend(o for o in outputs if isinstance(o, Tally))
+            if any(isinstance(o, Snapshot) for o in outputs) and new is not None:
+                self.put(key, new)
+                self._publish(new)
+            elif new is not None and new != state:
+                self.put(key, new)
+            if any(isinstance(o, Evict) for o in outputs):
+                self.delete(key)
+        if tallies:
+            self.window = add(self.window, tallies)
+
+    def _ensure_synced(self, partition: int) -> None:
+        """After an assignment, index what recovery put in the table and republish it.
+
+        The table's changelog and the snapshots are separate sends: a crash between them can
+        leave a state whose snapshot never reached rec.calls.v1. Republishing the current
+        version (same id, same version) on taking a partition closes that gap.
+        """
+        if partition in self.synced:
+            return
+        for key, value in list(self.table.items()):
+            if key in self.partition_of:
+                continue
+            try:
+                state = decode_state(value)
+            except UnreadableState as e:
+                log.error("dropping unreadable state of %r: %s", key, e)
+                continue
+            if state.partition is not None:
+                self.states[key] = state
+                self.partition_of[key] = state.partition
+        for key, owner in self.partition_of.items():
+            state = self.states.get(key)
+            if owner == partition and state is not None and state.version > 0:
+                self._publish(state)
+        self.synced.add(partition)
+
+    def partitions_revoked(self, partitions: Iterable[int]) -> None:
+        """Forget the calls of partitions another worker now owns (it recovers them)."""
+        gone = set(partitions)
+        for key in [k for k, p in self.partition_of.items() if p in gone]:
+            self.partition_of.pop(key, None)
+            self.states.pop(key, None)
+            self.table.pop(key, None)
+        self.synced -= gone
+
+    # --- metrics -------------------------------------------------------------------------------
+
+    def metrics_due(self) -> list[MetricSample]:
+        """The closed window's samples once the clock passed its end, else nothing."""
+        now = self.clock()
+        if now < self.window.end:
+            return []
+        active: dict[str, int] = {}
+        for state in self.states.values():
+            if state.status == CallStatus.ACTIVE and state.has_start:
+                recorder = call_recorder(state)
+                active[recorder] = active.get(recorder, 0) + 1
+        closed = self.window
+        self.window = window_at(now, closed.length)
+        return samples(closed, gauge_tallies("calls_active", active), self.worker_id)
+
+    # --- the table -----------------------------------------------------------------------------
+
+    def get(self, key: bytes) -> CallState | None:
+        state = self.states.get(key)
+        if state is not None:
+            return state
+        value = self.table.get(key)
+        if value is None:
+            return None
+        try:
+            state = decode_state(value)
+        except UnreadableState as e:
+            log.error("starting %r afresh: %s", key, e)
+            return None
+        self.states[key] = state
+        return state
+
+    def put(self, key: bytes, state: CallState) -> None:
+        encoded = encode_state(state)
+        self.states[key] = state
+        self.table[key] = encoded
+        partition = state.partition if state.partition is not None else self.partition_of[key]
+        self.partition_of[key] = partition
+        self.emitter.changelog(partition, key, encoded)
+
+    def delete(self, key: bytes) -> None:
+        partition = self.partition_of.pop(key)
+        self.states.pop(key, None)
+        self.table.pop(key, None)
+        self.emitter.changelog(partition, key, None)
+
+    def _publish(self, state: CallState) -> None:
+        partition = state.partition if state.partition is not None else 0
+        self.emitter.snapshot(partition, to_record(state, self.worker_id))
+
+    def _reject(self, record: Incoming, error: Exception) -> None:
+        self.rejected += 1
+        self.window = add(self.window, [Tally("deadletters_total", (), 1)])
+        log.warning("dead-lettering %s[%d]@%d: %s", record.topic, record.partition,
+                    record.offset, error)
+        self.emitter.dead_letter(DeadLetter(
+            producer_id=self.worker_id,
+            source_topic=record.topic,
+            source_partition=record.partition,
+            source_offset=record.offset,
+            source_key=record.key,
+            payload=record.value or b"",
+            error_type=type(error).__name__,
+            reason=str(error),
+        ))
+

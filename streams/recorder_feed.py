@@ -1,0 +1,93 @@
+"""Every worker reads ALL of rec.recorders.v1 itself, outside the consumer group.
+
+Heartbeats are keyed by recorder id, so the group would hand each recorder's heartbeats to one
+worker while that recorder's calls live on every worker. A Faust GlobalTable would do the same
+job, but its recovery is where faust-streaming has hung (#432); a plain assigned consumer that
+starts ``lookback`` seconds back is simpler and needs no changelog.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from callrec.avro import codec
+from callrec.avro.errors import ContractError
+from callrec.avro.events import RecorderHeartbeat
+from callrec.avro.topics import RECORDERS
+from callrec.streams.recorders import RecordersView, mark_ready, observe
+
+log = logging.getLogger(__name__)
+
+
+class RecorderBoard:
+    """The latest RecordersView, replaced as heartbeats arrive; read by the ticks."""
+
+    def __init__(self) -> None:
+        self.view = RecordersView()
+
+    def __call__(self) -> RecordersView:
+        return self.view
+
+
+async def follow_recorders(
+    bootstrap: str, board: RecorderBoard, lookback_s: float, retry_s: float = 2.0
+) -> None:
+    """Keep ``board`` up to date forever; Kafka outages are logged and retried."""
+    while True:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+            client_id="callrec-streams-recorders",
+        )
+        try:
+            await consumer.start()
+            await _follow(consumer, board, lookback_s)
+        except KafkaError as e:
+            log.warning("recorder feed: Kafka unavailable (%s); retrying in %.0f s", e, retry_s)
+        finally:
+            await consumer.stop()
+        await asyncio.sleep(retry_s)
+
+
+async def _follow(consumer: AIOKafkaConsumer, board: RecorderBoard, lookback_s: float) -> None:
+    partitions = consumer.partitions_for_topic(RECORDERS.name)
+    if not partitions:
+        await consumer._client.force_metadata_update()  # topic metadata not fetched yet
+        partitions = consumer.partitions_for_topic(RECORDERS.name) or set()
+    tps = [TopicPartition(RECORDERS.name, p) for p in sorted(partitions)]
+    consumer.assign(tps)
+    since_ms = int((time.time() - lookback_s) * 1000)
+    starts = await consumer.offsets_for_times({tp: since_ms for tp in tps})
+    ends = await consumer.end_offsets(tps)
+    for tp in tps:
+        found = starts.get(tp)
+        consumer.seek(tp, found.offset if found is not None else ends[tp])
+    pending = {tp for tp in tps if consumer_position_behind(await consumer.position(tp), ends[tp])}
+    if not pending:
+        board.view = mark_ready(board.view)
+    while True:
+        batches = await consumer.getmany(timeout_ms=500)
+        for records in batches.values():
+            for record in records:
+                try:
+                    event = codec.decode(record.value or b"")
+                except ContractError as e:
+                    log.warning("recorder feed: skipping undecodable heartbeat: %s", e)
+                    continue
+                if isinstance(event, RecorderHeartbeat):
+                    board.view = observe(board.view, event)
+        if pending:
+            for tp in list(pending):
+                if not consumer_position_behind(await consumer.position(tp), ends[tp]):
+                    pending.discard(tp)
+            if not pending:
+                log.info("recorder feed caught up: %d recorders known", len(board.view.seen))
+                board.view = mark_ready(board.view)
+
+
+def consumer_position_behind(position: int, end: int) -> bool:
+    return position < end

@@ -95,7 +95,7 @@ class LegPlan:
     lost_chunk_seqs: tuple[int, ...] = field(default=())
 
 
-@dataclass
+@dataclass(slots=True)
 class _Packet:
     chunk_seq: int
     packet: RtpPacket
@@ -230,7 +230,17 @@ def _build_run(packets: list[_Packet], present_chunks: set[int]) -> MediaRun:
             if position > end and previous is not None:
                 cause = _gap_cause(previous, p, other_seqs, present_chunks)
                 gaps.append(RunGap(end, position - end, cause))
-        slots.append(Slot(p.chunk_seq, p.first_sample, p.samples, position))
+        last = slots[-1] if slots else None
+        if (
+            last is not None
+            and last.chunk_seq == p.chunk_seq
+            and last.first_sample + last.samples == p.first_sample
+            and last.position + last.samples == position
+        ):  # the next packet in the same chunk: one slice instead of two
+            slots[-1] = Slot(p.chunk_seq, last.first_sample, last.samples + p.samples,
+                             last.position)
+        else:
+            slots.append(Slot(p.chunk_seq, p.first_sample, p.samples, position))
         previous = p
     return MediaRun(codec, rate, origin_us, tuple(slots), tuple(gaps))
 

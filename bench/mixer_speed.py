@@ -73,6 +73,11 @@ def speed(seconds: int) -> None:
             print(f"  {label:<13} {kind}  " + "   ".join(row))
 
 
+def start_mixer(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "callrec.sinks"], env=env,
+                            stderr=log.open("wb"))
+
+
 async def latency(calls: int, seconds: int, workdir: Path) -> None:
     broker = KafkaBroker(libs=ensure_kafka_jars(CACHE), data_dir=workdir / "kafka",
                          port=free_port(), controller_port=free_port())
@@ -92,8 +97,7 @@ async def latency(calls: int, seconds: int, workdir: Path) -> None:
             "CALLREC_MIXER_HEALTH_FILE": str(workdir / "health.json"),
             "CALLREC_MIXER_MANIFEST_KEY": str(workdir / "manifest.pem"),
         }
-        mixer = subprocess.Popen([sys.executable, "-m", "callrec.sinks"], env=env,
-                                 stderr=(workdir / "mixer.log").open("wb"))
+        mixer = start_mixer(env, workdir / "mixer.log")
         publisher = EventPublisher(broker.bootstrap, "bench")
         await publisher.start()
         for label, stagger in (("all end at once", 0.0), ("ends spread over 10 s", 10.0)):

@@ -33,7 +33,7 @@ log = logging.getLogger("callrec.producers")
 KAFKA_REQUEST_TIMEOUT_MS = 120_000
 
 
-def run_recorder(settings: RecorderSettings, drain_timeout_s: float = 30.0) -> int:
+def run_recorder(settings: RecorderSettings) -> int:
     """Run until SIGTERM / SIGINT, then drain; returns the process exit code."""
     logging.basicConfig(
         stream=sys.stderr,
@@ -61,7 +61,7 @@ def run_recorder(settings: RecorderSettings, drain_timeout_s: float = 30.0) -> i
         stop = asyncio.Event()
         parts.update(recorder=recorder, loop=loop, stop=stop)
         ready.set()
-        await recorder.run(stop, drain_timeout_s)
+        await recorder.run(stop, settings.drain_timeout_s)
 
     def recorder_thread() -> None:
         try:

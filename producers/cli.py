@@ -22,7 +22,7 @@ def run(
     max_legs: Annotated[int | None, typer.Option(help="Capacity in legs")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="Spool and status directory")] = None,
     kafka_bootstrap: Annotated[str | None, typer.Option(help="Kafka bootstrap")] = None,
-    drain_timeout: Annotated[float, typer.Option(help="Seconds to let calls end")] = 30.0,
+    drain_timeout_s: Annotated[float | None, typer.Option(help="Seconds to let calls end")] = None,
 ) -> None:
     """Run a recorder until SIGTERM, then drain."""
     from callrec.producers.app import run_recorder
@@ -36,6 +36,7 @@ def run(
         "max_legs": max_legs,
         "data_dir": data_dir,
         "kafka_bootstrap": kafka_bootstrap,
+        "drain_timeout_s": drain_timeout_s,
     }
     settings = RecorderSettings(**{k: v for k, v in flags.items() if v is not None})
-    raise typer.Exit(run_recorder(settings, drain_timeout_s=drain_timeout))
+    raise typer.Exit(run_recorder(settings))

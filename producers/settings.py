@@ -40,6 +40,8 @@ class RecorderSettings(CommonSettings):
     """Session interval the recorder asks for when the INVITE names none (RFC 4028)."""
     min_se_s: int = 90
     heartbeat_interval_ms: int = 1000
+    drain_timeout_s: float = 30.0
+    """On SIGTERM: how long live calls may go on before they are ended as RECORDER_SHUTDOWN."""
     answer_delay_ms: int = 0
     """Ring before answering (lets CUCM or a test CANCEL first); 0 answers at once."""
 

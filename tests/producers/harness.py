@@ -52,6 +52,7 @@ class RecorderProcess:
             "CALLREC_RECORDER_RTP_PORTS": f"{self.rtp_base}-{self.rtp_base + 99}",
             "CALLREC_RECORDER_ALLOW": "127.0.0.1",
             "CALLREC_RECORDER_DATA_DIR": str(self.data_dir),
+            "CALLREC_RECORDER_DRAIN_TIMEOUT_S": "3",
             **self.extra_env,
         }
         self.log = (self.data_dir.parent / f"{self.recorder_id}.log").open("wb")
@@ -103,7 +104,7 @@ async def run_sipp(
     keys: dict[str, str],
     duration_ms: int = 0,
     local_ip: str = "127.0.0.1",
-    timeout: float = 60.0,
+    limit_s: float = 60.0,
 ) -> tuple[int, str]:
     """Play one dialog with sipp; returns its exit code and its error log."""
     sip_port, media_port = free_port(local_ip), free_port(local_ip)
@@ -111,7 +112,7 @@ async def run_sipp(
     argv = [
         "sipp", "-sf", str(SIPP_DIR / scenario), "-m", "1", "-l", "1",
         "-i", local_ip, "-p", str(sip_port), "-mi", local_ip, "-mp", str(media_port),
-        "-d", str(duration_ms), "-timeout", f"{int(timeout)}s", "-nostdin",
+        "-d", str(duration_ms), "-timeout", f"{int(limit_s)}s", "-nostdin",
         "-trace_err", "-error_file", str(err),
         f"127.0.0.1:{recorder.sip_port}",
     ]  # fmt: skip
@@ -121,7 +122,7 @@ async def run_sipp(
         *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
     )
     try:
-        rc = await asyncio.wait_for(proc.wait(), timeout + 10)
+        rc = await asyncio.wait_for(proc.wait(), limit_s + 10)
     except TimeoutError:
         proc.kill()
         rc = await proc.wait()
@@ -162,9 +163,9 @@ class EventTap:
         await self.consumer.stop()
 
     async def until(
-        self, done: Callable[[list[Event]], bool], timeout: float = 30.0
+        self, done: Callable[[list[Event]], bool], limit_s: float = 30.0
     ) -> list[Event]:
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + limit_s
         while not done(self.events):
             if time.monotonic() > deadline:
                 raise AssertionError(f"timed out; have {summary(self.events)}")

@@ -16,6 +16,7 @@ from typing import TypeVar
 
 from aiokafka.errors import KafkaError
 
+from callrec.avro import codec
 from callrec.avro.events import AudioChunk, CallRecord, DeadLetter, RecordingArchived
 from callrec.avro.topics import AUDIO
 from callrec.errors import RetriableError
@@ -44,12 +45,17 @@ class Archiver:
         self.failing_since: str | None = None
 
     async def archive(
-        self, call: CallRecord, chunks: Sequence[SpooledChunk], partition: int
+        self,
+        call: CallRecord,
+        entries: Sequence[tuple[int, bytes]],
+        partition: int,
+        cpu: asyncio.Semaphore,
     ) -> MixedRecording:
-        """Mix, store and announce one call; returns what was mixed."""
-        mixed = await asyncio.to_thread(
-            mix_call, call, [c for _, _, c in chunks], self.format, self.settings.mixer_channels
-        )
+        """Mix (holding ``cpu``), store and announce one call; returns what was mixed.
+
+        ``entries`` are the call's spooled (offset, Kafka value) pairs of AudioChunks."""
+        async with cpu:
+            chunks, mixed = await asyncio.to_thread(self._mix, call, entries)
         await self._dead_letter_failures(call, chunks, mixed, partition)
         key = object_key(call, self.format.extension)
         stored = await self._retrying(
@@ -67,6 +73,19 @@ class Archiver:
         log.info("archived %s: %s, %d ms, %d gap(s)%s", call.call_key, key, mixed.duration_ms,
                  len(mixed.gaps), ", partial" if mixed.partial else "")
         return mixed
+
+    def _mix(
+        self, call: CallRecord, entries: Sequence[tuple[int, bytes]]
+    ) -> tuple[list[SpooledChunk], MixedRecording]:
+        chunks = []
+        for offset, value in entries:
+            chunk = codec.decode(value)
+            if isinstance(chunk, AudioChunk):
+                chunks.append((offset, value, chunk))
+        mixed = mix_call(
+            call, [c for _, _, c in chunks], self.format, self.settings.mixer_channels
+        )
+        return chunks, mixed
 
     def _retain_until(self, call: CallRecord) -> datetime | None:
         days = self.settings.mixer_retention_days

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -101,7 +101,7 @@ class MixerWorker:
                 for tp, records in batches.items():
                     await self._consume(consumer, tp, records)
                 self._resume_if_room(consumer)
-                self._start_ready_calls()
+                await self._start_ready_calls(consumer)
                 if time.monotonic() - last_commit >= self.settings.mixer_commit_interval_s:
                     await self._commit(consumer)
                     self._report(consumer)
@@ -154,6 +154,8 @@ class MixerWorker:
             ledger.saw_chunk(call.key, offset)
             return True
         if tp.topic == CALLS.name and isinstance(event, CallRecord):
+            if event.call_key not in self.calls and self._expired(event):
+                return False
             call = self._call_for(event.call_key, tp.partition)
             if call is None:
                 return False
@@ -167,6 +169,14 @@ class MixerWorker:
                 call.ended_at = time.monotonic()
             return True
         return None
+
+    def _expired(self, record: CallRecord) -> bool:
+        """An ended call older than the audio kept in Kafka, met with none of its audio: a new
+        group replaying the compacted calls topic must not archive such calls as silence."""
+        if record.status not in TERMINAL or record.ended_at is None:
+            return False
+        age = datetime.now(UTC) - record.ended_at
+        return bool(age > timedelta(days=self.settings.mixer_archived_lookback_days))
 
     def _call_for(self, call_key: str, partition: int) -> OpenCall | None:
         clusters = self.settings.clusters
@@ -193,28 +203,38 @@ class MixerWorker:
 
     # --- archiving -----------------------------------------------------------------------------
 
-    def _start_ready_calls(self) -> None:
+    async def _start_ready_calls(self, consumer: AIOKafkaConsumer) -> None:
+        """Mix an ended call once its audio partition is read to the end and it has every chunk
+        its record counts, or the wait for the missing ones is over (they are lost)."""
         now = time.monotonic()
         for call in list(self.calls.values()):
             if call.task is not None or call.record is None or call.ended_at is None:
                 continue
             if now < call.not_before:
                 continue
-            waited = now - call.ended_at >= self.settings.mixer_complete_wait_s
-            if waited or call.complete():
-                call.task = asyncio.create_task(self._archive(call), name=f"archive {call.key}")
+            if not await self._audio_caught_up(consumer, call.partition):
+                continue  # chunks the record does not count yet may still be on their way
+            if not call.complete():
+                if now - call.ended_at < self.settings.mixer_complete_wait_s:
+                    continue
+                log.warning("%s ended without all its chunks; archiving what there is", call.key)
+            call.task = asyncio.create_task(self._archive(call), name=f"archive {call.key}")
+
+    async def _audio_caught_up(self, consumer: AIOKafkaConsumer, partition: int) -> bool:
+        tp = TopicPartition(AUDIO.name, partition)
+        if tp not in consumer.assignment() or tp in consumer.paused():
+            return False
+        highwater: int | None = consumer.highwater(tp)
+        if highwater is None:
+            return False
+        position: int = await consumer.position(tp)
+        return position >= highwater
 
     async def _archive(self, call: OpenCall) -> None:
         assert call.record is not None
         try:
-            async with self._mixing:
-                entries = self.spool.values(call.key)
-                chunks = [(offset, value, codec.decode(value)) for offset, value in entries]
-                await self.archiver.archive(
-                    call.record,
-                    [(o, v, c) for o, v, c in chunks if isinstance(c, AudioChunk)],
-                    call.partition,
-                )
+            entries = self.spool.values(call.key)
+            await self.archiver.archive(call.record, entries, call.partition, self._mixing)
         except asyncio.CancelledError:
             call.task = None
             raise

@@ -119,7 +119,7 @@ def build_app(
                 tick_topic=settings.tick_topic,
             )
 
-    @app.timer(interval=settings.streams_tick_s)
+    @app.timer(interval=settings.streams_tick_s)  # type: ignore[untyped-decorator]
     async def tick_and_report() -> None:
         now = clock()
         for partition in range(settings.streams_partitions):
@@ -128,12 +128,12 @@ def build_app(
             emitter.metric(sample)
         write_health(settings, app, processor, board, now)
 
-    @app.task
+    @app.task  # type: ignore[untyped-decorator]
     async def recorder_feed() -> None:
         await follow_recorders(settings.kafka_bootstrap, board,
                                settings.streams_recorder_lookback_s)
 
-    @app.on_partitions_revoked.connect
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def forget_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
         processor.partitions_revoked({tp.partition for tp in revoked
                                       if tp.topic in source_names})

@@ -99,8 +99,9 @@ def publish(state: CallState, tick_at: int | None = None) -> CallState:
 
 
 def _first_audio(state: CallState, position: SourcePosition | None) -> tuple[int, int] | None:
+    known: tuple[int, int] | None = state.first_audio
     if position is None:
-        return state.first_audio
+        return known
     here = (position.partition, position.offset)
     return here if state.first_audio is None else min(state.first_audio, here)
 

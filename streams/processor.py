@@ -206,7 +206,9 @@ class CallProcessor:
                 active[recorder] = active.get(recorder, 0) + 1
         closed = self.window
         self.window = window_at(now, closed.length)
-        return samples(closed, gauge_tallies("calls_active", active), self.worker_id)
+        due: list[MetricSample] = samples(closed, gauge_tallies("calls_active", active),
+                                          self.worker_id)
+        return due
 
     # --- the table -----------------------------------------------------------------------------
 

@@ -23,16 +23,17 @@ def at_time(micros: int) -> datetime:
 
 
 def leg_started_at(leg: LegFacts, fallback: int) -> int:
-    if leg.start is not None:
-        return leg.start.at
-    seen = leg.first_seen_at
-    return seen if seen is not None else fallback
+    started: int | None = leg.start.at if leg.start is not None else leg.first_seen_at
+    return started if started is not None else fallback
 
 
 def leg_ended_at(leg: LegFacts) -> int | None:
+    ended: int | None = None
     if leg.end is not None:
-        return leg.end.at
-    return leg.closure.at if leg.closure is not None else None
+        ended = leg.end.at
+    elif leg.closure is not None:
+        ended = leg.closure.at
+    return ended
 
 
 def segments(state: CallState) -> list[tuple[int, LegFacts]]:
@@ -64,7 +65,8 @@ def call_recorder(state: CallState) -> str:
         if leg.start is not None
     )
     if starts:
-        return starts[0][2]
+        recorder: str = starts[0][2]
+        return recorder
     producers = sorted(leg.audio.producer_id for leg in state.legs if leg.audio.producer_id)
     return producers[0] if producers else "unknown"
 

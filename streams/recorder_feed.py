@@ -19,7 +19,9 @@ from callrec.avro import codec
 from callrec.avro.errors import ContractError
 from callrec.avro.events import RecorderHeartbeat
 from callrec.avro.topics import RECORDERS
+from callrec.streams.errors import StreamsUnavailable
 from callrec.streams.recorders import RecordersView, mark_ready, observe
+from callrec.streams.topic_partitions import topic_partitions
 
 log = logging.getLogger(__name__)
 
@@ -45,20 +47,18 @@ async def follow_recorders(
         )
         try:
             await consumer.start()
-            await _follow(consumer, board, lookback_s)
-        except KafkaError as e:
+            tps = await topic_partitions(bootstrap, (RECORDERS.name,))
+            await _follow(consumer, tps, board, lookback_s)
+        except (KafkaError, StreamsUnavailable) as e:
             log.warning("recorder feed: Kafka unavailable (%s); retrying in %.0f s", e, retry_s)
         finally:
             await consumer.stop()
         await asyncio.sleep(retry_s)
 
 
-async def _follow(consumer: AIOKafkaConsumer, board: RecorderBoard, lookback_s: float) -> None:
-    partitions = consumer.partitions_for_topic(RECORDERS.name)
-    if not partitions:
-        await consumer._client.force_metadata_update()  # topic metadata not fetched yet
-        partitions = consumer.partitions_for_topic(RECORDERS.name) or set()
-    tps = [TopicPartition(RECORDERS.name, p) for p in sorted(partitions)]
+async def _follow(
+    consumer: AIOKafkaConsumer, tps: list[TopicPartition], board: RecorderBoard, lookback_s: float
+) -> None:
     consumer.assign(tps)
     since_ms = int((time.time() - lookback_s) * 1000)
     starts = await consumer.offsets_for_times({tp: since_ms for tp in tps})

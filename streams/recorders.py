@@ -9,11 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from types import MappingProxyType
 
 from callrec.avro.events import RecorderHeartbeat
 from callrec.streams.fold import micros
 from callrec.streams.rules import Rules
+
+
+def iso(micros: int) -> str:
+    return datetime.fromtimestamp(micros / 1e6, UTC).isoformat(timespec="milliseconds")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +80,5 @@ def lost_reason(
         return f"recorder {recorder_id} restarted (incarnation {incarnation} -> {seen.incarnation})"
     lost_after = max(rules.us(rules.recorder_lost_after_s), 2 * seen.interval_ms * 1000)
     if now - max(seen.at, leg_started_at) > lost_after:
-        silent_s = (now - seen.at) / 1_000_000
-        return f"recorder {recorder_id}: no heartbeat for {silent_s:.1f} s"
+        return f"recorder {recorder_id}: heartbeats stopped (last at {iso(seen.at)})"
     return None

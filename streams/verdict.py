@@ -28,7 +28,7 @@ from callrec.streams.fold import publish
 from callrec.streams.model import CallState, Closure, LegFacts, Verdict
 from callrec.streams.outputs import EVICT, SNAPSHOT, Output, Tally
 from callrec.streams.projection import call_recorder, leg_started_at, segments
-from callrec.streams.recorders import RecordersView, lost_reason
+from callrec.streams.recorders import RecordersView, iso, lost_reason
 from callrec.streams.rules import Rules
 
 NORMAL_ENDS = frozenset({"BYE", "CANCEL"})
@@ -110,7 +110,8 @@ def _session_expired(open_legs: list[LegFacts], now: int, rules: Rules) -> Verdi
         refreshed = max(leg.start.at, leg.last_refresh_at or 0)
         deadline = refreshed + rules.us(expires)
         if now > deadline + rules.us(rules.session_grace_s):
-            detail = f"{leg.side.value} leg {leg.leg_id}: no refresh within Session-Expires {expires} s"
+            detail = (f"{leg.side.value} leg {leg.leg_id}: "
+                      f"no refresh within Session-Expires {expires} s")
             return Verdict(CallStatus.ABNORMAL, AbnormalReason.SESSION_EXPIRED, detail, deadline)
     return None
 
@@ -127,9 +128,8 @@ def _media_timeout(open_legs: list[LegFacts], now: int, rules: Rules) -> Verdict
             since = max(last_activity(leg), leg.hold.at)
         else:
             since = last_activity(leg)
-        silent = now - since
-        if silent >= rules.us(rules.media_timeout_s):
-            detail = f"{leg.side.value} leg {leg.leg_id}: no audio for {silent / 1e6:.1f} s"
+        if now - since >= rules.us(rules.media_timeout_s):
+            detail = f"{leg.side.value} leg {leg.leg_id}: no audio since {iso(since)}"
             return Verdict(CallStatus.ABNORMAL, AbnormalReason.MEDIA_TIMEOUT, detail, since)
     return None
 

@@ -19,7 +19,6 @@ from callrec.avro.events import CallRecord, DeadLetter, Event, MetricSample
 from callrec.avro.topics import CALLS, DEADLETTER, METRICS
 from callrec.eventlog import EventPublisher
 from callrec.infra.procs import ManagedProcess
-
 from tests.streams.factory import heartbeat
 
 FAST_RULES = {

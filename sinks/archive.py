@@ -25,6 +25,7 @@ from callrec.sinks.encode import recording_format
 from callrec.sinks.naming import archived_event, object_key, object_metadata
 from callrec.sinks.recording import MixedRecording, mix_call
 from callrec.sinks.settings import MixerSettings
+from callrec.sinks.spool import Spooled
 from callrec.sinks.store import RecordingStore, StoredObject
 
 log = logging.getLogger(__name__)
@@ -47,13 +48,13 @@ class Archiver:
     async def archive(
         self,
         call: CallRecord,
-        entries: Sequence[tuple[int, bytes]],
+        entries: Sequence[Spooled],
         partition: int,
         cpu: asyncio.Semaphore,
     ) -> MixedRecording:
         """Mix (holding ``cpu``), store and announce one call; returns what was mixed.
 
-        ``entries`` are the call's spooled (offset, Kafka value) pairs of AudioChunks."""
+        ``entries`` are the call's spooled AudioChunks (offset, Kafka value, decoded or None)."""
         async with cpu:
             chunks, mixed = await asyncio.to_thread(self._mix, call, entries)
         await self._dead_letter_failures(call, chunks, mixed, partition)
@@ -75,11 +76,11 @@ class Archiver:
         return mixed
 
     def _mix(
-        self, call: CallRecord, entries: Sequence[tuple[int, bytes]]
+        self, call: CallRecord, entries: Sequence[Spooled]
     ) -> tuple[list[SpooledChunk], MixedRecording]:
         chunks = []
-        for offset, value in entries:
-            chunk = codec.decode(value)
+        for offset, value, decoded in entries:
+            chunk = decoded or codec.decode(value)  # spilled chunks come back as bytes only
             if isinstance(chunk, AudioChunk):
                 chunks.append((offset, value, chunk))
         mixed = mix_call(

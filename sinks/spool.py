@@ -2,7 +2,8 @@
 
 It is a cache, not a store: Kafka keeps every chunk until the mixer commits past it, so losing
 the spool (a crash, a new worker) only means re-reading. Chunks are kept as the Kafka values they
-came in (Avro bytes) with their offsets, so an undecodable one can be dead-lettered whole.
+came in (Avro bytes) with their offsets, so an undecodable one can be dead-lettered whole; in
+memory the decoded chunk stays beside its bytes, so mixing does not decode it a second time.
 """
 
 from __future__ import annotations
@@ -14,15 +15,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
+from callrec.avro.events import AudioChunk
 from callrec.sinks.errors import SpoolFull
 
 log = logging.getLogger(__name__)
 RECORD_HEADER = struct.Struct(">qI")  # offset, value length
+Spooled = tuple[int, bytes, AudioChunk | None]
 
 
 @dataclass
 class _CallSpool:
-    memory: list[tuple[int, bytes]] = field(default_factory=list)
+    memory: list[Spooled] = field(default_factory=list)
     memory_bytes: int = 0
     file: Path | None = None
     file_bytes: int = 0
@@ -42,33 +45,34 @@ class Spool:
         for stale in directory.glob("*.spool"):  # a previous run's cache: Kafka has it all
             stale.unlink()
 
-    def add(self, call_key: str, offset: int, value: bytes) -> None:
+    def add(self, call_key: str, offset: int, value: bytes, chunk: AudioChunk | None) -> None:
         call = self._calls.setdefault(call_key, _CallSpool())
-        call.memory.append((offset, value))
+        call.memory.append((offset, value, chunk))
         call.memory_bytes += len(value)
         self.memory_bytes += len(value)
         try:
             while self.memory_bytes > self.memory_budget:
                 self._spill()
         except SpoolFull:  # leave the spool as it was: the caller will offer the value again
-            if call.memory and call.memory[-1] == (offset, value):
+            if call.memory and call.memory[-1][:2] == (offset, value):
                 call.memory.pop()
                 call.memory_bytes -= len(value)
                 self.memory_bytes -= len(value)
             raise
 
-    def values(self, call_key: str) -> list[tuple[int, bytes]]:
+    def values(self, call_key: str) -> list[Spooled]:
+        """The call's (offset, value, chunk) in arrival order; chunk is None once spilled."""
         call = self._calls.get(call_key)
         if call is None:
             return []
-        out: list[tuple[int, bytes]] = []
+        out: list[Spooled] = []
         if call.file is not None:
             data = call.file.read_bytes()
             pos = 0
             while pos < len(data):
                 offset, length = RECORD_HEADER.unpack_from(data, pos)
                 pos += RECORD_HEADER.size
-                out.append((offset, data[pos : pos + length]))
+                out.append((offset, data[pos : pos + length], None))
                 pos += length
         return out + call.memory
 
@@ -96,7 +100,7 @@ class Spool:
             call.file = self.directory / f"{quote(key, safe='')}.spool"
         try:
             with call.file.open("ab") as f:
-                for offset, value in call.memory:
+                for offset, value, _ in call.memory:
                     f.write(RECORD_HEADER.pack(offset, len(value)))
                     f.write(value)
                 f.flush()

@@ -149,7 +149,7 @@ class MixerWorker:
             call = self._call_for(event.call_key, tp.partition)
             if call is None or (event.leg_id, event.chunk_seq) in call.chunks:
                 return False
-            self.spool.add(call.key, offset, value)
+            self.spool.add(call.key, offset, value, event)
             call.chunks.add((event.leg_id, event.chunk_seq))
             ledger.saw_chunk(call.key, offset)
             return True

@@ -14,23 +14,23 @@ from callrec.sinks.spool import Spool
 def test_spool_spills_to_disk_and_gives_everything_back_in_order(tmp_path: Path) -> None:
     spool = Spool(tmp_path, memory_budget=250, disk_budget=10_000)
     for n in range(6):
-        spool.add("A:1", n, bytes([n]) * 100)
-    spool.add("B:2", 99, b"b" * 10)
+        spool.add("A:1", n, bytes([n]) * 100, None)
+    spool.add("B:2", 99, b"b" * 10, None)
     assert spool.memory_bytes <= 250 and spool.disk_bytes > 0
-    assert spool.values("A:1") == [(n, bytes([n]) * 100) for n in range(6)]
+    assert spool.values("A:1") == [(n, bytes([n]) * 100, None) for n in range(6)]
     spool.discard("A:1")
     assert spool.values("A:1") == [] and spool.disk_bytes == 0
     assert not list(tmp_path.glob("*.spool"))
-    assert spool.values("B:2") == [(99, b"b" * 10)]
+    assert spool.values("B:2") == [(99, b"b" * 10, None)]
 
 
 def test_a_full_spool_refuses_and_stays_as_it_was(tmp_path: Path) -> None:
     spool = Spool(tmp_path, memory_budget=100, disk_budget=150)
-    spool.add("A:1", 0, b"x" * 90)
+    spool.add("A:1", 0, b"x" * 90, None)
     with pytest.raises(SpoolFull) as caught:
-        spool.add("A:1", 1, b"y" * 90)
+        spool.add("A:1", 1, b"y" * 90, None)
     assert caught.value.retriable
-    assert spool.values("A:1") == [(0, b"x" * 90)]
+    assert spool.values("A:1") == [(0, b"x" * 90, None)]
 
 
 def test_commit_waits_for_the_oldest_open_call() -> None:

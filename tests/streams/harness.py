@@ -160,11 +160,11 @@ class Reader:
         versions = self.records.get(key)
         return max(versions, key=lambda r: r.version) if versions else None
 
-    async def wait_for(self, keys: Iterable[str], done: object, timeout: float = 30.0
+    async def wait_for(self, keys: Iterable[str], done: object, within_s: float = 30.0
                        ) -> dict[str, CallRecord]:
         """Poll until ``done(record)`` holds for the latest record of every key."""
         wanted = list(keys)
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within_s
         while True:
             latest = {k: self.latest(k) for k in wanted}
             if all(r is not None and done(r) for r in latest.values()):  # type: ignore[operator]

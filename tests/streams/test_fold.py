@@ -1,4 +1,4 @@
-"""apply(): legs pair by call key, facts merge, duplicates change nothing, bad events are refused."""
+"""apply(): legs pair by call key, facts merge, duplicates change nothing, bad events refused."""
 
 from __future__ import annotations
 
@@ -94,6 +94,7 @@ def test_invariant_violations_are_refused(make: object, why: str) -> None:
 def test_a_leg_cannot_change_sides() -> None:
     call = Call()
     state = fold([call.started(Leg.NEAR_END)])
-    flipped = call.ended(Leg.FAR_END, 1_000).model_copy(update={"leg_id": call.leg_id(Leg.NEAR_END)})
+    near_id = call.leg_id(Leg.NEAR_END)
+    flipped = call.ended(Leg.FAR_END, 1_000).model_copy(update={"leg_id": near_id})
     with pytest.raises(InvariantViolated, match="was NEAR_END"):
         apply(state, flipped)

@@ -79,7 +79,7 @@ def live_view(now: int) -> RecordersView:
 @settings(max_examples=200, deadline=None)
 @given(reordered())
 def test_any_order_and_duplicates_fold_into_the_same_call(case: tuple) -> None:  # type: ignore[type-arg]
-    call, original, shuffled = case
+    _, original, shuffled = case
     expected, got = fold_positioned(original), fold_positioned(shuffled)
     assert facts(got) == facts(expected)
     assert semantic(record(got)) == semantic(record(expected))

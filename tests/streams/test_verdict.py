@@ -138,7 +138,7 @@ def test_a_terminal_call_stays_terminal_and_still_counts_late_audio() -> None:
     now = call.t0 + 7 * S
     lost = ticked(state, now, alive("rec-a", "inc-1", call.t0))
     assert lost.status == CallStatus.ABNORMAL
-    late, out = apply(lost, call.chunk(Leg.NEAR_END, 0))
+    late, _ = apply(lost, call.chunk(Leg.NEAR_END, 0))
     assert late is not None and late.status == CallStatus.ABNORMAL and late.unpublished
     later = fold([call.started(Leg.NEAR_END, 8 * S, segment=1)], late)
     assert later.status == CallStatus.ABNORMAL

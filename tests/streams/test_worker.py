@@ -3,6 +3,7 @@ reordering, dead letters, metrics, and a replay that agrees with what the worker
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 import uuid
@@ -59,7 +60,7 @@ async def test_each_verdict_end_to_end(kafka: KafkaBroker, worker: StreamsWorker
     tag = uuid.uuid4().hex[:6]
     live = {f"alive-{tag}": "i1", f"dies-{tag}": "i1", f"restarts-{tag}": "i1"}
     async with heartbeats(kafka.bootstrap, live) as recorders, Reader(kafka.bootstrap) as reader:
-        time.sleep(1.0)  # the worker's feed sees every recorder before the calls start
+        await asyncio.sleep(1.0)  # the worker's feed sees every recorder before the calls start
         alive, dies, restarts = (new_call(r, "i1") for r in list(live))
         completed = alive.simple(chunks=3)
         lost = [dies.started(Leg.NEAR_END), dies.started(Leg.FAR_END), dies.chunk(Leg.NEAR_END, 0)]
@@ -88,7 +89,7 @@ async def test_each_verdict_end_to_end(kafka: KafkaBroker, worker: StreamsWorker
             half.key: (CallStatus.ABNORMAL, AbnormalReason.HALF_CALL),
             shut.key: (CallStatus.ABNORMAL, AbnormalReason.ENDED_WITHOUT_BYE),
         }
-        got = await reader.wait_for(expected, terminal, timeout=20)
+        got = await reader.wait_for(expected, terminal, within_s=20)
         assert time.monotonic() - started < 10  # every verdict within 10 s
         assert {k: (r.status, r.abnormal_reason) for k, r in got.items()} == expected
         assert got[alive.key].first_audio_offset is not None
@@ -129,7 +130,7 @@ async def test_duplicates_and_reordering_give_the_fold_of_the_events(
                     audio_offsets.append((meta.partition, meta.offset))
         finally:
             await publisher.stop()
-        got = (await reader.wait_for([call.key], terminal, timeout=20))[call.key]
+        got = (await reader.wait_for([call.key], terminal, within_s=20))[call.key]
     expected = fold(events)
     assert got.status == CallStatus.COMPLETED
     assert (got.first_audio_partition, got.first_audio_offset) == min(audio_offsets)
@@ -154,7 +155,7 @@ async def test_bad_events_are_dead_lettered_and_the_worker_goes_on(
         await producer.stop()
     async with heartbeats(kafka.bootstrap, {recorder: "i1"}), Reader(kafka.bootstrap) as reader:
         await publish(kafka.bootstrap, [wrong_refci, *call.simple(chunks=2)])
-        got = (await reader.wait_for([call.key], terminal, timeout=20))[call.key]
+        got = (await reader.wait_for([call.key], terminal, within_s=20))[call.key]
         assert got.status == CallStatus.COMPLETED
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:

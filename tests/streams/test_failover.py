@@ -1,0 +1,129 @@
+"""Two workers in one group; kill -9 one mid-call: the other takes its partitions, recovers
+their calls from the table's changelog, and no call is lost, double-counted or left active."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from callrec.avro.events import CallRecord, CallStatus, Event, Leg
+from callrec.infra.kafka import KafkaBroker
+from callrec.streams.replay import replay_and_compare
+from callrec.streams.settings import StreamsSettings
+
+from tests.streams.factory import Call, new_call_key
+from tests.streams.harness import FAST_RULES, Reader, StreamsWorker, heartbeats, publish
+
+CALLS = 30
+SLOW_MEDIA = {"CALLREC_STREAMS_MEDIA_TIMEOUT_S": "120"}
+
+
+@pytest.fixture
+def workers(kafka: KafkaBroker, tmp_path_factory: pytest.TempPathFactory
+            ) -> Iterator[tuple[StreamsWorker, StreamsWorker]]:
+    app_id = f"streams-failover-{uuid.uuid4().hex[:8]}"
+    run_dir = tmp_path_factory.mktemp("failover")
+    pair = (StreamsWorker(kafka.bootstrap, app_id, run_dir, "survivor", SLOW_MEDIA),
+            StreamsWorker(kafka.bootstrap, app_id, run_dir, "victim", SLOW_MEDIA))
+    try:
+        for worker in pair:
+            worker.start()
+        yield pair
+    finally:
+        for worker in pair:
+            worker.stop()
+
+
+def wait_split(pair: tuple[StreamsWorker, StreamsWorker], timeout: float = 60.0) -> None:
+    """Until the two workers share the six partitions."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        owned = [set(w.health()["assigned_partitions"]) if w.health() else set()  # type: ignore[index,arg-type]
+                 for w in pair]
+        ready = all((w.health() or {}).get("recorders_ready") for w in pair)
+        if ready and all(owned) and not owned[0] & owned[1] and owned[0] | owned[1] == set(range(6)):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"no split: {[w.health() for w in pair]}\n{pair[1].log()}")
+
+
+def progressed(chunks: int) -> object:
+    return lambda r: all(leg.chunk_count == chunks for leg in r.legs) and len(r.legs) == 2
+
+
+@pytest.mark.slow
+async def test_kill_9_a_worker_and_the_other_finishes_its_calls(
+    kafka: KafkaBroker, workers: tuple[StreamsWorker, StreamsWorker]
+) -> None:
+    survivor, victim = workers
+    await asyncio.to_thread(wait_split, workers)
+    cluster = f"Failover{uuid.uuid4().hex[:8]}"
+    recorder = f"rec-{uuid.uuid4().hex[:6]}"
+    calls = [Call(key=new_call_key(cluster), t0=time.time_ns() // 1000, recorder=recorder,
+                  incarnation="i1") for _ in range(CALLS)]
+    keys = [c.key for c in calls]
+    async with heartbeats(kafka.bootstrap, {recorder: "i1"}), Reader(kafka.bootstrap) as reader:
+        before: list[Event] = []
+        for call in calls:
+            before += [call.started(Leg.NEAR_END), call.started(Leg.FAR_END)]
+            before += [call.chunk(side, seq) for seq in range(3) for side in Leg]
+        await publish(kafka.bootstrap, before)
+        await reader.wait_for(keys, progressed(3), within_s=30)
+        await asyncio.sleep(2.5)  # past the 1 s commit interval: the victim's offsets are committed
+
+        victim_partitions = set(victim.health()["assigned_partitions"])  # type: ignore[index,arg-type]
+        victim.kill()
+        killed_at = time.monotonic()
+        after: list[Event] = []
+        for call in calls:
+            after += [call.chunk(side, seq) for seq in range(3, 6) for side in Leg]
+            after += [call.ended(Leg.NEAR_END, 2_000_000, chunks=6),
+                      call.ended(Leg.FAR_END, 2_000_000, chunks=6)]
+        await publish(kafka.bootstrap, after)
+        final = await reader.wait_for(keys, lambda r: r.status != CallStatus.ACTIVE,
+                                      within_s=60)
+        recovered_in = time.monotonic() - killed_at
+
+        moved = [r for r in final.values() if r.first_audio_partition in victim_partitions]
+        assert moved, "no call lived on the victim's partitions"
+        assert {r.producer_id for r in moved} == {"survivor"}
+        for record in final.values():
+            assert_complete(record)
+        assert set(survivor.health()["assigned_partitions"]) == set(range(6))  # type: ignore[index,arg-type]
+        completed = await completed_count(reader, recorder)
+        assert completed == CALLS, f"calls_completed_total {completed} != {CALLS}"
+    print(f"failover: every call of the killed worker completed {recovered_in:.1f} s after kill -9")
+
+    settings = StreamsSettings(
+        kafka_bootstrap=kafka.bootstrap,
+        **{k.lower().removeprefix("callrec_"): v for k, v in {**FAST_RULES, **SLOW_MEDIA}.items()},  # type: ignore[arg-type]
+    )
+    report = await asyncio.to_thread(replay_and_compare, settings,
+                                     only=lambda key: key.startswith(cluster + ":"))
+    assert report.compared == CALLS and report.differences == [], report.summary()
+
+
+def assert_complete(record: CallRecord) -> None:
+    assert record.status == CallStatus.COMPLETED, (record.call_key, record.abnormal_detail)
+    assert [leg.chunk_count for leg in record.legs] == [6, 6]
+    assert [leg.packets_received for leg in record.legs] == [60, 60]
+    assert record.segments == 1
+
+
+async def completed_count(reader: Reader, recorder: str) -> float:
+    """calls_completed_total of the recorder summed over every window and worker."""
+    deadline = time.monotonic() + 10
+    total = 0.0
+    while time.monotonic() < deadline:
+        total = sum(m.value for m in reader.metrics if m.metric == "calls_completed_total"
+                    and m.labels.get("recorder") == recorder)
+        if total >= CALLS:
+            await reader.poll(1.0)
+            return sum(m.value for m in reader.metrics if m.metric == "calls_completed_total"
+                       and m.labels.get("recorder") == recorder)
+        await reader.poll()
+    return total

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import cast
 
 import av
 import numpy as np
@@ -60,7 +61,7 @@ def _decode_chunk(chunk: ChunkAudio, contexts: dict[str, av.AudioCodecContext]) 
 
 
 def _context(codec: AudioCodec) -> av.AudioCodecContext:
-    context: av.AudioCodecContext = av.AudioCodecContext.create(codec.ffmpeg_decoder, "r")
+    context = cast(av.AudioCodecContext, av.CodecContext.create(codec.ffmpeg_decoder, "r"))
     context.sample_rate = codec.sample_rate
     context.layout = "mono"
     return context

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from types import MappingProxyType
 
 from callrec.avro.events import MetricSample
@@ -66,6 +67,7 @@ def samples(
     ]
 
 
+@lru_cache(maxsize=4096)
 def _series(metric: str, labels: Labels) -> list[SeriesKey]:
     overall = tuple(pair for pair in labels if pair[0] != "recorder")
     keys: list[SeriesKey] = [(metric, tuple(sorted(labels)))]

@@ -8,7 +8,7 @@ integer microseconds since the Unix epoch, like the Avro contract.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from callrec.avro.events import AbnormalReason, CallStatus, Leg
 
@@ -182,8 +182,13 @@ class CallState:
                 return leg
         return None
 
-    def with_leg(self, facts: LegFacts) -> CallState:
-        others = [leg for leg in self.legs if leg.leg_id != facts.leg_id]
-        others.append(facts)
-        others.sort(key=lambda leg: leg.leg_id)
-        return replace(self, legs=tuple(others))
+    def legs_with(self, facts: LegFacts) -> tuple[LegFacts, ...]:
+        """The legs with ``facts`` replacing the leg of the same id, still sorted by id."""
+        legs = list(self.legs)
+        for i, leg in enumerate(legs):
+            if leg.leg_id == facts.leg_id:
+                legs[i] = facts
+                return tuple(legs)
+        legs.append(facts)
+        legs.sort(key=lambda leg: leg.leg_id)
+        return tuple(legs)

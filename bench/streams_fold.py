@@ -1,0 +1,194 @@
+"""Call-state benchmark, run by hand: `.venv/bin/python bench/streams_fold.py [--calls 1000]`.
+
+1. Pure fold: events per CPU-second that ``apply`` folds (decoded events, no I/O), then with
+   Avro decoding, then through the worker's processor (decode + fold + JSON state per batch +
+   snapshot projection) with an in-memory table. Goal >= 20,000 events/s per core
+   (1,000 concurrent calls x 2 legs x 5 chunks/s = 10,000/s, with 2x headroom).
+2. Through Faust + Kafka: a broker started here (or --bootstrap), ``calls`` calls' events
+   published first, then ONE worker process folds them; events/s from its first to its last
+   fold, and its CPU time, so the figure is per core.
+3. Failover: two workers, kill -9 one; seconds until a probe call on one of the killed worker's
+   partitions gets its snapshot from the survivor (dominated by the group session timeout).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from callrec.avro import codec
+from callrec.avro.events import CallStatus, Event, Leg
+from callrec.infra.kafka import KafkaBroker, ensure_kafka_jars
+from callrec.infra.procs import free_port
+from callrec.infra.topics import ensure_topics
+from callrec.streams.fold import apply
+from callrec.streams.model import CallState, SourcePosition
+from callrec.streams.processor import CallProcessor, Incoming
+from callrec.streams.recorders import RecordersView
+from callrec.streams.rules import Rules
+from tests.conftest import cache_dir
+from tests.streams.factory import Call, new_call_key, packets
+from tests.streams.harness import FAST_RULES, Reader, StreamsWorker, heartbeats, publish
+
+
+def workload(calls: int, chunks: int) -> list[Event]:
+    """Each call: two LegStarted, ``chunks`` chunks per leg of 10 x 160-byte packets, two BYEs,
+    interleaved across calls as a recorder with ``calls`` live calls would publish them."""
+    now = time.time_ns() // 1000
+    made = [Call(key=new_call_key("Bench"), t0=now) for _ in range(calls)]
+    events: list[Event] = []
+    for call in made:
+        events += [call.started(Leg.NEAR_END), call.started(Leg.FAR_END)]
+    for seq in range(chunks):
+        for call in made:
+            for side in Leg:
+                chunk = call.chunk(side, seq)
+                events.append(chunk.model_copy(update={"packets": packets(10, now, 160)}))
+    for call in made:
+        events += [call.ended(side, (chunks + 1) * 200_000, chunks=chunks) for side in Leg]
+    return events
+
+
+def bench_pure(events: list[Event]) -> None:
+    encoded = [codec.encode(e) for e in events]
+    start = time.process_time()
+    states: dict[str, CallState | None] = {}
+    for n, event in enumerate(events):
+        key = event.call_key  # type: ignore[attr-defined]
+        states[key], _ = apply(states.get(key), event, SourcePosition("rec.audio.v1", 0, n))
+    fold_s = time.process_time() - start
+    start = time.process_time()
+    for data in encoded:
+        codec.decode(data)
+    decode_s = time.process_time() - start
+
+    class NullEmitter:
+        def snapshot(self, partition: int, record: object) -> None: ...
+        def dead_letter(self, letter: object) -> None: ...
+        def changelog(self, partition: int, key: bytes, value: bytes | None) -> None: ...
+
+    processor = CallProcessor(
+        worker_id="bench", rules=Rules(), table={}, emitter=NullEmitter(),
+        recorders=RecordersView, clock=lambda: time.time_ns() // 1000,
+    )
+    incoming = [Incoming("rec.audio.v1", 0, n, e.kafka_key, data)
+                for n, (e, data) in enumerate(zip(events, encoded, strict=True))]
+    start = time.process_time()
+    for i in range(0, len(incoming), 2000):
+        processor.fold_batch(incoming[i:i + 2000])
+    processor_s = time.process_time() - start
+    n = len(events)
+    print(f"pure fold:             {n / fold_s:>10,.0f} events per CPU-second")
+    print(f"Avro decode alone:     {n / decode_s:>10,.0f} events per CPU-second")
+    print(f"processor (decode+fold+state+snapshots, batches of 2000): "
+          f"{n / processor_s:,.0f} events per CPU-second")
+
+
+async def bench_faust(bootstrap: str, events: list[Event], run_dir: Path) -> None:
+    await publish(bootstrap, events)
+    worker = StreamsWorker(bootstrap, f"bench-{uuid.uuid4().hex[:8]}", run_dir, "bench-worker",
+                           {"CALLREC_STREAMS_LOG_LEVEL": "warning",
+                            "CALLREC_STREAMS_MEDIA_TIMEOUT_S": "3600",
+                            "CALLREC_STREAMS_RECORDER_LOST_AFTER_S": "3600"})
+    pid = worker.start()
+    try:
+        first_at = None
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            health = worker.health() or {}
+            folded = int(health.get("events_folded", 0))  # type: ignore[call-overload]
+            if folded and first_at is None:
+                first_at, first_count = time.monotonic(), folded
+            if folded >= len(events):
+                break
+            await asyncio.sleep(0.2)
+        elapsed = time.monotonic() - (first_at or time.monotonic())
+        cpu = cpu_seconds(pid)
+        print(f"Faust+Kafka, one worker: {len(events) - first_count:,} events in {elapsed:.1f} s "
+              f"= {(len(events) - first_count) / elapsed:,.0f} events/s wall "
+              f"(worker CPU {cpu:.1f} s over its whole life incl. start-up)")
+    finally:
+        worker.stop()
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    import os
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def bench_failover(bootstrap: str, run_dir: Path) -> None:
+    app_id = f"bench-failover-{uuid.uuid4().hex[:8]}"
+    env = {"CALLREC_STREAMS_LOG_LEVEL": "warning", "CALLREC_STREAMS_MEDIA_TIMEOUT_S": "3600"}
+    pair = [StreamsWorker(bootstrap, app_id, run_dir, name, env) for name in ("a", "b")]
+    for worker in pair:
+        worker.start()
+    try:
+        while not all((w.health() or {}).get("assigned_partitions") for w in pair) or len(
+                set().union(*(set(w.health()["assigned_partitions"]) for w in pair))) < 6:  # type: ignore[index,arg-type]
+            await asyncio.sleep(0.5)
+        victim = pair[1]
+        owned = set(victim.health()["assigned_partitions"])  # type: ignore[index,arg-type]
+        recorder = f"rec-{uuid.uuid4().hex[:6]}"
+        async with heartbeats(bootstrap, {recorder: "i1"}), Reader(bootstrap) as reader:
+            victim.kill()
+            killed = time.monotonic()
+            probes = [Call(key=new_call_key("BenchFailover"), t0=time.time_ns() // 1000,
+                           recorder=recorder, incarnation="i1") for _ in range(12)]
+            await publish(bootstrap, [p.started(side) for p in probes for side in Leg])
+            while True:
+                await reader.poll(0.2)
+                moved = [r for p in probes if (r := reader.latest(p.key)) is not None
+                         and r.status == CallStatus.ACTIVE and r.legs
+                         and partition_of(reader, p.key) in owned]
+                if moved:
+                    break
+            print(f"failover after kill -9: {time.monotonic() - killed:.1f} s until the survivor "
+                  f"published a call of the killed worker's partitions (group session "
+                  f"timeout {FAST_RULES['CALLREC_STREAMS_SESSION_TIMEOUT_S']} s)")
+    finally:
+        for worker in pair:
+            worker.stop()
+
+
+def partition_of(reader: Reader, key: str) -> int | None:
+    from aiokafka.partitioner import DefaultPartitioner
+
+    return int(DefaultPartitioner()(key.encode(), list(range(6)), list(range(6))))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--calls", type=int, default=1000)
+    parser.add_argument("--chunks", type=int, default=20)
+    parser.add_argument("--bootstrap")
+    args = parser.parse_args()
+    events = workload(args.calls, args.chunks)
+    print(f"workload: {args.calls} calls x 2 legs x {args.chunks} chunks = {len(events):,} events")
+    bench_pure(events)
+    run_dir = Path(tempfile.mkdtemp(prefix="bench-streams-"))
+    broker = None
+    bootstrap = args.bootstrap
+    if bootstrap is None:
+        broker = KafkaBroker(libs=ensure_kafka_jars(cache_dir()), data_dir=run_dir / "kafka",
+                             port=free_port(), controller_port=free_port())
+        broker.start()
+        bootstrap = broker.bootstrap
+        asyncio.run(ensure_topics(bootstrap, 6))
+    try:
+        asyncio.run(bench_faust(bootstrap, workload(args.calls, args.chunks), run_dir))
+        asyncio.run(bench_failover(bootstrap, run_dir))
+    finally:
+        if broker is not None:
+            broker.stop()
+
+
+if __name__ == "__main__":
+    main()

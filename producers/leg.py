@@ -6,20 +6,17 @@ and returns the leg as it now is with the events that say what changed.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from callrec.avro.events import (
-    AudioChunk,
     LegChange,
     LegEnded,
     LegEndReason,
     LegStarted,
     LegUpdated,
 )
-from callrec.avro.events import RtpPacket as RtpPacketRecord
-from callrec.producers.chunker import ClosedChunk, LegTotals
+from callrec.producers.chunker import LegTotals
 from callrec.producers.errors import NoCommonCodec
 from callrec.producers.sdp import Codec, RemoteMedia
 from callrec.producers.sip_facts import DialogOpened, MediaNegotiated
@@ -201,35 +198,4 @@ def end_leg(
         packets_lost=totals.packets_lost,
         payload_bytes=totals.payload_bytes,
         chunk_count=totals.chunk_count,
-    )
-
-
-def audio_chunk(leg: LegState, chunk: ClosedChunk) -> AudioChunk:
-    return AudioChunk(
-        event_id=uuid.uuid4(),
-        event_time=_time(chunk.closed_at_us),
-        producer_id=leg.identity.recorder_id,
-        call_key=leg.call_key,
-        leg=leg.opened.meta.leg,
-        leg_id=leg.leg_id,
-        chunk_seq=chunk.chunk_seq,
-        codec=chunk.codec.name,
-        payload_type=chunk.codec.payload_type,
-        clock_rate=chunk.codec.clock_rate,
-        packets=[
-            RtpPacketRecord(
-                rtp_seq=p.seq,
-                rtp_timestamp=p.timestamp,
-                ssrc=p.ssrc,
-                payload_type=p.payload_type,
-                marker=p.marker,
-                arrival_time_us=p.arrival_time_us,
-                payload=p.payload,
-            )
-            for p in chunk.packets
-        ],
-        packets_lost=chunk.packets_lost,
-        packets_reordered=chunk.packets_reordered,
-        packets_duplicated=chunk.packets_duplicated,
-        ssrc_changes=chunk.ssrc_changes,
     )

@@ -48,7 +48,11 @@ class Outbox:
     def put(self, event: Event) -> None:
         """Make the event durable now (SpoolFull if the bound is reached); Kafka follows."""
         value = codec.encode(event)
-        self.spool.append(TOPIC_OF[type(event)].name, event.kafka_key, type(event).__name__, value)
+        self.put_encoded(TOPIC_OF[type(event)].name, event.kafka_key, type(event).__name__, value)
+
+    def put_encoded(self, topic: str, key: bytes, event_type: str, value: bytes) -> None:
+        """``put`` for bytes already encoded by the contract's codec (the audio hot path)."""
+        self.spool.append(topic, key, event_type, value)
         self._wake_sender.set()
 
     @property

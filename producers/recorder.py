@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from callrec.avro.events import Event, LegEndReason, RecorderHealth, RecorderHeartbeat
+from callrec.producers.chunk_encoding import AUDIO_TOPIC, encode_chunk
 from callrec.producers.chunker import ClosedChunk, LegChunker
 from callrec.producers.errors import BadRtp, SpoolFull
 from callrec.producers.leg import (
     LegState,
     RecorderIdentity,
-    audio_chunk,
     end_leg,
     negotiate,
     open_leg,
@@ -190,8 +190,18 @@ class Recorder:
             self._emit_chunk(live, closed)
 
     def _emit_chunk(self, live: LiveLeg, chunk: ClosedChunk | None) -> None:
-        if chunk is not None:
-            self._emit(audio_chunk(live.state, chunk))
+        if chunk is None:
+            return
+        try:
+            self.outbox.put_encoded(
+                AUDIO_TOPIC,
+                live.state.call_key.encode(),
+                "AudioChunk",
+                encode_chunk(live.state, chunk),
+            )
+        except SpoolFull as e:
+            self.lost_events += 1
+            log.error("LOST chunk %d of %s: %s", chunk.chunk_seq, live.state.leg_id, e)
 
     def _emit(self, event: Event) -> None:
         try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import multiprocessing
 import os
 import re
@@ -233,7 +234,11 @@ async def bench(args: argparse.Namespace, bootstrap: str, work: Path) -> None:
         sender.start()
         await asyncio.sleep(3)  # warm up
         cpu0, t0, lat0 = cpu_seconds(recorder.pid), time.monotonic(), len(latencies)
-        await asyncio.sleep(args.seconds)
+        backlog = 0
+        while time.monotonic() - t0 < args.seconds:
+            await asyncio.sleep(1)
+            status = json.loads((work / "recorder" / "status.json").read_text())
+            backlog = max(backlog, status["spool_backlog_events"])
         cpu1, t1 = cpu_seconds(recorder.pid), time.monotonic()
         window = latencies[lat0:]
         stop_send.set()
@@ -268,6 +273,7 @@ async def bench(args: argparse.Namespace, bootstrap: str, work: Path) -> None:
     print(f"RTP rate: {legs / PTIME_S:,.0f} packets/s; recorder CPU: {cores:.3f} cores")
     print(f"CPU-seconds per call-minute: {(cpu1 - cpu0) / call_minutes:.3f}")
     print(f"calls per core at this load: {args.calls / cores:,.0f}")
+    print(f"largest recorder backlog (spooled, not yet acknowledged by Kafka): {backlog} events")
     print(f"chunk latency (closed -> consumed) p50 {pct(0.5):.1f} ms, p99 {pct(0.99):.1f} ms")
 
 

@@ -128,8 +128,13 @@ def send_rtp(ports: list[int], stop: multiprocessing.synchronize.Event, sent: mu
             time.sleep(delay)
 
 
-async def tail_sample(bootstrap: str, stop: asyncio.Event, latencies: list[float],
-                      ended: dict[str, LegEnded], start: dict[TopicPartition, int]) -> None:  # fmt: skip
+async def tail_sample(
+    bootstrap: str,
+    stop: asyncio.Event,
+    latencies: list[float],
+    ended: dict[str, LegEnded],
+    start: dict[TopicPartition, int],
+) -> None:
     """During the run: every lifecycle event, and every 20th audio chunk for the latency."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, fetch_max_wait_ms=20)
     await consumer.start()
@@ -206,8 +211,13 @@ async def bench(args: argparse.Namespace, bootstrap: str, work: Path) -> None:
         "CALLREC_RECORDER_DRAIN_TIMEOUT_S": "5",
     }
     log = (work / "recorder.log").open("wb")
-    recorder = subprocess.Popen([sys.executable, "-m", "callrec.producers"], env=env,
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    recorder = subprocess.Popen(  # noqa: ASYNC220 - started once, before the measurement
+        [sys.executable, "-m", "callrec.producers"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     stop_tail = asyncio.Event()
     latencies: list[float] = []
     ended: dict[str, LegEnded] = {}
@@ -248,7 +258,7 @@ async def bench(args: argparse.Namespace, bootstrap: str, work: Path) -> None:
             uac.close_leg(call_id, leg, refci, to_tag)
         drops = udp_drops(rtp_ports)
         deadline = time.monotonic() + 120
-        while len(ended) < legs and time.monotonic() < deadline:
+        while len(ended) < legs and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.2)
     finally:
         stop_tail.set()

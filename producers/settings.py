@@ -36,9 +36,8 @@ class RecorderSettings(CommonSettings):
     """OPTIONS and new INVITEs get 503 while the spool holds more than this."""
     default_cluster_id: str = "cucm"
     """Cluster id for From headers that carry neither x-nearendclusterid nor x-farendclusterid."""
-    session_expires_s: int = 1800
-    """Session interval the recorder asks for when the INVITE names none (RFC 4028)."""
     min_se_s: int = 90
+    """Smallest RFC 4028 session interval accepted; a smaller Session-Expires gets 422."""
     heartbeat_interval_ms: int = 1000
     drain_timeout_s: float = 30.0
     """On SIGTERM: how long live calls may go on before they are ended as RECORDER_SHUTDOWN."""

@@ -123,9 +123,10 @@ async def run_sipp(
     )
     try:
         rc = await asyncio.wait_for(proc.wait(), limit_s + 10)
-    except TimeoutError:
-        proc.kill()
-        rc = await proc.wait()
+    finally:
+        if proc.returncode is None:  # timed out, or the test gave up on this dialog
+            proc.kill()
+            await proc.wait()
     return rc, err.read_text(errors="replace") if err.exists() else ""
 
 
@@ -138,6 +139,7 @@ def leg_keys(leg: str, refci: str, cluster: str, **extra: str) -> dict[str, str]
         "codecs": "8 101",
         "cause": "16",
         "pcap": str(G711A_PCAP),
+        "se": "1800",
         **extra,
     }
 

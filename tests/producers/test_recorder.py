@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -39,7 +40,7 @@ def recorder(
     proc = RecorderProcess(
         data_dir=base / "data",
         bootstrap=kafka.bootstrap,
-        extra_env={"CALLREC_RECORDER_ANSWER_DELAY_MS": "150"},
+        extra_env={"CALLREC_RECORDER_ANSWER_DELAY_MS": "150", "CALLREC_RECORDER_MIN_SE_S": "1"},
     )
     proc.start()
     try:
@@ -231,3 +232,44 @@ async def test_kafka_restart_mid_call_loses_and_duplicates_nothing(
         assert end.chunk_count == len(seqs)
         packets = [p for c in audio_of(tap.of(key), leg) for p in c.packets]
         assert b"".join(p.payload for p in sorted(packets, key=lambda p: p.rtp_seq)) == expected
+
+
+async def test_a_leg_without_session_refresh_expires(
+    recorder: RecorderProcess, tap: EventTap
+) -> None:
+    cluster, refci = new_call()
+    keys = leg_keys("x-nearend", refci, cluster, se="2")
+    dialog = asyncio.create_task(run_sipp("cucm_leg.xml", recorder, keys, 6000, limit_s=15))
+    await tap.until(ended(f"{cluster}:{refci}"), limit_s=15)
+    [end] = [e for e in tap.of(f"{cluster}:{refci}") if isinstance(e, LegEnded)]
+    assert end.reason is LegEndReason.SESSION_EXPIRED
+    assert (await dialog)[0] != 0  # its late BYE found no dialog (481)
+
+
+async def test_capacity_and_drain(kafka: KafkaBroker, tap: EventTap, tmp_path: Path) -> None:
+    small = RecorderProcess(
+        data_dir=tmp_path / "data",
+        bootstrap=kafka.bootstrap,
+        extra_env={"CALLREC_RECORDER_MAX_LEGS": "1", "CALLREC_RECORDER_DRAIN_TIMEOUT_S": "2"},
+    )
+    small.start()
+    try:
+        small.wait_healthy()
+        cluster, refci = new_call()
+        keys = leg_keys("x-nearend", refci, cluster)
+        dialog = asyncio.create_task(run_sipp("cucm_leg.xml", small, keys, 8000, limit_s=12))
+        await asyncio.to_thread(small.wait_for, lambda s: s.get("active_legs") == 1, 10)
+        await asyncio.to_thread(small.wait_for, lambda s: s.get("health") == "UNAVAILABLE", 5)
+        for method in ("OPTIONS", "INVITE"):
+            reply = send_udp(options_request(small.sip_port, method=method), small.sip_port)
+            assert reply.startswith(b"SIP/2.0 503"), reply
+        assert await asyncio.to_thread(small.stop) == 0
+        events = await tap.until(ended(f"{cluster}:{refci}"))
+        [end] = [
+            e for e in events if isinstance(e, LegEnded) and e.call_key == f"{cluster}:{refci}"
+        ]
+        assert end.reason is LegEndReason.RECORDER_SHUTDOWN and end.chunk_count > 0
+        dialog.cancel()
+        await asyncio.gather(dialog, return_exceptions=True)
+    finally:
+        small.stop()

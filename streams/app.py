@@ -9,9 +9,11 @@ Pitfalls designed around:
   writes ``table.data`` and sends the changelog with the call's own partition explicitly.
 - Iterating a table sees only this worker's partitions: that is what the metrics want (each
   worker reports its partitions; the dashboard sums).
-- Keys written during processing are not dropped from the memory store when their partition is
-  revoked (only recovered ones are); the processor drops them itself on revocation, or a stale
-  call could be ticked and republished over a newer snapshot.
+- Keys written during processing are not dropped from the memory store when their partition
+  goes to another worker (only recovered ones are); the processor drops them itself on the new
+  assignment, or a stale call could be ticked and republished over a newer snapshot. Not on
+  the revoke signal: Faust revokes everything at each rebalance but does not re-read the
+  tables of the partitions it gets back.
 """
 
 from __future__ import annotations
@@ -87,6 +89,7 @@ def build_app(
         broker_commit_interval=1.0,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
+        producer_linger=0.005,  # batch the changelog and snapshot sends of a fold batch
         table_standby_replicas=0,
         key_serializer="raw",
         value_serializer="raw",
@@ -133,10 +136,10 @@ def build_app(
         await follow_recorders(settings.kafka_bootstrap, board,
                                settings.streams_recorder_lookback_s)
 
-    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
-    async def forget_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
-        processor.partitions_revoked({tp.partition for tp in revoked
-                                      if tp.topic in source_names})
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+    async def forget_others(sender: Any, assigned: Any, **kwargs: Any) -> None:
+        processor.partitions_assigned({tp.partition for tp in assigned
+                                       if tp.topic in source_names})
 
     return app, processor
 

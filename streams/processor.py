@@ -183,14 +183,22 @@ class CallProcessor:
                 self._publish(state)
         self.synced.add(partition)
 
-    def partitions_revoked(self, partitions: Iterable[int]) -> None:
-        """Forget the calls of partitions another worker now owns (it recovers them)."""
-        gone = set(partitions)
-        for key in [k for k, p in self.partition_of.items() if p in gone]:
+    def partitions_assigned(self, partitions: Iterable[int]) -> None:
+        """Forget the calls of partitions this worker no longer owns (their owner recovers them).
+
+        Called with the whole new assignment: Faust revokes every partition at each rebalance
+        (eager protocol) but keeps and does not re-read the tables of the ones it gets back, so
+        only the partitions really gone may be dropped.
+        """
+        kept = set(partitions)
+        gone = [k for k, p in self.partition_of.items() if p not in kept]
+        for key in gone:
             self.partition_of.pop(key, None)
             self.states.pop(key, None)
             self.table.pop(key, None)
-        self.synced -= gone
+        self.synced &= kept
+        log.info("assigned partitions %s; forgot %d calls of other partitions",
+                 sorted(kept), len(gone))
 
     # --- metrics -------------------------------------------------------------------------------
 

@@ -39,11 +39,13 @@ def health(max_age_s: float = typer.Option(5.0, help="Oldest acceptable health f
 @app.command()
 def replay(
     settle_s: float = typer.Option(0.0, help="Only compare calls whose newest fact is older."),
+    key_prefix: str = typer.Option("", help="Only compare calls whose key starts so."),
 ) -> None:
     """Rebuild every call from the start of the topics; report differences from rec.calls.v1."""
     from callrec.streams.replay import replay_and_compare
 
-    report = replay_and_compare(StreamsSettings(), settle_s=settle_s)
+    report = replay_and_compare(StreamsSettings(), settle_s=settle_s,
+                                only=lambda key: key.startswith(key_prefix))
     typer.echo(report.summary())
     for line in report.differences[:100]:
         typer.echo(line)

@@ -14,7 +14,6 @@ from callrec.avro.events import CallRecord, CallStatus, Event, Leg
 from callrec.infra.kafka import KafkaBroker
 from callrec.streams.replay import replay_and_compare
 from callrec.streams.settings import StreamsSettings
-
 from tests.streams.factory import Call, new_call_key
 from tests.streams.harness import FAST_RULES, Reader, StreamsWorker, heartbeats, publish
 
@@ -45,7 +44,8 @@ def wait_split(pair: tuple[StreamsWorker, StreamsWorker], timeout: float = 60.0)
         owned = [set(w.health()["assigned_partitions"]) if w.health() else set()  # type: ignore[index,arg-type]
                  for w in pair]
         ready = all((w.health() or {}).get("recorders_ready") for w in pair)
-        if ready and all(owned) and not owned[0] & owned[1] and owned[0] | owned[1] == set(range(6)):
+        split = all(owned) and not owned[0] & owned[1] and owned[0] | owned[1] == set(range(6))
+        if ready and split:
             return
         time.sleep(0.5)
     raise AssertionError(f"no split: {[w.health() for w in pair]}\n{pair[1].log()}")

@@ -1,0 +1,30 @@
+"""The table's changelog format: any state folded from any call reads back equal."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+
+from callrec.streams.state_codec import UnreadableState, decode_state, encode_state
+from callrec.streams.verdict import tick
+
+from tests.streams.core import RULES
+from tests.streams.test_properties import SEGMENT_US, fold_positioned, live_view, reordered
+
+
+@settings(max_examples=100, deadline=None)
+@given(reordered())
+def test_every_state_reads_back_equal(case: tuple) -> None:  # type: ignore[type-arg]
+    call, _, shuffled = case
+    state = fold_positioned(shuffled)
+    assert decode_state(encode_state(state)) == state
+    now = call.t0 + 4 * SEGMENT_US
+    ticked, _ = tick(state, now, live_view(now), RULES)
+    assert ticked is not None
+    assert decode_state(encode_state(ticked)) == ticked
+
+
+@pytest.mark.parametrize("data", [b"{}", b"not json", b'{"f": 99}'])
+def test_unreadable_state_is_refused(data: bytes) -> None:
+    with pytest.raises(UnreadableState):
+        decode_state(data)

@@ -103,7 +103,7 @@ def run_recorder(settings: RecorderSettings) -> int:
     ED2.regSignal(signal.SIGTERM, request_stop)
     ED2.regSignal(signal.SIGINT, request_stop)
     log.info(
-        "recorder %s listening on udp:%s:%d, RTP %s, peers %s",
+        "recorder %s listening on udp+tcp:%s:%d, RTP %s, peers %s",
         settings.id,
         settings.sip_host,
         settings.sip_port,

@@ -41,6 +41,7 @@ from callrec.producers.sip_facts import (
     q850_cause,
     session_interval,
 )
+from callrec.producers.sip_tcp import TcpSipServer
 
 log = logging.getLogger(__name__)
 ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO"
@@ -101,9 +102,10 @@ class SipUas:
         self.dialogs: dict[tuple[str, str], Dialog] = {}
         self.stats: Counter[str] = Counter()
         self.tm: Any = None
+        self.tcp: TcpSipServer | None = None
 
     def start(self) -> None:
-        """Bind the SIP socket; must run in the thread that runs sippy's event loop."""
+        """Bind SIP on UDP and TCP; must run in the thread that runs sippy's event loop."""
         config = {
             "_sip_address": self.settings.sip_host,
             "_sip_port": self.settings.sip_port,
@@ -111,6 +113,10 @@ class SipUas:
         }
         self.tm = SipTransactionManager(config, self.on_request)
         config["_sip_tm"] = self.tm
+        self.tcp = TcpSipServer(
+            self.settings.sip_host, self.settings.sip_port, self.tm.handleIncoming
+        )
+        self.tcp.start()
 
     def forget(self, leg_id: str) -> None:
         """The recorder ended this leg on its own (expiry, shutdown): later requests get 481."""
@@ -221,7 +227,7 @@ class SipUas:
             from_params=meta.from_params,
         )
         self.dialogs[(call_id, local_tag)] = dialog
-        self._answer_sdp(resp, dialog, offer)
+        self._answer_sdp(resp, dialog, offer, req)
         self._session_timer(resp, session_expires)
         self.submit(
             DialogOpened(
@@ -272,7 +278,7 @@ class SipUas:
         resp = req.genResponse(200, "OK")
         delayed_offer = method == "INVITE" and offer is None
         if offer is not None or delayed_offer:
-            self._answer_sdp(resp, dialog, offer)
+            self._answer_sdp(resp, dialog, offer, req)
         self._session_timer(resp, session_expires or dialog.session_expires_s)
         from_params = parse_name_addr(str(req.getHFBody("from"))).uri_params
         if delayed_offer:
@@ -356,7 +362,7 @@ class SipUas:
         text = str(body)
         return parse_sdp(text) if text.strip() else None
 
-    def _answer_sdp(self, resp: Any, dialog: Dialog, offer: RemoteMedia | None) -> None:
+    def _answer_sdp(self, resp: Any, dialog: Dialog, offer: RemoteMedia | None, req: Any) -> None:
         host = self.settings.sip_host
         if offer is None:
             sdp = build_offer(host, dialog.port, dialog.session_id, dialog.sdp_version)
@@ -364,9 +370,9 @@ class SipUas:
             sdp = build_answer(offer, host, dialog.port, dialog.session_id, dialog.sdp_version)
         dialog.sdp_version += 1
         resp.setBody(MsgBody(sdp))
-        resp.appendHeader(
-            SipHeader(name="contact", bodys=f"<sip:recorder@{host}:{self.settings.sip_port}>")
-        )
+        transport = ";transport=tcp" if req.getSource(ver=2)[1] == "tcp" else ""
+        contact = f"<sip:recorder@{host}:{self.settings.sip_port}{transport}>"
+        resp.appendHeader(SipHeader(name="contact", bodys=contact))
         self._capabilities(resp)
 
     def _session_timer(self, resp: Any, session_expires: int | None) -> None:

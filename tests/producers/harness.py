@@ -105,6 +105,7 @@ async def run_sipp(
     duration_ms: int = 0,
     local_ip: str = "127.0.0.1",
     limit_s: float = 60.0,
+    transport: str = "u1",
 ) -> tuple[int, str]:
     """Play one dialog with sipp; returns its exit code and its error log."""
     sip_port, media_port = free_port(local_ip), free_port(local_ip)
@@ -113,7 +114,7 @@ async def run_sipp(
         "sipp", "-sf", str(SIPP_DIR / scenario), "-m", "1", "-l", "1",
         "-i", local_ip, "-p", str(sip_port), "-mi", local_ip, "-mp", str(media_port),
         "-d", str(duration_ms), "-timeout", f"{int(limit_s)}s", "-nostdin",
-        "-trace_err", "-error_file", str(err),
+        "-trace_err", "-error_file", str(err), "-t", transport,
         f"127.0.0.1:{recorder.sip_port}",
     ]  # fmt: skip
     for name, value in keys.items():

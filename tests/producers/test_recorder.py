@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -72,14 +73,27 @@ def audio_of(events: list, leg: Leg) -> list[AudioChunk]:  # type: ignore[type-a
     return [e for e in events if isinstance(e, AudioChunk) and e.leg is leg]
 
 
+@pytest.mark.parametrize("transport", ["u1", "t1"], ids=["udp", "tcp"])
 async def test_two_leg_call_records_every_payload_byte(
-    recorder: RecorderProcess, tap: EventTap
+    recorder: RecorderProcess, tap: EventTap, transport: str
 ) -> None:
     cluster, refci = new_call()
     key = f"{cluster}:{refci}"
     near, far = await asyncio.gather(
-        run_sipp("cucm_leg.xml", recorder, leg_keys("x-nearend", refci, cluster), 7600),
-        run_sipp("cucm_leg.xml", recorder, leg_keys("x-farend", refci, cluster), 7600),
+        run_sipp(
+            "cucm_leg.xml",
+            recorder,
+            leg_keys("x-nearend", refci, cluster),
+            7600,
+            transport=transport,
+        ),
+        run_sipp(
+            "cucm_leg.xml",
+            recorder,
+            leg_keys("x-farend", refci, cluster),
+            7600,
+            transport=transport,
+        ),
     )
     assert near[0] == 0 and far[0] == 0, (near, far)
     await tap.until(ended(key, 2))
@@ -174,6 +188,17 @@ async def test_cancel_before_answer_records_nothing(
     await asyncio.sleep(1)
     await tap.until(lambda evs: True)
     assert tap.of(f"{cluster}:{refci}") == []
+
+
+def test_sip_over_tcp_and_a_stream_that_cannot_be_framed(recorder: RecorderProcess) -> None:
+    with socket.create_connection(("127.0.0.1", recorder.sip_port), timeout=3) as sock:
+        sock.sendall(options_request(recorder.sip_port).replace(b"UDP", b"TCP"))
+        assert sock.recv(65535).startswith(b"SIP/2.0 200")
+        sock.sendall(b"OPTIONS sip:x SIP/2.0\r\nCall-ID: no-length\r\n\r\n")
+        assert sock.recv(65535) == b""  # closed: nothing after it could be trusted
+    assert send_udp(options_request(recorder.sip_port), recorder.sip_port).startswith(
+        b"SIP/2.0 200"
+    )
 
 
 def test_options_says_healthy_and_strangers_get_403(recorder: RecorderProcess) -> None:

@@ -63,12 +63,6 @@ class Outbox:
         return not self._inflight or time.monotonic() - self._inflight[0][1] < UNREACHABLE_AFTER_S
 
     @property
-    def oldest_unacked_age_ms(self) -> int:
-        if self._inflight:
-            return int((time.time_ns() // 1000 - self._inflight[0][0].written_us) / 1000)
-        return 0
-
-    @property
     def backlog(self) -> int:
         """Records written but not acknowledged (spooled plus in flight)."""
         return int(self.spool.next_seq - 1 - self.spool.acked_seq)

@@ -250,7 +250,7 @@ class Recorder:
             active_leg_ids=sorted(self.legs),
             max_legs=self.settings.max_legs,
             spool_bytes=self.outbox.spool.pending_bytes,
-            spool_oldest_age_ms=self.outbox.oldest_unacked_age_ms,
+            spool_oldest_age_ms=self.outbox.spool.oldest_pending_age_ms(),
             sip_address=f"{self.settings.sip_host}:{self.settings.sip_port}",
         )
         self._heartbeat_seq += 1
@@ -266,6 +266,7 @@ class Recorder:
             "reasons": list(self.health.reasons),
             "active_legs": len(self.legs),
             "spool_bytes": self.outbox.spool.pending_bytes,
+            "spool_oldest_age_ms": self.outbox.spool.oldest_pending_age_ms(),
             "spool_backlog_events": self.outbox.backlog,
             "published_events": self.outbox.published,
             "lost_events": self.lost_events,

@@ -91,6 +91,7 @@ class Spool:
         self.acked_seq = self._read_acked()
         self._segments: deque[_Segment] = deque()
         self._pending_bytes = 0  # bytes of records not yet acknowledged
+        self._head_offset = 0  # where the first unacknowledged record starts in the first segment
         self._recover()
         last = self._segments[-1].last_seq if self._segments else self.acked_seq
         self.next_seq = max(last, self.acked_seq) + 1
@@ -170,14 +171,20 @@ class Spool:
     # -- acknowledgements ----------------------------------------------------------------------
 
     def ack(self, seq: int, size: int) -> None:
-        """Kafka has every record up to ``seq``; drop segments that hold nothing newer."""
+        """Kafka has every record up to ``seq`` (acks come in seq order); drop spent segments."""
+        self._drop_segments_up_to(min(self.acked_seq, seq - 1))
         self.acked_seq = max(self.acked_seq, seq)
+        self._head_offset += size
         self._pending_bytes = max(0, self._pending_bytes - size)
         self._acked_dirty = True
-        while len(self._segments) > 1 and self._segments[0].last_seq <= self.acked_seq:
+        self._drop_segments_up_to(self.acked_seq)
+
+    def _drop_segments_up_to(self, seq: int) -> None:
+        while len(self._segments) > 1 and self._segments[0].last_seq <= seq:
             done = self._segments.popleft()
             done.path.unlink(missing_ok=True)
             self._read_seg = max(0, self._read_seg - 1)
+            self._head_offset = 0
 
     def checkpoint(self) -> None:
         """Persist the acknowledged watermark (called a few times a second, not per record)."""
@@ -201,8 +208,17 @@ class Spool:
     def pending_bytes(self) -> int:
         return self._pending_bytes
 
-    def segment_count(self) -> int:
-        return len(self._segments)
+    def oldest_pending_age_ms(self) -> int:
+        """Age of the oldest record Kafka has not acknowledged (0 when there is none)."""
+        if self._pending_bytes == 0 or not self._segments:
+            return 0
+        with self._segments[0].path.open("rb") as f:
+            f.seek(self._head_offset)
+            header = f.read(_FRAME.size)
+        if len(header) < _FRAME.size:
+            return 0
+        written_us: int = _FRAME.unpack(header)[3]
+        return max(0, (time.time_ns() // 1000 - written_us) // 1000)
 
     # -- startup -------------------------------------------------------------------------------
 
@@ -217,8 +233,10 @@ class Spool:
         for path in sorted(self.directory.glob(f"*{SEGMENT_SUFFIX}")):
             buf = path.read_bytes()
             segment = _Segment(int(path.stem), path)
-            pos = 0
+            pos = head_offset = 0
             while (record := _decode(buf, pos)) is not None:
+                if record.seq <= self.acked_seq:
+                    head_offset = pos + record.size
                 pos += record.size
                 segment.last_seq = record.seq
                 if record.seq > self.acked_seq:
@@ -230,4 +248,6 @@ class Spool:
             if segment.last_seq <= self.acked_seq:
                 path.unlink()
                 continue
+            if not self._segments:
+                self._head_offset = head_offset
             self._segments.append(segment)

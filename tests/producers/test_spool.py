@@ -1,3 +1,4 @@
+import time
 from pathlib import Path
 
 import pytest
@@ -70,3 +71,22 @@ def test_rewind_reads_again(tmp_path: Path) -> None:
     drain(spool)
     spool.rewind(4)
     assert drain(spool) == list(range(4, 10))
+
+
+def test_the_age_of_the_oldest_unacknowledged_record(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=10**6, segment_bytes=500)
+    assert spool.oldest_pending_age_ms() == 0
+    fill(spool, 10)
+    time.sleep(0.05)
+    assert spool.oldest_pending_age_ms() >= 50
+    records = []
+    while (r := spool.read_next()) is not None:
+        records.append(r)
+    for r in records[:7]:
+        spool.ack(r.seq, r.size)
+    spool.close()
+    again = Spool(tmp_path, max_bytes=10**6, segment_bytes=500)
+    assert again.oldest_pending_age_ms() >= 50
+    for r in records[7:]:
+        again.ack(r.seq, r.size)
+    assert again.oldest_pending_age_ms() == 0

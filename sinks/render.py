@@ -79,7 +79,7 @@ def render(
         gaps.extend(_gaps_of(track, side, length, rate))
     if channels == 1:
         pcm = np.clip(pcm.sum(axis=1, keepdims=True), -32768, 32767)
-    gaps.sort(key=lambda g: (g.start_ms, g.leg or ""))
+    gaps.sort(key=lambda g: (g.start_ms, SIDES.index(g.leg) if g.leg else -1))
     return Rendered(pcm.astype(np.int16), rate, start_us, tuple(gaps))
 
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
+import av
 import numpy as np
 from minio import Minio
 
@@ -17,6 +20,7 @@ from callrec.infra.s3 import S3Server
 from callrec.sinks.service import serve
 from callrec.sinks.settings import MixerSettings
 from tests.sinks.factory import (
+    T0_US,
     call_record,
     chunked,
     leg_summary,
@@ -64,7 +68,8 @@ async def test_a_completed_call_becomes_a_stereo_wav_of_its_two_legs(
         [event] = await archived(kafka.bootstrap, {key})
     bucket = settings.s3_bucket
     data = minio_client.get_object(bucket, event.object_key).read()
-    assert event.object_key == f"recordings/2026/09/21/{cluster}%3A19301625.wav"
+    day = datetime.fromtimestamp(T0_US / 1e6, UTC)
+    assert event.object_key == f"recordings/{day:%Y/%m/%d}/{cluster}%3A19301625.wav"
     assert hashlib.sha256(data).hexdigest() == event.sha256 and len(data) == event.size_bytes
     rate, pcm = wav_channels(data)
     assert rate == 8000 and pcm.shape == (60 * 160 + 320, 2)
@@ -108,3 +113,43 @@ async def test_abnormal_call_lost_packets_and_a_bad_chunk_still_give_a_partial_r
     assert len(pcm) == 40 * 160  # the audio up to the end, silence where it was lost
     np.testing.assert_array_equal(pcm[23 * 160 : 33 * 160, 0], payload_pcm(near[2:3]))
     assert not pcm[33 * 160 :, 0].any()
+
+
+async def test_a_hold_between_two_segments_is_silence_of_the_holds_length_in_flac(
+    kafka: KafkaBroker, s3: S3Server, minio_client: Minio, tmp_path: Path
+) -> None:
+    cluster = new_cluster()
+    settings = settings_from(
+        mixer_env(kafka, s3, tmp_path, cluster, CALLREC_MIXER_FORMAT="flac",
+                  CALLREC_MIXER_RETENTION_DAYS="3650")
+    )
+    key = f"{cluster}:5"
+    resumed = T0_US + 500_000 + 2_500_000  # 25 packets, then 2.5 s on hold
+    legs = []
+    for side, name, ssrc in ((Leg.NEAR_END, "near", 1), (Leg.FAR_END, "far", 2)):
+        before = chunked(rtp_stream(25, ssrc=ssrc, seed=ssrc), key, side, f"{name}-0")
+        after = chunked(rtp_stream(25, start_us=resumed, ssrc=ssrc + 10, seed=ssrc + 10), key,
+                        side, f"{name}-1")
+        legs.append((before, after))
+    record = call_record(
+        key,
+        [leg_summary(b) for b, _ in legs] + [leg_summary(a, segment=1) for _, a in legs],
+        duration_us=3_500_000,
+    ).model_copy(update={"segments": 2})
+    async with running(settings):
+        await publish(kafka.bootstrap, [c for b, a in legs for c in (*b, *a)] + [record])
+        [event] = await archived(kafka.bootstrap, {key})
+    assert event.format == "flac" and event.object_key.endswith("%3A5.flac")
+    holds = [(g.leg, g.start_ms, g.duration_ms) for g in event.gaps if g.cause == GapCause.HOLD]
+    assert holds == [(Leg.NEAR_END, 500, 2500), (Leg.FAR_END, 500, 2500)]
+    assert not event.partial and event.duration_ms == 3500
+    data = minio_client.get_object(settings.s3_bucket, event.object_key).read()
+    with av.open(io.BytesIO(data)) as container:
+        frames = [f.to_ndarray().reshape(-1, 2) for f in container.decode(audio=0)]  # packed
+    pcm = np.concatenate(frames)
+    near_before, near_after = legs[0]
+    np.testing.assert_array_equal(pcm[:4000, 0], payload_pcm(near_before))  # FLAC is lossless
+    assert not pcm[4000:24000].any()
+    np.testing.assert_array_equal(pcm[24000:, 0], payload_pcm(near_after))
+    retention = minio_client.get_object_retention(settings.s3_bucket, event.object_key)
+    assert retention is not None and retention.mode == "GOVERNANCE"

@@ -59,7 +59,7 @@ class Archiver:
             chunks, mixed = await asyncio.to_thread(self._mix, call, entries)
         await self._dead_letter_failures(call, chunks, mixed, partition)
         key = object_key(call, self.format.extension)
-        stored = await self._retrying(
+        stored = await self.retrying(
             f"store {key}",
             lambda: asyncio.to_thread(
                 self.store.put, key, mixed.data, self.format.content_type,
@@ -70,7 +70,7 @@ class Archiver:
             log.warning("%s already stored with sha256 %s (this mix: %s); keeping the stored one",
                         key, stored.sha256, mixed.sha256)
         event = _announce(call, mixed, stored, self.store.bucket, self.settings.mixer_producer_id)
-        await self._retrying(f"announce {key}", lambda: self.publisher.publish(event))
+        await self.retrying(f"announce {key}", lambda: self.publisher.publish(event))
         log.info("archived %s: %s, %d ms, %d gap(s)%s", call.call_key, key, mixed.duration_ms,
                  len(mixed.gaps), ", partial" if mixed.partial else "")
         return mixed
@@ -109,9 +109,9 @@ class Archiver:
                 error_type="UndecodableAudio",
                 reason=f"leg {failure.leg_id} chunk {failure.chunk_seq}: {failure.reason}",
             )
-            await self._retrying("dead letter", functools.partial(self.publisher.publish, letter))
+            await self.retrying("dead letter", functools.partial(self.publisher.publish, letter))
 
-    async def _retrying(self, what: str, attempt: Callable[[], Awaitable[T]]) -> T:
+    async def retrying(self, what: str, attempt: Callable[[], Awaitable[T]]) -> T:
         """Retry what failed for a reason that may pass, with capped exponential backoff."""
         delay = FIRST_BACKOFF_S
         while True:

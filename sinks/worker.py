@@ -10,6 +10,7 @@ rec.recordings.v1, and only then allowed to release its offsets (see offsets.py)
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -124,7 +125,7 @@ class MixerWorker:
             try:
                 event = codec.decode(record.value or b"")
             except ContractError as e:
-                await self.publisher.dead_letter(record, e)
+                await self._dead_letter(record, e)
                 self._passed(ledger, tp.topic, record.offset)
                 continue
             try:
@@ -135,11 +136,16 @@ class MixerWorker:
                 consumer.pause(tp)
                 return
             if kept is None:
-                await self.publisher.dead_letter(
-                    record, ContractError(f"{type(event).__name__} does not belong on {tp.topic}")
-                )
+                misplaced = ContractError(f"{type(event).__name__} does not belong on {tp.topic}")
+                await self._dead_letter(record, misplaced)
             if not kept:
                 self._passed(ledger, tp.topic, record.offset)
+
+    async def _dead_letter(self, record: Any, error: Exception) -> None:
+        await self.archiver.retrying(
+            f"dead letter of {record.topic}/{record.partition}@{record.offset}",
+            functools.partial(self.publisher.dead_letter, record, error),
+        )
 
     def _take(
         self, tp: TopicPartition, offset: int, value: bytes, event: Event, ledger: PartitionLedger

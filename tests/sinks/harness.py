@@ -66,6 +66,16 @@ async def publish(bootstrap: str, events: Iterable[Event]) -> list[RecordMetadat
         await publisher.stop()
 
 
+async def publish_raw(bootstrap: str, topic: str, key: str, value: bytes) -> None:
+    """Bytes that are not a contract event, as a broken producer would send them."""
+    publisher = EventPublisher(bootstrap, "mixer-test")
+    await publisher.start()
+    try:
+        await (await publisher.enqueue_encoded(topic, key.encode(), value, "AudioChunk"))
+    finally:
+        await publisher.stop()
+
+
 async def committed(bootstrap: str, group_id: str, topic: str, partition: int) -> int | None:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id)
     await consumer.start()
@@ -118,12 +128,14 @@ async def archived(bootstrap: str, call_keys: set[str], within: float = 60.0, se
     return [e for e in events if isinstance(e, RecordingArchived)]
 
 
-async def dead_letters(bootstrap: str, call_key: str, within: float = 30.0) -> list[DeadLetter]:
+async def dead_letters(
+    bootstrap: str, call_key: str, want: int = 1, within: float = 30.0
+) -> list[DeadLetter]:
     def ours(event: Event) -> bool:
         return isinstance(event, DeadLetter) and event.source_key == call_key.encode()
 
     events = await wait_for_events(
-        bootstrap, DEADLETTER.name, ours, 1, {AUDIO.name.encode()}, within
+        bootstrap, DEADLETTER.name, ours, want, {AUDIO.name.encode()}, within
     )
     return [e for e in events if isinstance(e, DeadLetter)]
 

@@ -15,6 +15,7 @@ import numpy as np
 from minio import Minio
 
 from callrec.avro.events import CallStatus, GapCause, Leg
+from callrec.avro.topics import AUDIO
 from callrec.infra.kafka import KafkaBroker
 from callrec.infra.s3 import S3Server
 from callrec.sinks.service import serve
@@ -34,6 +35,7 @@ from tests.sinks.harness import (
     mixer_env,
     new_cluster,
     publish,
+    publish_raw,
     settings_from,
     wav_channels,
 )
@@ -100,9 +102,12 @@ async def test_abnormal_call_lost_packets_and_a_bad_chunk_still_give_a_partial_r
     near[3] = near[3].model_copy(update={"codec": "iLBC"})  # a chunk nobody can decode
     record = call_record(key, [leg_summary(near)], status=CallStatus.ABNORMAL)
     async with running(settings):
+        await publish_raw(kafka.bootstrap, AUDIO.name, key, b"not an event")
         await publish(kafka.bootstrap, [*near, record])
         [event] = await archived(kafka.bootstrap, {key})
-        [letter] = await dead_letters(kafka.bootstrap, key)
+        letters = await dead_letters(kafka.bootstrap, key, want=2)
+    garbage, letter = sorted(letters, key=lambda d: d.error_type != "UndecodableEvent")
+    assert garbage.error_type == "UndecodableEvent" and garbage.payload == b"not an event"
     assert event.partial and event.call_status == CallStatus.ABNORMAL
     assert event.abnormal_reason == "RECORDER_LOST"
     near_gaps = {(g.start_ms, g.duration_ms, g.cause) for g in event.gaps if g.leg == Leg.NEAR_END}

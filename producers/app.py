@@ -3,7 +3,7 @@
 sippy's dispatcher is a process-wide singleton bound to the thread that imported it and owns
 signal handling, so it keeps the main thread; the recorder (RTP, chunking, Kafka) runs in a
 second thread with its own asyncio loop. They meet only through ``Recorder.submit`` (SIP facts
-in), ``Recorder.health`` (an immutable value out) and ``SipUas.forget`` (posted to sippy's loop).
+in), ``Recorder.health`` (an immutable value out) and ``SipUas.hang_up`` (posted to sippy's loop).
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def run_recorder(settings: RecorderSettings) -> int:
         request_stop()
         thread.join()
         return 1
-    recorder.sip_forget = lambda leg_id: ED2.callFromThread(sip.forget, leg_id)
+    recorder.sip_hang_up = lambda leg_id: ED2.callFromThread(sip.hang_up, leg_id)
     recorder.sip_stats = lambda: dict(sip.stats)
     ED2.regSignal(signal.SIGTERM, request_stop)
     ED2.regSignal(signal.SIGINT, request_stop)

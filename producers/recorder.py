@@ -78,7 +78,7 @@ class Recorder:
         self.identity = identity
         self.health = STARTING
         self.legs: dict[str, LiveLeg] = {}
-        self.sip_forget: Callable[[str], None] = lambda leg_id: None
+        self.sip_hang_up: Callable[[str], None] = lambda leg_id: None
         self.sip_stats: Callable[[], dict[str, int]] = dict
         self.draining = False
         self.lost_events = 0
@@ -218,7 +218,7 @@ class Recorder:
             self._emit_chunk(live, live.chunker.tick(now_us))
             if live.state.expired(now_us):
                 log.warning("leg %s: no session refresh, expired", live.state.leg_id)
-                self.sip_forget(live.state.leg_id)
+                self.sip_hang_up(live.state.leg_id)
                 self._end(live.state.leg_id, LegEndReason.SESSION_EXPIRED, now_us)
         self.health = self._assess()
 
@@ -303,7 +303,7 @@ class Recorder:
             await asyncio.sleep(TICK_S)
         now_us = time.time_ns() // 1000
         for leg_id in list(self.legs):
-            self.sip_forget(leg_id)
+            self.sip_hang_up(leg_id)
             self._end(leg_id, LegEndReason.RECORDER_SHUTDOWN, now_us)
         self._emit(self._heartbeat())
         flushed = await self.outbox.flush(timeout_s=10.0)

@@ -41,10 +41,17 @@ from callrec.producers.sip_facts import (
     q850_cause,
     session_interval,
 )
+from callrec.producers.sip_messages import (
+    ALLOW,
+    SipLog,
+    add_capabilities,
+    add_session_timer,
+    bye_sender,
+    header,
+)
 from callrec.producers.sip_tcp import TcpSipServer
 
 log = logging.getLogger(__name__)
-ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO"
 Response = tuple[Any, Any, Any] | None
 
 
@@ -63,27 +70,11 @@ class Dialog:
     closed: bool = False
     answer_timer: Any = None
     from_params: dict[str, str] = field(default_factory=dict)
+    send_bye: Callable[[], None] | None = None
 
 
 def _now_us() -> int:
     return time.time_ns() // 1000
-
-
-def _header(msg: Any, name: str) -> str | None:
-    """A header's value as text, or None when absent or unparseable by sippy."""
-    try:
-        if msg.countHFs(name) == 0:
-            return None
-        return str(msg.getHFBody(name))
-    except Exception:
-        return None
-
-
-class _SipLog:
-    """sippy's logger interface, routed to ours at debug level."""
-
-    def write(self, *args: Any, **kwargs: Any) -> None:
-        log.debug("%s", "".join(str(a) for a in args))
 
 
 class SipUas:
@@ -109,7 +100,7 @@ class SipUas:
         config = {
             "_sip_address": self.settings.sip_host,
             "_sip_port": self.settings.sip_port,
-            "_sip_logger": _SipLog(),
+            "_sip_logger": SipLog(),
         }
         self.tm = SipTransactionManager(config, self.on_request)
         config["_sip_tm"] = self.tm
@@ -118,12 +109,17 @@ class SipUas:
         )
         self.tcp.start()
 
-    def forget(self, leg_id: str) -> None:
-        """The recorder ended this leg on its own (expiry, shutdown): later requests get 481."""
+    def hang_up(self, leg_id: str) -> None:
+        """The recorder ended this leg on its own (expiry, shutdown): tell the peer with a BYE."""
         for key, dialog in list(self.dialogs.items()):
             if dialog.leg_id == leg_id:
                 dialog.closed = True
                 del self.dialogs[key]
+                if dialog.answered and dialog.send_bye is not None:
+                    try:
+                        dialog.send_bye()
+                    except Exception:
+                        log.exception("could not send BYE for %s", leg_id)
 
     # -- dispatch --------------------------------------------------------------------------------
 
@@ -186,7 +182,7 @@ class SipUas:
             resp.appendHeader(
                 SipHeader(name="warning", bodys=f'399 callrec "{"; ".join(health.reasons)}"')
             )
-        self._capabilities(resp)
+        add_capabilities(resp)
         return (resp, None, None)
 
     def _invite(self, req: Any, t: Any) -> Response:
@@ -203,7 +199,7 @@ class SipUas:
                 offer.codec()
             except NoCommonCodec:
                 return (req.genResponse(488, "Not Acceptable Here"), None, None)
-        session_expires = session_interval(_header(req, "session-expires"))
+        session_expires = session_interval(header(req, "session-expires"))
         if session_expires is not None and session_expires < self.settings.min_se_s:
             resp = req.genResponse(422, "Session Interval Too Small")
             resp.appendHeader(SipHeader(name="min-se", bodys=str(self.settings.min_se_s)))
@@ -227,8 +223,9 @@ class SipUas:
             from_params=meta.from_params,
         )
         self.dialogs[(call_id, local_tag)] = dialog
+        dialog.send_bye = bye_sender(self.tm, req, t, resp)
         self._answer_sdp(resp, dialog, offer, req)
-        self._session_timer(resp, session_expires)
+        add_session_timer(resp, session_expires)
         self.submit(
             DialogOpened(
                 leg_id=dialog.leg_id,
@@ -236,7 +233,7 @@ class SipUas:
                 sip_call_id=call_id,
                 from_tag=req.getHFBody("from").getTag() or "",
                 to_tag=local_tag,
-                cisco_guid=_header(req, "cisco-guid"),
+                cisco_guid=header(req, "cisco-guid"),
                 destination=req.getRURI().username or "",
                 signaling_peer=self._peer(req),
                 local_port=port,
@@ -274,12 +271,12 @@ class SipUas:
                 offer.codec()
             except NoCommonCodec:
                 return (req.genResponse(488, "Not Acceptable Here"), None, None)
-        session_expires = session_interval(_header(req, "session-expires"))
+        session_expires = session_interval(header(req, "session-expires"))
         resp = req.genResponse(200, "OK")
         delayed_offer = method == "INVITE" and offer is None
         if offer is not None or delayed_offer:
             self._answer_sdp(resp, dialog, offer, req)
-        self._session_timer(resp, session_expires or dialog.session_expires_s)
+        add_session_timer(resp, session_expires or dialog.session_expires_s)
         from_params = parse_name_addr(str(req.getHFBody("from"))).uri_params
         if delayed_offer:
             # The answer comes in the ACK; the change is reported then.
@@ -298,7 +295,7 @@ class SipUas:
         return (resp, None, None)
 
     def _bye(self, req: Any, dialog: Dialog) -> Response:
-        reason = _header(req, "reason")
+        reason = header(req, "reason")
         cause = q850_cause(reason)
         self._close(dialog, end_reason("BYE", cause), reason, cause)
         return (req.genResponse(200, "OK"), None, None)
@@ -373,19 +370,7 @@ class SipUas:
         transport = ";transport=tcp" if req.getSource(ver=2)[1] == "tcp" else ""
         contact = f"<sip:recorder@{host}:{self.settings.sip_port}{transport}>"
         resp.appendHeader(SipHeader(name="contact", bodys=contact))
-        self._capabilities(resp)
-
-    def _session_timer(self, resp: Any, session_expires: int | None) -> None:
-        if session_expires is not None:
-            # RFC 4028 9: CUCM (the UAC) stays the refresher; Require tells it we do timers.
-            resp.appendHeader(
-                SipHeader(name="session-expires", bodys=f"{session_expires};refresher=uac")
-            )
-            resp.appendHeader(SipHeader(name="require", bodys="timer"))
-
-    def _capabilities(self, resp: Any) -> None:
-        resp.appendHeader(SipHeader(name="allow", bodys=ALLOW))
-        resp.appendHeader(SipHeader(name="supported", bodys="timer"))
+        add_capabilities(resp)
 
     def _peer(self, req: Any) -> str:
         try:

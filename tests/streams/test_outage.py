@@ -11,7 +11,6 @@ import pytest
 
 from callrec.avro.events import CallStatus
 from callrec.infra.kafka import KafkaBroker
-
 from tests.streams.factory import Call, new_call_key
 from tests.streams.harness import Reader, StreamsWorker, heartbeats, publish
 

@@ -187,6 +187,13 @@ async def read_all_chunks(
     return chunks
 
 
+def udp_receive_buffer_errors() -> int:
+    """The host's count of UDP datagrams dropped for a full receive buffer (/proc/net/snmp)."""
+    lines = [line.split() for line in Path("/proc/net/snmp").read_text().splitlines()]
+    names, values = [line for line in lines if line[0] == "Udp:"][:2]
+    return int(values[names.index("RcvbufErrors")])
+
+
 def udp_drops(ports: range) -> int:
     """Datagrams the kernel dropped on the recorder's RTP sockets (receive buffer full)."""
     drops = 0
@@ -241,6 +248,7 @@ async def bench(args: argparse.Namespace, bootstrap: str, work: Path) -> None:
         sender = multiprocessing.Process(
             target=send_rtp, args=([o[4] for o in opened], stop_send, sent), daemon=True
         )
+        rcvbuf_errors = udp_receive_buffer_errors()
         sender.start()
         await asyncio.sleep(3)  # warm up
         cpu0, t0, lat0 = cpu_seconds(recorder.pid), time.monotonic(), len(latencies)
@@ -254,9 +262,10 @@ async def bench(args: argparse.Namespace, bootstrap: str, work: Path) -> None:
         stop_send.set()
         sender.join()
         await asyncio.sleep(0.5)
+        drops = udp_drops(rtp_ports)  # before the BYEs close the sockets that count them
+        rcvbuf_errors = udp_receive_buffer_errors() - rcvbuf_errors
         for call_id, leg, refci, to_tag, _ in opened:
             uac.close_leg(call_id, leg, refci, to_tag)
-        drops = udp_drops(rtp_ports)
         deadline = time.monotonic() + 120
         while len(ended) < legs and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.2)
@@ -279,7 +288,8 @@ async def bench(args: argparse.Namespace, bootstrap: str, work: Path) -> None:
     pct = lambda q: window[min(len(window) - 1, int(q * len(window)))] * 1000  # noqa: E731
     print(f"legs ended: {len(ended)}/{legs}; packets per leg sent: {per_leg_sent}")
     print(f"chunks lost: {lost_chunks}, duplicated: {duplicated_chunks}; "
-          f"packets missing: {missing_packets} (kernel drops on RTP sockets: {drops})")
+          f"packets missing: {missing_packets} (kernel drops on RTP sockets: {drops}, "
+          f"host-wide UDP receive-buffer drops: {rcvbuf_errors})")
     print(f"RTP rate: {legs / PTIME_S:,.0f} packets/s; recorder CPU: {cores:.3f} cores")
     print(f"CPU-seconds per call-minute: {(cpu1 - cpu0) / call_minutes:.3f}")
     print(f"calls per core at this load: {args.calls / cores:,.0f}")

@@ -37,6 +37,7 @@ from callrec.producers.sip_facts import DialogClosed, DialogOpened, MediaNegotia
 log = logging.getLogger(__name__)
 TICK_S = 0.05
 EARLY_PACKETS = 100  # RTP that beats the ACK: kept until the codec is known (~2 s)
+DRAIN_LIMIT = 2000  # a socket's receive buffer holds ~1,500 G.711 packets
 
 
 @dataclass(frozen=True)
@@ -162,6 +163,7 @@ class Recorder:
         live = self.legs.pop(leg_id, None)
         if live is None:
             return
+        self._drain_socket(live, at_us)
         if live.transport is not None:
             live.transport.close()
         else:
@@ -174,6 +176,19 @@ class Recorder:
         self._emit(end_leg(live.state, reason, totals, at_us, sip_reason, q850_cause))
 
     # -- media ---------------------------------------------------------------------------------
+
+    def _drain_socket(self, live: LiveLeg, at_us: int) -> None:
+        """RTP already in the kernel when the BYE came belongs to the call: read it before closing.
+
+        Under load the event loop runs behind the sockets; closing one drops its queue silently.
+        """
+        sock = live.state.opened.sock
+        for _ in range(DRAIN_LIMIT):
+            try:
+                data = sock.recv(2048)
+            except OSError:  # BlockingIOError: empty; anything else: nothing more to read
+                return
+            self._on_datagram(live, data, at_us)
 
     def _on_datagram(self, live: LiveLeg, data: bytes, arrival_us: int) -> None:
         if not live.state.started:

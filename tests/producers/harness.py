@@ -25,6 +25,7 @@ from tests.conftest import TEST_PARTITIONS
 
 SIPP_DIR = Path(__file__).parent / "sipp"
 G711A_PCAP = Path("/usr/share/sip-tester/g711a.pcap")
+DTMF_PCAP = Path("/usr/share/sip-tester/dtmf_2833_1.pcap")
 TOPICS = ("rec.lifecycle.v1", "rec.audio.v1", "rec.recorders.v1")
 
 

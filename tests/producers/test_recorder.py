@@ -22,6 +22,7 @@ from callrec.avro.events import (
 )
 from callrec.infra.kafka import KafkaBroker
 from tests.producers.harness import (
+    DTMF_PCAP,
     G711A_PCAP,
     EventTap,
     RecorderProcess,
@@ -114,12 +115,26 @@ async def test_two_leg_call_records_every_payload_byte(
         chunks = sorted(audio_of(events, leg), key=lambda c: c.chunk_seq)
         assert [c.chunk_seq for c in chunks] == list(range(len(chunks)))
         packets = [p for c in chunks for p in c.packets]
-        assert b"".join(p.payload for p in sorted(packets, key=lambda p: p.rtp_seq)) == expected
+        assert b"".join(p.payload for p in packets) == expected  # all of it, in arrival order
         assert all(c.codec == "PCMA" and c.call_key == key for c in chunks)
         [end] = [e for e in events if isinstance(e, LegEnded) and e.leg is leg]
         assert end.reason is LegEndReason.BYE and end.q850_cause == 16
         assert end.chunk_count == len(chunks) and end.packets_received == len(packets)
         assert end.payload_bytes == len(expected)
+
+
+async def test_telephone_events_are_kept_as_such(recorder: RecorderProcess, tap: EventTap) -> None:
+    cluster, refci = new_call()
+    keys = leg_keys("x-nearend", refci, cluster, pcap=str(DTMF_PCAP))
+    rc, err = await run_sipp("cucm_leg.xml", recorder, keys, 1000)
+    assert rc == 0, err
+    await tap.until(ended(f"{cluster}:{refci}"))
+    chunks = audio_of(tap.of(f"{cluster}:{refci}"), Leg.NEAR_END)
+    packets = [p for c in sorted(chunks, key=lambda c: c.chunk_seq) for p in c.packets]
+    assert [(p.payload_type, p.rtp_seq) for p in packets] == [(101, s) for s in range(7984, 7992)]
+    assert packets[0].marker and packets[-1].payload == bytes.fromhex("018a08c0")
+    # RFC 4733 2.5.1.4: the end packet is sent three times with one sequence number
+    assert sum(c.packets_duplicated for c in chunks) == 2
 
 
 async def test_codec_mismatch_ends_the_leg_with_cause_47(

@@ -85,14 +85,14 @@ async def test_two_leg_call_records_every_payload_byte(
             "cucm_leg.xml",
             recorder,
             leg_keys("x-nearend", refci, cluster),
-            7600,
+            8000,
             transport=transport,
         ),
         run_sipp(
             "cucm_leg.xml",
             recorder,
             leg_keys("x-farend", refci, cluster),
-            7600,
+            8000,
             transport=transport,
         ),
     )
@@ -180,12 +180,13 @@ async def test_bye_on_one_leg_leaves_the_other_recording(
     far_id = next(
         e.leg_id for e in tap.of(key) if isinstance(e, LegStarted) and e.leg is Leg.FAR_END
     )
+    near_ended_at = len(tap.events)
     await tap.until(
         lambda evs: any(
             isinstance(e, RecorderHeartbeat)
             and e.recorder_id == recorder.recorder_id
             and far_id in e.active_leg_ids
-            for e in evs[-50:]
+            for e in evs[near_ended_at:]
         )
     )
     assert [e.leg for e in tap.of(key) if isinstance(e, LegEnded)] == [Leg.NEAR_END]

@@ -24,6 +24,7 @@ from sippy.MsgBody import MsgBody
 from sippy.SipHeader import SipHeader
 from sippy.SipTransactionManager import SipTransactionManager
 from sippy.Time.Timeout import Timeout
+from sippy.Udp_server import Udp_server, Udp_server_opts
 
 from callrec.avro.events import LegEndReason
 from callrec.producers.errors import BadSdp, BadSipInput, NoCommonCodec, NoFreeRtpPort
@@ -77,6 +78,18 @@ def _now_us() -> int:
     return time.time_ns() // 1000
 
 
+class _OneWorkerUdp(Udp_server_opts):  # type: ignore[misc]
+    """sippy's default is a pool of UDP threads on SO_REUSEPORT sockets, which reorders messages
+    (a 487 overtaking the 200 to its CANCEL) and lets a second process share our port unnoticed.
+    A trunk endpoint's SIP rate is tiny: one thread each way keeps order and owns the port."""
+
+    nworkers = 1
+
+
+class _TransactionManager(SipTransactionManager):  # type: ignore[misc]
+    model_udp_server = (Udp_server, _OneWorkerUdp)
+
+
 class SipUas:
     def __init__(
         self,
@@ -102,7 +115,7 @@ class SipUas:
             "_sip_port": self.settings.sip_port,
             "_sip_logger": SipLog(),
         }
-        self.tm = SipTransactionManager(config, self.on_request)
+        self.tm = _TransactionManager(config, self.on_request)
         config["_sip_tm"] = self.tm
         self.tcp = TcpSipServer(
             self.settings.sip_host, self.settings.sip_port, self.tm.handleIncoming

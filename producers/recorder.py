@@ -37,6 +37,7 @@ from callrec.producers.sip_facts import DialogClosed, DialogOpened, MediaNegotia
 log = logging.getLogger(__name__)
 TICK_S = 0.05
 EARLY_PACKETS = 100  # RTP that beats the ACK: kept until the codec is known (~2 s)
+SPOOL_FAILURE_MEMORY_S = 10.0  # a failed spool write keeps new calls away this long
 DRAIN_LIMIT = 2000  # a socket's receive buffer holds ~1,500 G.711 packets
 
 
@@ -83,6 +84,7 @@ class Recorder:
         self.sip_stats: Callable[[], dict[str, int]] = dict
         self.draining = False
         self.lost_events = 0
+        self._spool_failed_at = -SPOOL_FAILURE_MEMORY_S
         self._loop = loop
         self._heartbeat_seq = 0
 
@@ -215,14 +217,14 @@ class Recorder:
                 encode_chunk(live.state, chunk),
             )
         except SpoolFull as e:
-            self.lost_events += 1
+            self._spool_failed(e)
             log.error("LOST chunk %d of %s: %s", chunk.chunk_seq, live.state.leg_id, e)
 
     def _emit(self, event: Event) -> None:
         try:
             self.outbox.put(event)
         except SpoolFull as e:
-            self.lost_events += 1
+            self._spool_failed(e)
             log.error("LOST %s of %s: %s", type(event).__name__, getattr(event, "call_key", ""), e)
 
     # -- time ----------------------------------------------------------------------------------
@@ -237,6 +239,10 @@ class Recorder:
                 self._end(live.state.leg_id, LegEndReason.SESSION_EXPIRED, now_us)
         self.health = self._assess()
 
+    def _spool_failed(self, error: SpoolFull) -> None:
+        self.lost_events += 1
+        self._spool_failed_at = time.monotonic()
+
     def _assess(self) -> Health:
         if self.draining:
             return Health(RecorderHealth.DRAINING, ("draining",))
@@ -247,6 +253,8 @@ class Recorder:
             reasons.append("spool above its threshold")
         if len(self.legs) >= self.settings.max_legs:
             reasons.append("at capacity")
+        if time.monotonic() - self._spool_failed_at < SPOOL_FAILURE_MEMORY_S:
+            reasons.append("spool full or not writable")
         if reasons:
             return Health(RecorderHealth.UNAVAILABLE, tuple(reasons))
         return Health(RecorderHealth.HEALTHY, ())
@@ -321,7 +329,7 @@ class Recorder:
             self.sip_hang_up(leg_id)
             self._end(leg_id, LegEndReason.RECORDER_SHUTDOWN, now_us)
         self._emit(self._heartbeat())
-        flushed = await self.outbox.flush(timeout_s=10.0)
+        flushed = await self.outbox.flush(timeout_s=self.settings.flush_timeout_s)
         if not flushed:
             log.warning("Kafka took not all; %d events stay spooled", self.outbox.backlog)
         self._write_status()

@@ -41,6 +41,8 @@ class RecorderSettings(CommonSettings):
     heartbeat_interval_ms: int = 1000
     drain_timeout_s: float = 30.0
     """On SIGTERM: how long live calls may go on before they are ended as RECORDER_SHUTDOWN."""
+    flush_timeout_s: float = 10.0
+    """On shutdown: how long Kafka gets to take the spool (the rest waits for the next run)."""
     answer_delay_ms: int = 0
     """Ring before answering (lets CUCM or a test CANCEL first); 0 answers at once."""
 

@@ -315,3 +315,28 @@ async def test_capacity_and_drain(kafka: KafkaBroker, tap: EventTap, tmp_path: P
         assert rc == 0, err  # the draining recorder hung up with a BYE
     finally:
         small.stop()
+
+
+def test_kafka_away_and_spool_full_are_reported_not_hidden(tmp_path: Path) -> None:
+    isolated = RecorderProcess(
+        data_dir=tmp_path / "data",
+        bootstrap="127.0.0.1:9",  # nothing listens: Kafka is away from the start
+        extra_env={
+            "CALLREC_RECORDER_SPOOL_MAX_BYTES": "1500",
+            "CALLREC_RECORDER_SPOOL_UNHEALTHY_BYTES": "500",
+            "CALLREC_RECORDER_DRAIN_TIMEOUT_S": "0",
+            "CALLREC_RECORDER_FLUSH_TIMEOUT_S": "1",
+        },
+    )
+    isolated.start()
+    try:
+        isolated.wait_for(lambda s: s.get("spool_backlog_events", 0) >= 2, 15)
+        reply = send_udp(options_request(isolated.sip_port), isolated.sip_port)
+        assert reply.startswith(b"SIP/2.0 503") and b"Kafka unreachable" in reply, reply
+        isolated.wait_for(lambda s: "spool full or not writable" in s.get("reasons", ()), 30)  # type: ignore[operator]
+        status = isolated.status()
+        assert status["lost_events"] > 0  # type: ignore[operator]
+        assert "spool above its threshold" in status["reasons"]  # type: ignore[operator]
+        assert status["spool_oldest_age_ms"] > 1000  # type: ignore[operator]
+    finally:
+        assert isolated.stop() == 0

@@ -293,6 +293,7 @@ class Recorder:
             "spool_backlog_events": self.outbox.backlog,
             "published_events": self.outbox.published,
             "lost_events": self.lost_events,
+            "rejected_by_kafka": self.outbox.rejected,
             "kafka_reachable": self.outbox.kafka_reachable,
             "sip": self.sip_stats(),
             "updated_at": datetime.now(UTC).isoformat(),

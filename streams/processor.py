@@ -178,9 +178,9 @@ class CallProcessor:
                 self.states[key] = state
                 self.partition_of[key] = state.partition
         for key, owner in self.partition_of.items():
-            state = self.states.get(key)
-            if owner == partition and state is not None and state.version > 0:
-                self._publish(state)
+            held = self.states.get(key)
+            if owner == partition and held is not None and held.version > 0:
+                self._publish(held)
         self.synced.add(partition)
 
     def partitions_assigned(self, partitions: Iterable[int]) -> None:

@@ -25,7 +25,7 @@ from callrec.streams.model import (
 FORMAT = 1
 
 
-class UnreadableState(StreamsError):  # type: ignore[misc]
+class UnreadableState(StreamsError):  # type: ignore[misc,unused-ignore]
     """A changelog value this code cannot read (a newer format, or corrupt)."""
 
 

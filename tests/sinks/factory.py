@@ -36,6 +36,15 @@ def ulaw_to_pcm(payload: bytes) -> np.ndarray:
     return np.where(u & 0x80, -sample, sample).astype(np.int16)
 
 
+def alaw_to_pcm(payload: bytes) -> np.ndarray:
+    """ITU-T G.711 A-law expansion (even bits inverted, 3-bit segment, 4-bit step)."""
+    a = np.frombuffer(payload, dtype=np.uint8) ^ 0x55
+    step = ((a & 0x0F).astype(np.int32) << 4) + 8
+    segment = ((a >> 4) & 0x07).astype(np.int32)
+    magnitude = np.where(segment == 0, step, (step + 0x100) << np.maximum(segment - 1, 0))
+    return np.where(a & 0x80, magnitude, -magnitude).astype(np.int16)
+
+
 def new_call_key() -> str:
     return f"TestCluster:{uuid.uuid4().int % 10**12}"
 

@@ -1,12 +1,16 @@
-"""The spool's budgets and the offset ledger's rule: never commit past an open call's audio."""
+"""The spool's budgets, the offset ledger's rule (never commit past an open call's audio) and
+the health check."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from callrec.sinks.cli import app
 from callrec.sinks.errors import SpoolFull
+from callrec.sinks.health import HealthReport, check_health
 from callrec.sinks.offsets import PartitionLedger
 from callrec.sinks.spool import Spool
 
@@ -54,3 +58,19 @@ def test_the_call_records_first_audio_offset_pulls_the_commit_back() -> None:
     assert ledger.calls_commit() == 7
     ledger.closed("A:1")
     assert (ledger.audio_commit(), ledger.calls_commit()) == (51, 8)
+
+
+def test_health_check_wants_a_fresh_running_status(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "health.json"
+    monkeypatch.setenv("CALLREC_MIXER_HEALTH_FILE", str(path))
+    runner = CliRunner()
+    assert runner.invoke(app, ["health"]).exit_code == 1  # no file yet
+    HealthReport(path).write({"state": "running", "open_calls": 0})
+    assert runner.invoke(app, ["health"]).exit_code == 0
+    HealthReport(path).write({"state": "running", "store_failing_since": "2026-11-24T20:00:00"})
+    degraded = runner.invoke(app, ["health"])
+    assert degraded.exit_code == 0 and "degraded" in degraded.output
+    assert check_health(path, max_age_s=-1)[0] is False  # stale
+    HealthReport(path).write({"state": "stopped"})
+    assert runner.invoke(app, ["health"]).exit_code == 1

@@ -158,3 +158,21 @@ async def test_a_hold_between_two_segments_is_silence_of_the_holds_length_in_fla
     np.testing.assert_array_equal(pcm[24000:, 0], payload_pcm(near_after))
     retention = minio_client.get_object_retention(settings.s3_bucket, event.object_key)
     assert retention is not None and retention.mode == "GOVERNANCE"
+
+
+async def test_calls_spilled_to_the_disk_spool_mix_the_same(
+    kafka: KafkaBroker, s3: S3Server, minio_client: Minio, tmp_path: Path
+) -> None:
+    cluster = new_cluster()
+    settings = settings_from(
+        mixer_env(kafka, s3, tmp_path, cluster, CALLREC_MIXER_SPOOL_MEMORY_MB="0")
+    )
+    key = f"{cluster}:9"
+    near, far, done = simple_call(key, packets=40)
+    async with running(settings):
+        await publish(kafka.bootstrap, [*near, *far, done])
+        [event] = await archived(kafka.bootstrap, {key})
+    _, pcm = wav_channels(minio_client.get_object(settings.s3_bucket, event.object_key).read())
+    np.testing.assert_array_equal(pcm[:, 0], payload_pcm(near))
+    np.testing.assert_array_equal(pcm[:, 1], payload_pcm(far))
+    assert not list((tmp_path / "spool").glob("*.spool"))  # discarded once archived

@@ -184,3 +184,15 @@ def test_reference_table_matches_the_whole_mulaw_alphabet() -> None:
     chunks = chunked([packet], KEY, Leg.NEAR_END, "near-0")
     rendered, _ = render_call(call_record(KEY, [leg_summary(chunks)]), chunks, 2)
     np.testing.assert_array_equal(rendered.samples[:, 0], table)
+
+
+def test_g729_frames_are_decoded_and_a_sid_frame_is_no_audio() -> None:
+    packets = rtp_stream(10, payload_type=18, payload_bytes=20)  # two 10-byte frames = 20 ms
+    sid = packets[4].model_copy(update={"payload": packets[4].payload[:2]})  # G.729B SID
+    chunks = chunked([*packets[:4], sid, *packets[5:]], KEY, Leg.NEAR_END, "near-0",
+                     codec="G729", payload_type=18)
+    rendered, failures = render_call(call_record(KEY, [leg_summary(chunks)]), chunks, 2)
+    assert not failures
+    assert len(rendered.samples) == 10 * 160
+    assert gaps_of(rendered, Leg.NEAR_END) == [(80, 20, GapCause.NO_AUDIO)]
+    assert rendered.samples[:640, 0].any() and not rendered.samples[640:800, 0].any()

@@ -17,6 +17,25 @@ from callrec.infra.kafka import KafkaBroker
 README = Path(__file__).resolve().parents[2] / "avro" / "README.md"
 
 
+def run_until_printed(script: Path, needle: str, bootstrap: str) -> bytes:
+    """Run the README consumer until it prints ``needle`` (it never exits by itself)."""
+    env = {**os.environ, "KAFKA": bootstrap, "SCHEMAS": str(README.parent / "schemas")}
+    proc = subprocess.Popen([sys.executable, str(script)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert proc.stdout is not None
+    os.set_blocking(proc.stdout.fileno(), False)
+    seen = b""
+    try:
+        deadline = time.monotonic() + 30
+        while needle.encode() not in seen and time.monotonic() < deadline:
+            seen += proc.stdout.read() or b""
+            time.sleep(0.2)
+    finally:
+        proc.kill()
+        proc.wait()
+    return seen
+
+
 async def test_readme_consumer_prints_our_event(kafka: KafkaBroker, tmp_path: Path) -> None:
     [snippet] = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
     script = tmp_path / "consumer.py"
@@ -30,20 +49,7 @@ async def test_readme_consumer_prints_our_event(kafka: KafkaBroker, tmp_path: Pa
         chunk_count=1,
     ))
     await publisher.stop()
-    env = {**os.environ, "KAFKA": kafka.bootstrap, "SCHEMAS": str(README.parent / "schemas")}
-    proc = subprocess.Popen([sys.executable, str(script)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    assert proc.stdout is not None
-    os.set_blocking(proc.stdout.fileno(), False)
-    seen = b""
-    try:
-        deadline = time.monotonic() + 30
-        while call_key.encode() not in seen and time.monotonic() < deadline:
-            seen += proc.stdout.read() or b""
-            time.sleep(0.2)
-    finally:
-        proc.kill()
-        proc.wait()
+    seen = run_until_printed(script, call_key, kafka.bootstrap)
     [line] = [line for line in seen.decode().splitlines() if call_key in line]
     assert line.startswith(f"callrec.v1.LegEnded {call_key} ")
     assert "'reason': 'BYE'" in line

@@ -10,9 +10,11 @@ import asyncio
 import json
 import secrets
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field
 
@@ -36,6 +38,10 @@ class StackSettings(CommonSettings):
     s3_port: int = 9000
     partitions: int = 6
     """Partitions of each call-keyed topic; fixed once the topics exist."""
+    s3_bucket: str = "recordings"
+    recorder_sip_host: str = "127.0.0.1"
+    recorder_sip_port: int = 5060
+    """Where the stack's recorder listens (its own settings read the same variables)."""
 
     @property
     def nas(self) -> Path:
@@ -130,17 +136,53 @@ def python_service(
     def start() -> None:
         if process.pid() is None:
             process.start([sys.executable, "-m", "callrec.cli", *argv], env)
-            process.wait_healthy(healthy or (lambda: True), timeout=60)
+            process.wait_healthy(healthy or (lambda: True), timeout=90)
 
     return Service(name, start, process.stop, process.pid,
                    healthy or (lambda: process.pid() is not None),
                    f"{detail}  log {process.log_file}")
 
 
+def fresh_status(path: Path, max_age_s: float, ok: Callable[[dict[str, Any]], bool]) -> bool:
+    """A process's status file was rewritten lately and says it is well."""
+    try:
+        age = time.time() - path.stat().st_mtime
+        return age <= max_age_s and ok(json.loads(path.read_text()))
+    except (OSError, ValueError):
+        return False
+
+
 def app_services(settings: StackSettings, s3: S3Server) -> list[Service]:
-    """The recorder, call-state and mixer processes, in start order."""
-    del settings, s3
-    return []
+    """The recorder, call-state and mixer processes, in start order (consumers first)."""
+    run = settings.var_dir.resolve()
+    env = app_env(settings, s3)
+    streams_dir = run / "streams"
+    mixer_dir = run / "mixer"
+    recorder_dir = run / "recorder"
+    streams_env = {**env, "CALLREC_STREAMS_DATA_DIR": str(streams_dir),
+                   "CALLREC_STREAMS_PARTITIONS": str(settings.partitions)}
+    mixer_env = {**env, "CALLREC_MIXER_SPOOL_DIR": str(mixer_dir / "spool"),
+                 "CALLREC_MIXER_HEALTH_FILE": str(mixer_dir / "health.json"),
+                 "CALLREC_MIXER_MANIFEST_KEY": str(mixer_dir / "manifest-ed25519.pem")}
+    recorder_env = {**env, "CALLREC_RECORDER_DATA_DIR": str(recorder_dir)}
+    return [
+        python_service(
+            "streams", ["streams", "worker"], streams_env, streams_dir, "call state (Faust)",
+            lambda: fresh_status(streams_dir / "health.json", 5, lambda s: True),
+        ),
+        python_service(
+            "mixer", ["mixer", "worker"], mixer_env, mixer_dir,
+            f"recordings to s3://{settings.s3_bucket}",
+            lambda: fresh_status(mixer_dir / "health.json", 10,
+                                 lambda s: s.get("state") == "running"),
+        ),
+        python_service(
+            "recorder", ["recorder", "run"], recorder_env, recorder_dir,
+            f"SIP {settings.recorder_sip_host}:{settings.recorder_sip_port} (UDP+TCP)",
+            lambda: fresh_status(recorder_dir / "status.json", 3,
+                                 lambda s: s.get("health") == "HEALTHY"),
+        ),
+    ]
 
 
 def up(settings: StackSettings, report: Callable[[str], None]) -> list[ServiceStatus]:

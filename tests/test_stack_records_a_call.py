@@ -1,0 +1,122 @@
+"""The README's first command, end to end: `callrec up` on free ports starts Kafka, the S3 server,
+the call-state worker, the mixer and a recorder; sipp plays CUCM's two legs of one call; the
+recording that lands in S3 holds the pcap's audio on both channels, sample-exact; `down` stops all.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from minio import Minio
+
+from callrec.avro.events import CallStatus
+from callrec.infra.procs import free_port
+from tests.conftest import cache_dir
+from tests.producers.harness import G711A_PCAP, leg_keys, pcap_rtp_payloads, run_sipp
+from tests.sinks.factory import alaw_to_pcm
+from tests.sinks.harness import archived, wav_channels
+
+pytestmark = pytest.mark.slow
+SERVICES = ["kafka", "s3", "streams", "mixer", "recorder"]
+
+
+@dataclass
+class Stack:
+    env: dict[str, str]
+    root: Path
+
+    def callrec(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "callrec.cli", *args], env=self.env,
+                              cwd=self.root, capture_output=True, text=True, timeout=300,
+                              check=False)
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.env['CALLREC_KAFKA_PORT']}"
+
+    @property
+    def sip_port(self) -> int:  # what run_sipp dials
+        return int(self.env["CALLREC_RECORDER_SIP_PORT"])
+
+    @property
+    def data_dir(self) -> Path:  # where run_sipp leaves its error logs
+        return self.root / "var" / "sipp"
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    rtp = free_port() % 20_000 + 30_000
+    env = {
+        **os.environ,
+        "CALLREC_VAR_DIR": str(tmp_path / "var"),
+        "CALLREC_CACHE_DIR": str(cache_dir()),
+        "CALLREC_KAFKA_PORT": str(free_port()),
+        "CALLREC_KAFKA_CONTROLLER_PORT": str(free_port()),
+        "CALLREC_S3_PORT": str(free_port()),
+        "CALLREC_RECORDER_SIP_PORT": str(free_port()),
+        "CALLREC_RECORDER_RTP_PORTS": f"{rtp}-{rtp + 99}",
+        "CALLREC_STREAMS_SEGMENT_WINDOW_S": "2",
+    }
+    env.pop("CALLREC_KAFKA_BOOTSTRAP", None)
+    (tmp_path / "var" / "sipp").mkdir(parents=True)
+    stack = Stack(env, tmp_path)
+    try:
+        yield stack
+    finally:
+        stopped = stack.callrec("down")
+        assert stopped.returncode == 0, stopped.stderr
+        after = stack.callrec("status")
+        assert after.returncode == 1
+        assert all("STOPPED" in line for line in after.stdout.splitlines()), after.stdout
+
+
+async def test_up_records_a_cucm_call_into_s3(stack: Stack) -> None:
+    started = stack.callrec("up")
+    assert started.returncode == 0, started.stdout + started.stderr
+    status = stack.callrec("status")
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert [line.split()[:2] for line in status.stdout.splitlines()] == [
+        [name, "healthy"] for name in SERVICES
+    ]
+    again = stack.callrec("up")  # idempotent: nothing new starts
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert [line.split()[:4] for line in stack.callrec("status").stdout.splitlines()] == [
+        line.split()[:4] for line in status.stdout.splitlines()
+    ]
+
+    cluster, refci = f"S{uuid.uuid4().hex[:6]}", str(uuid.uuid4().int % 10**8 + 10**8)
+    near, far = await run_both(stack, refci, cluster)
+    assert near[0] == 0 and far[0] == 0, (near, far)
+
+    [event] = await archived(stack.bootstrap, {f"{cluster}:{refci}"}, within=90)
+    assert event.call_status == CallStatus.COMPLETED and not event.partial, event
+    credentials = json.loads((stack.root / "var" / "s3-credentials.json").read_text())
+    s3 = Minio(f"127.0.0.1:{stack.env['CALLREC_S3_PORT']}", credentials["access_key"],
+               credentials["secret_key"], secure=False)
+    body = s3.get_object(event.bucket, event.object_key).read()
+    rate, pcm = wav_channels(body)
+    expected = alaw_to_pcm(b"".join(pcap_rtp_payloads(G711A_PCAP)))
+    assert rate == 8000
+    for channel in (0, 1):
+        np.testing.assert_array_equal(np.trim_zeros(pcm[:, channel]), expected)
+    # the object is a plain file on the NAS directory
+    nas_file = stack.root / "var" / "nas" / event.bucket / event.object_key
+    assert nas_file.read_bytes() == body
+
+
+async def run_both(stack: Stack, refci: str, cluster: str) -> tuple[tuple[int, str], ...]:
+    import asyncio
+
+    return tuple(await asyncio.gather(
+        run_sipp("cucm_leg.xml", stack, leg_keys("x-nearend", refci, cluster), 7600),  # type: ignore[arg-type]
+        run_sipp("cucm_leg.xml", stack, leg_keys("x-farend", refci, cluster), 7600),  # type: ignore[arg-type]
+    ))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka.errors import KafkaConnectionError, KafkaError
@@ -82,9 +82,22 @@ class EventPublisher:
         await self.publish(dead_letter_for(record, error, self.client_id))
 
 
-def dead_letter_for(
-    record: ConsumerRecord[bytes, bytes], error: Exception, consumer_id: str
-) -> DeadLetter:
+class SourceRecord(Protocol):
+    """What a dead letter keeps of the record it rejects (any Kafka client's record has it)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+
+
+def dead_letter_for(record: SourceRecord, error: Exception, consumer_id: str) -> DeadLetter:
     return DeadLetter(
         producer_id=consumer_id,
         source_topic=record.topic,

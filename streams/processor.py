@@ -15,6 +15,7 @@ from typing import Protocol
 from callrec.avro import codec
 from callrec.avro.errors import ContractError
 from callrec.avro.events import CallEvent, CallRecord, CallStatus, DeadLetter, MetricSample
+from callrec.eventlog import dead_letter_for
 from callrec.streams.errors import InvariantViolated, LateEvent
 from callrec.streams.fold import apply, micros
 from callrec.streams.metrics import add, gauge_tallies, samples, window_at
@@ -258,14 +259,5 @@ class CallProcessor:
         self.window = add(self.window, [Tally("deadletters_total", (), 1)])
         log.warning("dead-lettering %s[%d]@%d: %s", record.topic, record.partition,
                     record.offset, error)
-        self.emitter.dead_letter(DeadLetter(
-            producer_id=self.worker_id,
-            source_topic=record.topic,
-            source_partition=record.partition,
-            source_offset=record.offset,
-            source_key=record.key,
-            payload=record.value or b"",
-            error_type=type(error).__name__,
-            reason=str(error),
-        ))
+        self.emitter.dead_letter(dead_letter_for(record, error, self.worker_id))
 

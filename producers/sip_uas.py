@@ -206,12 +206,9 @@ class SipUas:
             resp.appendHeader(SipHeader(name="retry-after", bodys="5"))
             return (resp, None, None)
         meta = call_metadata(str(req.getHFBody("from")), self.settings.default_cluster_id)
-        offer = self._body_media(req)
-        if offer is not None:
-            try:
-                offer.codec()
-            except NoCommonCodec:
-                return (req.genResponse(488, "Not Acceptable Here"), None, None)
+        offer, refusal = self._offer_or_refusal(req)
+        if refusal is not None:
+            return refusal
         session_expires = session_interval(header(req, "session-expires"))
         if session_expires is not None and session_expires < self.settings.min_se_s:
             resp = req.genResponse(422, "Session Interval Too Small")
@@ -278,12 +275,9 @@ class SipUas:
     def _refresh(self, req: Any, t: Any, dialog: Dialog) -> Response:
         """re-INVITE / UPDATE: session refresh, hold/resume, codec or far-end change."""
         method = req.getMethod()
-        offer = self._body_media(req)
-        if offer is not None:
-            try:
-                offer.codec()
-            except NoCommonCodec:
-                return (req.genResponse(488, "Not Acceptable Here"), None, None)
+        offer, refusal = self._offer_or_refusal(req)
+        if refusal is not None:
+            return refusal
         session_expires = session_interval(header(req, "session-expires"))
         resp = req.genResponse(200, "OK")
         delayed_offer = method == "INVITE" and offer is None
@@ -364,6 +358,16 @@ class SipUas:
         self.submit(DialogClosed(dialog.leg_id, reason, sip_reason, cause, _now_us()))
 
     # -- message parts ------------------------------------------------------------------------
+
+    def _offer_or_refusal(self, req: Any) -> tuple[RemoteMedia | None, Response | None]:
+        """The request's SDP offer, or the 488 to send when none of its codecs is ours."""
+        offer = self._body_media(req)
+        if offer is not None:
+            try:
+                offer.codec()
+            except NoCommonCodec:
+                return None, (req.genResponse(488, "Not Acceptable Here"), None, None)
+        return offer, None
 
     def _body_media(self, req: Any) -> RemoteMedia | None:
         body = req.getBody()

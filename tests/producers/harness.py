@@ -20,10 +20,12 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from callrec.avro import codec
 from callrec.avro.events import AudioChunk, Event
+from callrec.emulator.calls import CUCM_LEG_SCENARIO
 from callrec.infra.procs import free_port
 from tests.conftest import TEST_PARTITIONS
 
 SIPP_DIR = Path(__file__).parent / "sipp"
+"""The test-only scenarios; the plain CUCM leg is the emulator's own (CUCM_LEG_SCENARIO)."""
 G711A_PCAP = Path("/usr/share/sip-tester/g711a.pcap")
 DTMF_PCAP = Path("/usr/share/sip-tester/dtmf_2833_1.pcap")
 TOPICS = ("rec.lifecycle.v1", "rec.audio.v1", "rec.recorders.v1")
@@ -111,8 +113,9 @@ async def run_sipp(
     """Play one dialog with sipp; returns its exit code and its error log."""
     sip_port, media_port = free_port(local_ip), free_port(local_ip)
     err = recorder.data_dir.parent / f"sipp-{uuid.uuid4().hex[:8]}.err"
+    path = CUCM_LEG_SCENARIO if scenario == CUCM_LEG_SCENARIO.name else SIPP_DIR / scenario
     argv = [
-        "sipp", "-sf", str(SIPP_DIR / scenario), "-m", "1", "-l", "1",
+        "sipp", "-sf", str(path), "-m", "1", "-l", "1",
         "-i", local_ip, "-p", str(sip_port), "-mi", local_ip, "-mp", str(media_port),
         "-d", str(duration_ms), "-timeout", f"{int(limit_s)}s", "-nostdin",
         "-trace_err", "-error_file", str(err), "-t", transport,

@@ -1,0 +1,165 @@
+"""The emulator's Python API: ping the destinations, place calls through the route group.
+
+``async with Cucm(...)`` pings every destination until each has a state, and keeps pinging it on
+CUCM's schedule until the block ends; `place_calls` routes each INVITE to an in-service member.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Literal
+
+from callrec.emulator import routing
+from callrec.emulator.calls import LegPlan, place_call
+from callrec.emulator.errors import BadDestination, NotInService
+from callrec.emulator.model import CallReport, Destination, ServiceChange
+from callrec.emulator.options import UdpPinger, options_request, transmit_tcp
+from callrec.emulator.service import DestinationState, Outcome, PingTiming, State, on_ping
+
+
+class Cucm:
+    """One CUCM node's view of a route group of recorders."""
+
+    def __init__(
+        self,
+        destinations: Sequence[Destination],
+        distribution: routing.Distribution = routing.Distribution.CIRCULAR,
+        timing: PingTiming | None = None,
+        local_ip: str = "127.0.0.1",
+        transport: Literal["udp", "tcp"] = "udp",
+        cluster: str = "CUCM-EMU",
+        invite_timeout_s: float = 5.0,
+        on_change: Callable[[ServiceChange], None] | None = None,
+    ) -> None:
+        names = [d.name for d in destinations]
+        if not names or len(set(names)) != len(names):
+            raise BadDestination(f"need at least one destination, names unique: {names}")
+        self.destinations = {d.name: d for d in destinations}
+        self.timing = timing or PingTiming()
+        self.local_ip, self.transport, self.cluster = local_ip, transport, cluster
+        self.invite_timeout_s = invite_timeout_s
+        self.service_history: list[ServiceChange] = []
+        self._on_change = on_change
+        self._group = routing.RouteGroup(tuple(names), distribution)
+        self._states = {name: DestinationState() for name in names}
+        self._changed = asyncio.Event()
+        self._refci = int(time.time() * 1000) % 10**9 * 10
+        self._tasks: list[asyncio.Task[None]] = []
+        self._udp: UdpPinger | None = None
+        self._work_dir: tempfile.TemporaryDirectory[str] | None = None
+
+    async def __aenter__(self) -> Cucm:
+        self._work_dir = tempfile.TemporaryDirectory(prefix="callrec-cucm-")
+        if self.transport == "udp":
+            self._udp = await UdpPinger.open(self.local_ip)
+        self._tasks = [asyncio.create_task(self._ping_loop(d)) for d in self.destinations.values()]
+        first_round_s = (self.timing.retries + 1) * self.timing.retry_interval_s + 5
+        try:
+            await self._wait(lambda: State.UNKNOWN not in self.states.values(), first_round_s)
+        except BaseException:
+            await self.__aexit__(None, None, None)
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._udp is not None:
+            self._udp.close()
+        if self._work_dir is not None:
+            self._work_dir.cleanup()
+
+    @property
+    def states(self) -> dict[str, State]:
+        return {name: s.state for name, s in self._states.items()}
+
+    async def wait_in_service(self, name: str, within_s: float) -> ServiceChange:
+        """Until ``name`` is in service; its latest change (when it came back)."""
+        return await self._wait_state(name, State.IN_SERVICE, within_s)
+
+    async def wait_out_of_service(self, name: str, within_s: float) -> ServiceChange:
+        """Until ``name`` is out of service; its latest change says when that was detected."""
+        return await self._wait_state(name, State.OUT_OF_SERVICE, within_s)
+
+    async def place_calls(self, count: int, seconds: float) -> list[CallReport]:
+        """``count`` recorded calls of ``seconds`` each, all offered at once."""
+        assert self._work_dir is not None, "use Cucm inside `async with`"
+        plans = []
+        for _ in range(count):
+            self._refci += 2  # the far end's refci is refci - 1
+            plans.append(
+                LegPlan(
+                    leg="near-end", cluster=self.cluster, refci=str(self._refci),
+                    seconds=seconds, local_ip=self.local_ip, transport=self.transport,
+                    invite_timeout_s=self.invite_timeout_s, work_dir=Path(self._work_dir.name),
+                )
+            )  # fmt: skip
+        return list(await asyncio.gather(*(place_call(plan, self._route) for plan in plans)))
+
+    def _route(self, tried: list[str]) -> Destination | None:
+        in_service = [n for n, state in self.states.items() if state is State.IN_SERVICE]
+        self._group, name = routing.select(self._group, in_service, tried)
+        return None if name is None else self.destinations[name]
+
+    async def _wait_state(self, name: str, state: State, within_s: float) -> ServiceChange:
+        try:
+            await self._wait(lambda: self.states[name] is state, within_s)
+        except TimeoutError as e:
+            raise NotInService(
+                f"{name} is {self.states[name]}, not {state}, after {within_s:.1f} s"
+            ) from e
+        return [c for c in self.service_history if c.destination == name][-1]
+
+    async def _wait(self, done: Callable[[], bool], within_s: float) -> None:
+        async with asyncio.timeout(within_s):
+            while not done():
+                await self._changed.wait()
+
+    async def _ping_loop(self, target: Destination) -> None:
+        call_id, request, retransmit = "", b"", False
+        while True:
+            if self._udp is None:
+                outcome: Outcome = await transmit_tcp(
+                    target, self.local_ip, self.timing.retry_interval_s
+                )
+            else:
+                if not retransmit:
+                    self._udp.forget(call_id)
+                    call_id, request = options_request(
+                        target, self.local_ip, self._udp.local_port, "udp"
+                    )
+                outcome = await self._udp.transmit(
+                    target, call_id, request, self.timing.retry_interval_s
+                )
+            decision = on_ping(self._states[target.name], outcome, time.time(), self.timing)
+            self._states[target.name] = decision.destination
+            retransmit = decision.retransmit
+            if decision.changed:
+                self._record(target.name, decision.destination)
+            await asyncio.sleep(max(0.0, decision.next_ping_at - time.time()))
+
+    def _record(self, name: str, state: DestinationState) -> None:
+        assert state.changed_at is not None
+        change = ServiceChange(
+            destination=name, state=state.state, at=datetime.fromtimestamp(state.changed_at, UTC)
+        )
+        self.service_history.append(change)
+        if self._on_change is not None:
+            self._on_change(change)
+        self._changed.set()
+        self._changed = asyncio.Event()

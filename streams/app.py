@@ -26,6 +26,9 @@ from collections.abc import Callable
 from typing import Any
 
 import faust
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.structs import TopicPartition
+from faust.types import TP
 
 from callrec.avro import codec
 from callrec.avro.events import CallRecord, DeadLetter, Event
@@ -36,6 +39,7 @@ from callrec.streams.recorder_feed import RecorderBoard, follow_recorders
 from callrec.streams.settings import StreamsSettings
 
 log = logging.getLogger(__name__)
+CALL_TOPICS = (LIFECYCLE.name, AUDIO.name)
 RAW: dict[str, Any] = {"key_type": bytes, "value_type": bytes,
                        "key_serializer": "raw", "value_serializer": "raw"}
 
@@ -130,8 +134,10 @@ def build_app(
         async for events in batches:
             processor.fold_batch(
                 [Incoming(e.message.topic, e.message.partition, e.message.offset,
-                          e.message.key, e.message.value) for e in events],
+                          e.message.key, e.message.value, int(e.message.timestamp * 1e6))
+                 for e in events],
                 tick_topic=settings.tick_topic,
+                highwaters=highwaters,
             )
             await drain_producer_buffer(app)
 
@@ -149,12 +155,47 @@ def build_app(
         await follow_recorders(settings.kafka_bootstrap, board,
                                settings.streams_recorder_lookback_s)
 
+    def highwaters(partition: int) -> dict[str, int | None]:
+        marks: dict[str, int | None] = {}
+        for topic in CALL_TOPICS:
+            try:
+                marks[topic] = app.consumer.highwater(TP(topic, partition))
+            except Exception:  # not assigned (any more), or no fetch answered yet
+                marks[topic] = None
+        return marks
+
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def forget_others(sender: Any, assigned: Any, **kwargs: Any) -> None:
         processor.partitions_assigned({tp.partition for tp in assigned
                                        if tp.topic in source_names})
+        calls = [(tp.topic, tp.partition) for tp in assigned if tp.topic in CALL_TOPICS]
+        try:
+            processor.start_positions(
+                await committed_positions(settings.kafka_bootstrap, app.conf.id, calls))
+        except Exception as e:  # the time rules of these partitions wait for their first fold
+            log.warning("could not read the group's committed offsets: %s", e)
 
     return app, processor
+
+
+async def committed_positions(
+    bootstrap: str, group: str, partitions: list[tuple[str, int]]
+) -> dict[tuple[str, int], int]:
+    """Where the group resumes each partition: its committed offset, else the start (0)."""
+    if not partitions:
+        return {}
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(
+            group, partitions=[TopicPartition(t, p) for t, p in partitions])
+    finally:
+        await admin.close()
+    positions = {where: 0 for where in partitions}
+    for tp, meta in committed.items():
+        if meta.offset >= 0:
+            positions[(tp.topic, tp.partition)] = meta.offset
+    return positions
 
 
 def write_health(
@@ -177,6 +218,7 @@ def write_health(
         "calls_in_memory": len(processor.states),
         "events_folded": processor.folded,
         "events_rejected": processor.rejected,
+        "ticks_deferred": processor.ticks_deferred,
     }
     path = settings.health_file
     path.parent.mkdir(parents=True, exist_ok=True)

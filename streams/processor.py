@@ -8,7 +8,7 @@ Bad records are dead-lettered with the reason and the worker goes on.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, MutableMapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -39,6 +39,12 @@ class Incoming:
     offset: int
     key: bytes | None
     value: bytes | None
+    timestamp_us: int | None = None
+    """The record's Kafka timestamp (the producer's clock when it sent it)."""
+
+
+Highwaters = Callable[[int], Mapping[str, "int | None"]]
+"""partition -> {topic: next offset the broker will assign (None: not known yet)}."""
 
 
 class Emitter(Protocol):
@@ -72,13 +78,19 @@ class CallProcessor:
         self.states: dict[bytes, CallState] = {}
         self.partition_of: dict[bytes, int] = {}
         self.synced: set[int] = set()
+        self.read_to: dict[tuple[str, int], tuple[int, int | None]] = {}
+        """(topic, partition) -> (next offset to fold, Kafka timestamp of the last one folded)."""
         self.window = window_at(clock(), rules.us(metrics_window_s))
         self.folded = 0
         self.rejected = 0
+        self.ticks_deferred = 0
 
     # --- folding -------------------------------------------------------------------------------
 
-    def fold_batch(self, batch: Sequence[Incoming], tick_topic: str | None = None) -> None:
+    def fold_batch(
+        self, batch: Sequence[Incoming], tick_topic: str | None = None,
+        highwaters: Highwaters | None = None,
+    ) -> None:
         """Fold a batch; each call touched is written to the table once, at the end."""
         touched: dict[bytes, CallState | None] = {}
         ticked: set[int] = set()
@@ -87,10 +99,11 @@ class CallProcessor:
             if record.topic == tick_topic:
                 ticked.add(record.partition)
                 continue
+            self._advance(record)
             self._fold_record(record, touched, tallies)
         self._persist(touched)
         for partition in sorted(ticked):
-            self.tick_partition(partition)
+            self.tick_partition(partition, highwaters(partition) if highwaters else None)
         if tallies:
             self.window = add(self.window, tallies)
 
@@ -136,10 +149,24 @@ class CallProcessor:
 
     # --- ticking -------------------------------------------------------------------------------
 
-    def tick_partition(self, partition: int) -> None:
-        """Apply the time rules to every call of a partition this worker owns."""
+    def tick_partition(
+        self, partition: int, highwaters: Mapping[str, int | None] | None = None
+    ) -> None:
+        """Apply the time rules to every call of a partition this worker owns.
+
+        With ``highwaters`` the rules judge as of the time up to which this worker has folded
+        the partition, not the wall clock: a worker behind on its input (just after taking the
+        partition from a dead worker, or overloaded) would otherwise see silence in audio that
+        is only waiting in Kafka, and end live calls as MEDIA_TIMEOUT.
+        """
         self._ensure_synced(partition)
         now = self.clock()
+        if highwaters is not None:
+            folded_until = self.folded_until(partition, highwaters)
+            if folded_until is None:
+                self.ticks_deferred += 1
+                return
+            now = min(now, folded_until)
         view = self.recorders()
         tallies: list[Tally] = []
         for key in [k for k, p in self.partition_of.items() if p == partition]:
@@ -157,6 +184,39 @@ class CallProcessor:
                 self.delete(key)
         if tallies:
             self.window = add(self.window, tallies)
+
+    def _advance(self, record: Incoming) -> None:
+        where = (record.topic, record.partition)
+        known = self.read_to.get(where)
+        if known is None or record.offset >= known[0]:
+            self.read_to[where] = (record.offset + 1, record.timestamp_us)
+
+    def start_positions(self, positions: Mapping[tuple[str, int], int]) -> None:
+        """Where this worker starts reading partitions just assigned (the group's commits)."""
+        for where, offset in positions.items():
+            known = self.read_to.get(where)
+            if known is None or known[0] < offset:
+                self.read_to[where] = (offset, None)
+
+    def folded_until(self, partition: int, highwaters: Mapping[str, int | None]) -> int | None:
+        """Wall time up to which every record of the partition is folded; None if unknown.
+
+        Caught up on every topic: now. Behind on one: the Kafka timestamp of the last record
+        folded from it (what follows was sent later). Nothing folded yet and records waiting,
+        or no high-water mark yet: unknown, so no time rule may fire.
+        """
+        until = self.clock()
+        for topic, highwater in highwaters.items():
+            position = self.read_to.get((topic, partition))
+            if highwater is None or position is None:
+                return None
+            next_offset, last_sent_at = position
+            if next_offset >= highwater:
+                continue
+            if last_sent_at is None:
+                return None
+            until = min(until, last_sent_at)
+        return until
 
     def _ensure_synced(self, partition: int) -> None:
         """After an assignment, index what recovery put in the table and republish it.
@@ -198,6 +258,7 @@ class CallProcessor:
             self.states.pop(key, None)
             self.table.pop(key, None)
         self.synced &= kept
+        self.read_to = {where: at for where, at in self.read_to.items() if where[1] in kept}
         log.info("assigned partitions %s; forgot %d calls of other partitions",
                  sorted(kept), len(gone))
 

@@ -17,6 +17,8 @@ class Rules:
     """A segment whose other leg has not started this long after the first is a HALF_CALL."""
     segment_window_s: float = 5.0
     """After every leg ended, wait this long for a new INVITE pair (hold) before the verdict."""
+    missing_chunks_wait_s: float = 60.0
+    """After every leg ended, wait up to this long for chunks the LegEnded events announced."""
     session_grace_s: float = 2.0
     """Slack after Session-Expires before SESSION_EXPIRED (the refresh may be in flight)."""
     audio_snapshot_interval_s: float = 5.0

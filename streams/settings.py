@@ -43,6 +43,7 @@ class StreamsSettings(CommonSettings):
     streams_recorder_lost_after_s: float = 5.0
     streams_half_call_window_s: float = 5.0
     streams_segment_window_s: float = 5.0
+    streams_missing_chunks_wait_s: float = 60.0
     streams_session_grace_s: float = 2.0
     streams_audio_snapshot_interval_s: float = 5.0
     streams_terminal_retention_s: float = 3600.0
@@ -61,6 +62,7 @@ class StreamsSettings(CommonSettings):
             recorder_lost_after_s=self.streams_recorder_lost_after_s,
             half_call_window_s=self.streams_half_call_window_s,
             segment_window_s=self.streams_segment_window_s,
+            missing_chunks_wait_s=self.streams_missing_chunks_wait_s,
             session_grace_s=self.streams_session_grace_s,
             audio_snapshot_interval_s=self.streams_audio_snapshot_interval_s,
             terminal_retention_s=self.streams_terminal_retention_s,

@@ -11,8 +11,11 @@ Rules, in order of precedence, for a call still ACTIVE:
   MEDIA_TIMEOUT    an open leg, not on hold, had no audio for media_timeout_s;
   HALF_CALL        a segment's other leg never started within half_call_window_s
                    (or no LegStarted at all arrived for the events of the call);
-  then, when every leg has ended and no new INVITE pair came within segment_window_s:
+  then, when every leg has ended, no new INVITE pair came within segment_window_s, and every
+  chunk the LegEnded events announced has been folded (or missing_chunks_wait_s passed: the
+  worker may be behind on rec.audio.v1, which Kafka does not order against rec.lifecycle.v1):
   COMPLETED        every leg ended with BYE or CANCEL;
+  OTHER            announced chunks never arrived (the recording has holes);
   OTHER            a leg ended with CODEC_MISMATCH (CUCM's BYE with Q.850 cause 47: nothing was
                    recordable, which an operator must see);
   ENDED_WITHOUT_BYE a leg ended otherwise (RECORDER_SHUTDOWN, ERROR, MEDIA_TIMEOUT,
@@ -161,6 +164,16 @@ def _all_ended(
     last_end = max(end.at for end in ends)
     if now - last_end < rules.us(rules.segment_window_s):
         return None
+    missing = [
+        f"{leg.side.value} leg {leg.leg_id}: {leg.audio.chunk_count} of "
+        f"{leg.end.chunk_count} announced chunks arrived"
+        for leg in state.legs
+        if leg.end is not None and leg.audio.chunk_count < leg.end.chunk_count
+    ]
+    if missing:
+        if now - last_end < rules.us(rules.missing_chunks_wait_s):
+            return None
+        return Verdict(CallStatus.ABNORMAL, AbnormalReason.OTHER, "; ".join(missing), last_end)
     reasons = sorted({end.reason for end in ends})
     if all(reason in NORMAL_ENDS for reason in reasons):
         return Verdict(CallStatus.COMPLETED, None, None, last_end)

@@ -56,10 +56,6 @@ def progressed(chunks: int) -> object:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason=(
-    "issue 4 open: once in 7 runs on a CPU-starved machine the survivor completed a moved call "
-    "with fewer chunks than were sent (e.g. [3, 4] of [6, 6]); one cause (faust committing "
-    "offsets past still-buffered changelog sends) is fixed in streams/app.py, another remains"))
 async def test_kill_9_a_worker_and_the_other_finishes_its_calls(
     kafka: KafkaBroker, workers: tuple[StreamsWorker, StreamsWorker]
 ) -> None:

@@ -30,6 +30,24 @@ def test_bye_on_both_legs_completes_after_the_segment_window() -> None:
     assert record(done).ended_at is not None and record(done).legs[1].end_reason == "BYE"
 
 
+def test_the_verdict_waits_for_the_chunks_the_bye_announced() -> None:
+    """A worker behind on rec.audio.v1 (after a failover) must not complete the call short."""
+    call = Call()
+    events = call.simple(chunks=3)
+    late_chunk = next(e for e in events if getattr(e, "chunk_seq", None) == 2)
+    state = fold([e for e in events if e is not late_chunk])
+    end = call.t0 + 800_000 + 5_000
+    waited = end + RULES.us(RULES.segment_window_s) + S
+    assert ticked(state, waited, alive("rec-a", "inc-1", waited)).verdict is None
+    done = ticked(fold([late_chunk], state), waited, alive("rec-a", "inc-1", waited))
+    assert done.verdict is not None and done.status == CallStatus.COMPLETED
+
+    gave_up = end + RULES.us(RULES.missing_chunks_wait_s)
+    short = ticked(state, gave_up, alive("rec-a", "inc-1", gave_up))
+    assert short.verdict is not None and short.verdict.reason == AbnormalReason.OTHER
+    assert "2 of 3 announced chunks" in (short.verdict.detail or "")
+
+
 def test_a_new_invite_pair_within_the_window_is_a_new_segment() -> None:
     call = Call()
     first = call.simple(chunks=2)

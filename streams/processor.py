@@ -22,7 +22,7 @@ from callrec.streams.metrics import add, gauge_tallies, samples, window_at
 from callrec.streams.model import CallState, SourcePosition
 from callrec.streams.outputs import Evict, Snapshot, Tally
 from callrec.streams.projection import call_recorder, to_record
-from callrec.streams.recorders import RecordersView
+from callrec.streams.recorders import RecordersView, up_gauges
 from callrec.streams.rules import Rules
 from callrec.streams.state_codec import UnreadableState, decode_state, encode_state
 from callrec.streams.verdict import tick
@@ -276,8 +276,9 @@ class CallProcessor:
                 active[recorder] = active.get(recorder, 0) + 1
         closed = self.window
         self.window = window_at(now, closed.length)
-        due: list[MetricSample] = samples(closed, gauge_tallies("calls_active", active),
-                                          self.worker_id)
+        gauges = gauge_tallies("calls_active", active) + gauge_tallies(
+            "recorder_up", up_gauges(self.recorders(), now, self.rules))
+        due: list[MetricSample] = samples(closed, gauges, self.worker_id)
         return due
 
     # --- the table -----------------------------------------------------------------------------

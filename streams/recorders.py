@@ -60,6 +60,14 @@ def mark_ready(view: RecordersView) -> RecordersView:
     return replace(view, ready=True)
 
 
+def up_gauges(view: RecordersView, now: int, rules: Rules) -> dict[str, int]:
+    """1 per recorder heard from within recorder_lost_after_s, else 0 (a gap in recording)."""
+    if not view.ready:
+        return {}
+    limit = rules.us(rules.recorder_lost_after_s)
+    return {rid: int(now - seen.at <= limit) for rid, seen in view.seen.items()}
+
+
 def lost_reason(
     view: RecordersView,
     recorder_id: str,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from callrec.avro.events import AbnormalReason, CallStatus, Leg, LegChange, LegEndReason
 from callrec.streams.fold import apply
 from callrec.streams.outputs import EVICT, SNAPSHOT, Tally
-from callrec.streams.recorders import RecordersView, mark_ready, observe
+from callrec.streams.recorders import RecordersView, mark_ready, observe, up_gauges
 from callrec.streams.rules import Rules
 from callrec.streams.verdict import tick
 from tests.streams.core import RULES, alive, fold, record, ticked
@@ -188,3 +188,11 @@ def test_audio_progress_publishes_at_most_every_interval() -> None:
     more = fold([call.chunk(Leg.NEAR_END, 2)], first)
     again, out = tick(more, now + S, view, RULES)
     assert again is not None and SNAPSHOT not in out and again.unpublished
+
+
+def test_recorder_up_gauge_shows_a_gap_in_recording() -> None:
+    t = 1_000 * S
+    view = observe(alive("rec-a", "inc-1", t), heartbeat("rec-b", "inc-1", t - 20 * S))
+    assert up_gauges(view, t + S, RULES) == {"rec-a": 1, "rec-b": 0}
+    assert up_gauges(view, t + 20 * S, RULES) == {"rec-a": 0, "rec-b": 0}
+    assert up_gauges(RecordersView(), t, RULES) == {}

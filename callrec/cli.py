@@ -6,6 +6,7 @@ import logging
 
 import typer
 
+from callrec.emulator.cli import app as cucm_app
 from callrec.errors import CallrecError
 from callrec.infra import stack
 from callrec.producers.cli import app as recorder_app
@@ -17,6 +18,7 @@ app = typer.Typer(help="Event-sourced call recording for Cisco UCM over Kafka.",
 app.add_typer(recorder_app, name="recorder")
 app.add_typer(streams_app, name="streams")
 app.add_typer(mixer_app, name="mixer")
+app.add_typer(cucm_app, name="cucm")
 
 
 def _print_status(statuses: list[stack.ServiceStatus]) -> bool:

@@ -82,3 +82,10 @@ class ServiceChange(BaseModel):
     destination: str
     state: State
     at: datetime
+
+
+class RunReport(BaseModel):
+    """What `callrec cucm run --report` writes."""
+
+    calls: list[CallReport]
+    service_history: list[ServiceChange]

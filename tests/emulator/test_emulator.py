@@ -6,11 +6,17 @@ LegStarted comes from the recorder the report says answered it.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -137,3 +143,90 @@ async def test_a_dead_recorder_is_taken_out_of_service_and_back(
     states = [(c.destination, c.state) for c in cucm.service_history if c.destination == "A"]
     assert states == [("A", State.IN_SERVICE), ("A", State.OUT_OF_SERVICE), ("A", State.IN_SERVICE)]
     await assert_recorded_where_reported(tap, recorders, to_b + to_a)
+
+
+@pytest.mark.slow
+async def test_a_refused_invite_is_routed_to_the_next_member(
+    recorders: dict[str, RecorderProcess], kafka: KafkaBroker, tmp_path: Path, tap: EventTap
+) -> None:
+    full = RecorderProcess(data_dir=tmp_path / "C", bootstrap=kafka.bootstrap,
+                           extra_env={"CALLREC_RECORDER_MAX_LEGS": "2"})  # fmt: skip
+    full.start()
+    try:
+        full.wait_healthy()
+        group = [Destination(name="C", host="127.0.0.1", port=full.sip_port),
+                 destinations(recorders)[1]]  # fmt: skip
+        async with Cucm(group, Distribution.TOP_DOWN, FAST) as cucm:
+            calls = await cucm.place_calls(2, CALL_S)  # 4 INVITEs to C, which takes 2
+    finally:
+        full.stop()
+    legs = [leg for call in calls for leg in call.legs]
+    assert sorted(str(leg.recorder) for leg in legs) == ["B", "B", "C", "C"]
+    for leg in legs:
+        results = [(a.recorder, a.result, a.status) for a in leg.attempts]
+        if leg.recorder == "B":
+            assert results == [
+                ("C", AttemptResult.REFUSED, 503),
+                ("B", AttemptResult.COMPLETED, None),
+            ]
+        else:
+            assert results == [("C", AttemptResult.COMPLETED, None)]
+    await assert_recorded_where_reported(tap, {"C": full, **recorders}, calls)
+
+
+async def read_event(proc: asyncio.subprocess.Process, within_s: float = 20) -> dict[str, Any]:
+    assert proc.stdout is not None
+    line = await asyncio.wait_for(proc.stdout.readline(), within_s)
+    assert line, "the emulator closed its stdout"
+    event: dict[str, Any] = json.loads(line)
+    return event
+
+
+@pytest.mark.slow
+async def test_serve_is_driven_over_stdin_and_stdout(recorders: dict[str, RecorderProcess]) -> None:
+    argv = [sys.executable, "-m", "callrec.emulator", "serve", "--routing", "circular",
+            "--ping-interval", "1", "--oos-interval", "1", "--retries", "2",
+            "--retry-interval", "0.25", "--local-ip", "127.0.0.1"]  # fmt: skip
+    for d in destinations(recorders):
+        argv += ["--recorder", f"{d.name}={d.host}:{d.port}"]
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+    )
+    assert proc.stdin is not None
+    try:
+        first = [await read_event(proc) for _ in range(3)]
+        assert sorted((e["event"], e.get("destination")) for e in first) == [
+            ("ready", None), ("service", "A"), ("service", "B")
+        ]  # fmt: skip
+        assert first[-1]["states"] == {"A": "in-service", "B": "in-service"}
+        proc.stdin.write(b'{"place": 2, "seconds": 2}\n{"status": true}\nnot json\n')
+        await proc.stdin.drain()
+        status, error, placed = [await read_event(proc) for _ in range(3)]
+        assert status["event"] == "status" and status["states"]["A"] == "in-service"
+        assert error["event"] == "error"
+        assert placed["event"] == "calls" and len(placed["calls"]) == 2
+        assert [leg["recorder"] for c in placed["calls"] for leg in c["legs"]] == ["A", "B"] * 2
+        proc.stdin.write(b'{"quit": true}\n')
+        await proc.stdin.drain()
+        assert (await read_event(proc))["event"] == "bye"
+        assert await asyncio.wait_for(proc.wait(), 10) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+def test_run_prints_and_writes_its_report(
+    recorders: dict[str, RecorderProcess], tmp_path: Path
+) -> None:
+    a = destinations(recorders)[0]
+    report = tmp_path / "report.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "callrec.cli", "cucm", "run", "--recorder", f"A={a.host}:{a.port}",
+         "--calls", "1", "--seconds", "1", "--report", str(report)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "near-end -> A, far-end -> A" in done.stdout
+    [call] = json.loads(report.read_text())["calls"]
+    assert call["call_key"].startswith("CUCM-EMU:")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from typing import Annotated
 
 import typer
 
@@ -29,12 +31,20 @@ def _print_status(statuses: list[stack.ServiceStatus]) -> bool:
 
 
 @app.command()
-def up() -> None:
+def up(
+    demo: Annotated[
+        bool, typer.Option("--demo", help="Then record 3 calls through the CUCM emulator")
+    ] = False,
+) -> None:
     """Install what is missing (Kafka jars, the S3 server) and start the whole stack."""
     settings = stack.StackSettings()
     statuses = stack.up(settings, typer.echo)
     if not _print_status(statuses):
         raise typer.Exit(1)
+    if demo:
+        from callrec.emulator.demo import run_demo
+
+        asyncio.run(run_demo(settings, typer.echo))
 
 
 @app.command()

@@ -1,6 +1,7 @@
-"""The README's first command, end to end: `callrec up` on free ports starts Kafka, the S3 server,
-the call-state worker, the mixer and a recorder; sipp plays CUCM's two legs of one call; the
-recording that lands in S3 holds the pcap's audio on both channels, sample-exact; `down` stops all.
+"""The README's first command, end to end: `callrec up --demo` on free ports starts Kafka, the S3
+server, the call-state worker, the mixer and a recorder, and records three calls through the CUCM
+emulator; sipp plays CUCM's two legs of one more call; the recording that lands in S3 holds the
+pcap's audio on both channels, sample-exact; `down` stops all.
 """
 
 from __future__ import annotations
@@ -80,8 +81,12 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
 
 
 async def test_up_records_a_cucm_call_into_s3(stack: Stack) -> None:
-    started = stack.callrec("up")
+    started = stack.callrec("up", "--demo")
     assert started.returncode == 0, started.stdout + started.stderr
+    demo = [line.split() for line in started.stdout.splitlines() if "  s3://" in line]
+    assert [line[1] for line in demo] == ["COMPLETED"] * 3, started.stdout
+    nas_files = [Path(line[-1]) for line in demo]
+    assert all(file.is_file() for file in nas_files)  # where the demo says each recording is
     status = stack.callrec("status")
     assert status.returncode == 0, status.stdout + status.stderr
     assert [line.split()[:2] for line in status.stdout.splitlines()] == [

@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -91,10 +91,13 @@ async def assert_recorded_where_reported(
             assert by_leg[(call.call_key, leg.leg.upper().replace("-", "_"))] == recorder_id
 
 
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
 async def test_top_down_puts_every_leg_on_the_first_recorder(
-    recorders: dict[str, RecorderProcess], tap: EventTap
+    recorders: dict[str, RecorderProcess], tap: EventTap, transport: Literal["udp", "tcp"]
 ) -> None:
-    async with Cucm(destinations(recorders), Distribution.TOP_DOWN, FAST) as cucm:
+    async with Cucm(
+        destinations(recorders), Distribution.TOP_DOWN, FAST, transport=transport
+    ) as cucm:
         assert cucm.states == {"A": State.IN_SERVICE, "B": State.IN_SERVICE}
         calls = await cucm.place_calls(3, CALL_S)
     assert leg_recorders(calls) == ["A"] * 6

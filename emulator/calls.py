@@ -77,10 +77,11 @@ async def play_leg(plan: LegPlan, target: Destination) -> Attempt:
     run = plan.work_dir / f"{plan.refci}-{plan.leg}-{target.name}-{uuid.uuid4().hex[:6]}"
     log, err = run.with_suffix(".log"), run.with_suffix(".err")
     limit_s = plan.seconds + 2 * plan.invite_timeout_s + 10
+    local_ip = target.local_ip or plan.local_ip
     argv = [
         sipp, "-sf", str(CUCM_LEG_SCENARIO), "-m", "1", "-l", "1",
-        "-i", plan.local_ip, "-p", str(free_port(plan.local_ip)),
-        "-mi", plan.local_ip, "-mp", str(free_port(plan.local_ip)),
+        "-i", local_ip, "-p", str(free_port(local_ip)),
+        "-mi", local_ip, "-mp", str(free_port(local_ip)),
         "-t", "t1" if plan.transport == "tcp" else "u1",
         "-d", str(int(plan.seconds * 1000)),
         "-recv_timeout", str(int(plan.invite_timeout_s * 1000)),

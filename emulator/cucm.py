@@ -52,13 +52,15 @@ class Cucm:
         self._changed = asyncio.Event()
         self._refci = int(time.time() * 1000) % 10**9 * 10
         self._tasks: list[asyncio.Task[None]] = []
-        self._udp: UdpPinger | None = None
+        self._udp: dict[str, UdpPinger] = {}
+        """One pinging socket per local address (per link)."""
         self._work_dir: tempfile.TemporaryDirectory[str] | None = None
 
     async def __aenter__(self) -> Cucm:
         self._work_dir = tempfile.TemporaryDirectory(prefix="callrec-cucm-")
         if self.transport == "udp":
-            self._udp = await UdpPinger.open(self.local_ip)
+            for local_ip in {self._local_ip(d) for d in self.destinations.values()}:
+                self._udp[local_ip] = await UdpPinger.open(local_ip)
         self._tasks = [asyncio.create_task(self._ping_loop(d)) for d in self.destinations.values()]
         first_round_s = (self.timing.retries + 1) * self.timing.retry_interval_s + 5
         try:
@@ -79,8 +81,8 @@ class Cucm:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if self._udp is not None:
-            self._udp.close()
+        for pinger in self._udp.values():
+            pinger.close()
         if self._work_dir is not None:
             self._work_dir.cleanup()
 
@@ -130,20 +132,23 @@ class Cucm:
             while not done():
                 await self._changed.wait()
 
+    def _local_ip(self, target: Destination) -> str:
+        return target.local_ip or self.local_ip
+
     async def _ping_loop(self, target: Destination) -> None:
         call_id, request, retransmit = "", b"", False
+        local_ip = self._local_ip(target)
+        udp = self._udp.get(local_ip)
         while True:
-            if self._udp is None:
+            if udp is None:
                 outcome: Outcome = await transmit_tcp(
-                    target, self.local_ip, self.timing.retry_interval_s
+                    target, local_ip, self.timing.retry_interval_s
                 )
             else:
                 if not retransmit:
-                    self._udp.forget(call_id)
-                    call_id, request = options_request(
-                        target, self.local_ip, self._udp.local_port, "udp"
-                    )
-                outcome = await self._udp.transmit(
+                    udp.forget(call_id)
+                    call_id, request = options_request(target, local_ip, udp.local_port, "udp")
+                outcome = await udp.transmit(
                     target, call_id, request, self.timing.retry_interval_s
                 )
             decision = on_ping(self._states[target.name], outcome, time.time(), self.timing)

@@ -23,15 +23,19 @@ class Destination(BaseModel):
     name: str
     host: str
     port: int = 5060
+    local_ip: str | None = None
+    """This CUCM node's own address on the link to the recorder, when each recorder has its
+    own link (so cutting one link leaves the other usable); None: the node's local_ip."""
 
     @classmethod
     def parse(cls, text: str) -> Destination:
-        """``NAME=HOST:PORT`` (or ``NAME=HOST``), as given on the command line."""
-        name, sep, address = text.partition("=")
+        """``NAME=HOST:PORT[@LOCAL_IP]`` (or ``NAME=HOST``), as given on the command line."""
+        name, sep, rest = text.partition("=")
+        address, _, local_ip = rest.partition("@")
         host, _, port = address.rpartition(":") if ":" in address else (address, "", "5060")
         if not sep or not name or not host or not port.isdigit():
-            raise BadDestination(f"destination {text!r} is not NAME=HOST:PORT")
-        return cls(name=name, host=host, port=int(port))
+            raise BadDestination(f"destination {text!r} is not NAME=HOST:PORT[@LOCAL_IP]")
+        return cls(name=name, host=host, port=int(port), local_ip=local_ip or None)
 
 
 class AttemptResult(StrEnum):

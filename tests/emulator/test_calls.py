@@ -49,6 +49,8 @@ def test_only_unanswered_attempts_are_routed_on() -> None:
         ("A=127.0.0.1:5060", Destination(name="A", host="127.0.0.1", port=5060)),
         ("rec-2=10.0.0.2:5080", Destination(name="rec-2", host="10.0.0.2", port=5080)),
         ("B=recorder.example", Destination(name="B", host="recorder.example", port=5060)),
+        ("A=10.9.1.1:5060@10.9.1.2",
+         Destination(name="A", host="10.9.1.1", port=5060, local_ip="10.9.1.2")),
     ],
 )
 def test_destinations_parse(text: str, expected: Destination) -> None:

@@ -20,7 +20,7 @@ from callrec.avro.errors import ContractError
 from callrec.avro.events import RecorderHeartbeat
 from callrec.avro.topics import RECORDERS
 from callrec.streams.errors import StreamsUnavailable
-from callrec.streams.recorders import RecordersView, mark_ready, observe
+from callrec.streams.recorders import RecordersView, mark_read_until, mark_ready, observe
 from callrec.streams.topic_partitions import topic_partitions
 
 log = logging.getLogger(__name__)
@@ -80,6 +80,9 @@ async def _follow(
                     continue
                 if isinstance(event, RecorderHeartbeat):
                     board.view = observe(board.view, event)
+        read_until = await complete_until(consumer, tps)
+        if read_until is not None:
+            board.view = mark_read_until(board.view, read_until)
         if pending:
             for tp in list(pending):
                 if not consumer_position_behind(await consumer.position(tp), ends[tp]):
@@ -87,6 +90,18 @@ async def _follow(
             if not pending:
                 log.info("recorder feed caught up: %d recorders known", len(board.view.seen))
                 board.view = mark_ready(board.view)
+
+
+async def complete_until(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> int | None:
+    """When the broker last told us each partition's end and we had read up to it: every
+    heartbeat appended before then is folded. None while behind or never answered."""
+    times = []
+    for tp in tps:
+        highwater, polled_ms = consumer.highwater(tp), consumer.last_poll_timestamp(tp)
+        if highwater is None or not polled_ms or await consumer.position(tp) < highwater:
+            return None
+        times.append(polled_ms * 1000)
+    return min(times) if times else None
 
 
 def consumer_position_behind(position: int, end: int) -> bool:

@@ -37,6 +37,10 @@ class RecordersView:
     seen: Mapping[str, RecorderSeen] = field(default_factory=lambda: MappingProxyType({}))
     ready: bool = False
     """False until the feed has read up to the topic's end: no verdict on half-known liveness."""
+    read_until: int | None = None
+    """Every heartbeat appended before this time has been read (None: all of them, as in a
+    replay). Silence after it may be Kafka's (a broker outage, a lagging feed; the recorders
+    spool their heartbeats meanwhile), not the recorder's, so it is not held against them."""
 
 
 def observe(view: RecordersView, heartbeat: RecorderHeartbeat) -> RecordersView:
@@ -60,11 +64,22 @@ def mark_ready(view: RecordersView) -> RecordersView:
     return replace(view, ready=True)
 
 
+def mark_read_until(view: RecordersView, at: int) -> RecordersView:
+    return view if view.read_until is not None and view.read_until >= at else replace(
+        view, read_until=at)
+
+
+def heard_until(view: RecordersView, now: int) -> int:
+    """The latest time at which a recorder's silence is known to be its own."""
+    return now if view.read_until is None else min(now, view.read_until)
+
+
 def up_gauges(view: RecordersView, now: int, rules: Rules) -> dict[str, int]:
     """1 per recorder heard from within recorder_lost_after_s, else 0 (a gap in recording)."""
     if not view.ready:
         return {}
     limit = rules.us(rules.recorder_lost_after_s)
+    now = heard_until(view, now)
     return {rid: int(now - seen.at <= limit) for rid, seen in view.seen.items()}
 
 
@@ -79,6 +94,7 @@ def lost_reason(
     """Why a leg's recorder can no longer be recording it, or None while it may be."""
     if not view.ready:
         return None
+    now = heard_until(view, now)
     seen = view.seen.get(recorder_id)
     if seen is None:
         if now - leg_started_at > rules.us(rules.recorder_lost_after_s):

@@ -44,6 +44,7 @@ class RecorderProcess:
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        (self.data_dir / "status.json").unlink(missing_ok=True)  # a killed run's stays HEALTHY
         if not self.rtp_base:
             self.rtp_base = 30000 + (os.getpid() * 97 + self.sip_port) % 30000 // 100 * 100
         env = {

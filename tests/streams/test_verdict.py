@@ -5,7 +5,13 @@ from __future__ import annotations
 from callrec.avro.events import AbnormalReason, CallStatus, Leg, LegChange, LegEndReason
 from callrec.streams.fold import apply
 from callrec.streams.outputs import EVICT, SNAPSHOT, Tally
-from callrec.streams.recorders import RecordersView, mark_ready, observe, up_gauges
+from callrec.streams.recorders import (
+    RecordersView,
+    mark_read_until,
+    mark_ready,
+    observe,
+    up_gauges,
+)
 from callrec.streams.rules import Rules
 from callrec.streams.verdict import tick
 from tests.streams.core import RULES, alive, fold, record, ticked
@@ -196,3 +202,18 @@ def test_recorder_up_gauge_shows_a_gap_in_recording() -> None:
     assert up_gauges(view, t + S, RULES) == {"rec-a": 1, "rec-b": 0}
     assert up_gauges(view, t + 20 * S, RULES) == {"rec-a": 0, "rec-b": 0}
     assert up_gauges(RecordersView(), t, RULES) == {}
+
+
+def test_silence_the_feed_has_not_read_past_is_not_a_lost_recorder() -> None:
+    """A broker outage: the recorder spools its heartbeats; the feed has read up to the outage."""
+    call = Call()
+    state = fold(both_started(call))
+    outage = call.t0 + S
+    view = mark_read_until(alive("rec-a", "inc-1", outage), outage)
+    later = outage + 30 * S
+    rules = Rules(media_timeout_s=3600)  # here the audio partition's lag guard keeps it quiet
+    assert ticked(state, later, view, rules).verdict is None
+    assert up_gauges(view, later, RULES) == {"rec-a": 1}
+    caught_up = mark_read_until(view, later)
+    lost = ticked(state, later, caught_up, rules).verdict
+    assert lost is not None and lost.reason == AbnormalReason.RECORDER_LOST

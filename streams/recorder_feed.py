@@ -24,6 +24,8 @@ from callrec.streams.recorders import RecordersView, mark_read_until, mark_ready
 from callrec.streams.topic_partitions import topic_partitions
 
 log = logging.getLogger(__name__)
+READ_GAP_US = 3_000_000
+"""Fetches answer at least every 0.5 s (long poll); a longer gap means the broker was away."""
 
 
 class RecorderBoard:
@@ -69,6 +71,8 @@ async def _follow(
     pending = {tp for tp in tps if consumer_position_behind(await consumer.position(tp), ends[tp])}
     if not pending:
         board.view = mark_ready(board.view)
+    stretch_start: int | None = None
+    last_read_until = 0
     while True:
         batches = await consumer.getmany(timeout_ms=500)
         for records in batches.values():
@@ -82,7 +86,10 @@ async def _follow(
                     board.view = observe(board.view, event)
         read_until = await complete_until(consumer, tps)
         if read_until is not None:
-            board.view = mark_read_until(board.view, read_until)
+            if stretch_start is None or read_until - last_read_until > READ_GAP_US:
+                stretch_start = read_until  # first read, or reading again after an outage
+            last_read_until = read_until
+            board.view = mark_read_until(board.view, read_until, stretch_start)
         if pending:
             for tp in list(pending):
                 if not consumer_position_behind(await consumer.position(tp), ends[tp]):

@@ -41,6 +41,10 @@ class RecordersView:
     """Every heartbeat appended before this time has been read (None: all of them, as in a
     replay). Silence after it may be Kafka's (a broker outage, a lagging feed; the recorders
     spool their heartbeats meanwhile), not the recorder's, so it is not held against them."""
+    read_since: int | None = None
+    """Start of the feed's current stretch of uninterrupted reading. After an outage the
+    recorders need time to reconnect and flush their spooled heartbeats: silence counts from
+    here at the earliest."""
 
 
 def observe(view: RecordersView, heartbeat: RecorderHeartbeat) -> RecordersView:
@@ -64,9 +68,16 @@ def mark_ready(view: RecordersView) -> RecordersView:
     return replace(view, ready=True)
 
 
-def mark_read_until(view: RecordersView, at: int) -> RecordersView:
-    return view if view.read_until is not None and view.read_until >= at else replace(
-        view, read_until=at)
+def mark_read_until(view: RecordersView, at: int, since: int | None = None) -> RecordersView:
+    """The feed had read everything appended before ``at``, uninterrupted since ``since``."""
+    if view.read_until is not None and view.read_until >= at and since == view.read_since:
+        return view
+    return replace(view, read_until=max(at, view.read_until or 0),
+                   read_since=since if since is not None else view.read_since)
+
+
+def silent_since(view: RecordersView, last_heard: int) -> int:
+    return max(last_heard, view.read_since or 0)
 
 
 def heard_until(view: RecordersView, now: int) -> int:
@@ -80,7 +91,8 @@ def up_gauges(view: RecordersView, now: int, rules: Rules) -> dict[str, int]:
         return {}
     limit = rules.us(rules.recorder_lost_after_s)
     now = heard_until(view, now)
-    return {rid: int(now - seen.at <= limit) for rid, seen in view.seen.items()}
+    return {rid: int(now - silent_since(view, seen.at) <= limit)
+            for rid, seen in view.seen.items()}
 
 
 def lost_reason(
@@ -97,12 +109,12 @@ def lost_reason(
     now = heard_until(view, now)
     seen = view.seen.get(recorder_id)
     if seen is None:
-        if now - leg_started_at > rules.us(rules.recorder_lost_after_s):
+        if now - silent_since(view, leg_started_at) > rules.us(rules.recorder_lost_after_s):
             return f"recorder {recorder_id}: no heartbeat since the leg started"
         return None
     if seen.incarnation != incarnation and seen.at >= leg_started_at:
         return f"recorder {recorder_id} restarted (incarnation {incarnation} -> {seen.incarnation})"
     lost_after = max(rules.us(rules.recorder_lost_after_s), 2 * seen.interval_ms * 1000)
-    if now - max(seen.at, leg_started_at) > lost_after:
+    if now - silent_since(view, max(seen.at, leg_started_at)) > lost_after:
         return f"recorder {recorder_id}: heartbeats stopped (last at {iso(seen.at)})"
     return None

@@ -217,3 +217,18 @@ def test_silence_the_feed_has_not_read_past_is_not_a_lost_recorder() -> None:
     caught_up = mark_read_until(view, later)
     lost = ticked(state, later, caught_up, rules).verdict
     assert lost is not None and lost.reason == AbnormalReason.RECORDER_LOST
+
+
+def test_after_an_outage_silence_counts_from_when_reading_resumed() -> None:
+    """The broker is back: the recorder needs a moment to reconnect and flush its spool."""
+    call = Call()
+    state = fold(both_started(call))
+    rules = Rules(media_timeout_s=3600)
+    last_beat = call.t0 + S
+    resumed = last_beat + 30 * S
+    view = mark_read_until(alive("rec-a", "inc-1", last_beat), resumed + S, since=resumed)
+    assert ticked(state, resumed + S, view, rules).verdict is None
+    assert up_gauges(view, resumed + S, RULES) == {"rec-a": 1}
+    gone = resumed + RULES.us(RULES.recorder_lost_after_s) + S
+    lost = ticked(state, gone, mark_read_until(view, gone, since=resumed), rules).verdict
+    assert lost is not None and lost.reason == AbnormalReason.RECORDER_LOST

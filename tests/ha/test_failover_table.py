@@ -1,0 +1,243 @@
+"""The source system's failover table, each row a test, and the faults beyond it.
+
+Two recorders (A, B), the call-state worker, the mixer, Kafka and the S3 server run as real
+processes; the CUCM emulator pings them with CUCM's OPTIONS rules (shortened) and routes the
+recording INVITEs. Each test prints one JSON line: detection time and recordings complete /
+partial / missing (also appended to <tmp>/ha-report.jsonl).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from callrec.avro.events import AbnormalReason, CallStatus
+from callrec.emulator.cucm import Cucm
+from callrec.emulator.model import AttemptResult, CallReport
+from callrec.emulator.routing import Distribution
+from callrec.infra.kafka import KafkaBroker
+from callrec.infra.s3 import S3Server
+from tests.ha.harness import DETECTION_LIMIT_S, PINGS, Outcome, Site, outcome, report
+from tests.producers.harness import G711A_PCAP, pcap_rtp_payloads
+from tests.streams.harness import Reader
+
+pytestmark = pytest.mark.slow
+CALL_S = 4.0
+PCAP_PACKETS = len(pcap_rtp_payloads(G711A_PCAP))
+PCAP_S = PCAP_PACKETS * 0.030  # the pcap's RTP: 30 ms packets; a longer call is silent after it
+
+
+@pytest.fixture(scope="module")
+def site(kafka: KafkaBroker, s3: S3Server, tmp_path_factory: pytest.TempPathFactory
+         ) -> Iterator[Site]:
+    site = Site(kafka, s3, tmp_path_factory.mktemp("ha"))
+    try:
+        site.start()
+        yield site
+    finally:
+        site.stop()
+
+
+@pytest.fixture
+async def reader(kafka: KafkaBroker) -> AsyncIterator[Reader]:
+    async with Reader(kafka.bootstrap) as reader:
+        yield reader
+
+
+def cucm(site: Site, distribution: Distribution = Distribution.TOP_DOWN) -> Cucm:
+    return Cucm(site.destinations(), distribution, PINGS, cluster=site.cluster)
+
+
+def assert_complete(result: Outcome, seconds: float = CALL_S) -> None:
+    """Every recorded call COMPLETED, archived whole; a call longer than the pcap has every
+    packet of it on each leg, once (the fold counts distinct chunks)."""
+    audio_s = min(seconds, PCAP_S)
+    for key, record in result.records.items():
+        assert record.status == CallStatus.COMPLETED, (key, record.abnormal_detail)
+        recording = result.recordings[key]
+        assert not recording.partial and recording.channels == 2, recording
+        assert abs(recording.duration_ms / 1000 - audio_s) < 1.5, recording.duration_ms
+        if seconds > PCAP_S + 0.5:
+            assert [(leg.packets_received, leg.packets_lost) for leg in record.legs] == [
+                (PCAP_PACKETS, 0)] * 2, record.legs
+
+
+def on(calls: list[CallReport]) -> set[str | None]:
+    return {leg.recorder for call in calls for leg in call.legs}
+
+
+def report_path(site: Site) -> object:
+    return site.run_dir / "ha-report.jsonl"
+
+
+async def test_1_active_recorder_down_new_calls_go_to_b_and_are_recorded(
+    site: Site, reader: Reader
+) -> None:
+    site.ensure_up()
+    async with cucm(site) as emulator:
+        assert on(await emulator.place_calls(1, 1.0)) == {"A"}
+        down_at = time.time()
+        await asyncio.to_thread(site.recorders["A"].stop)
+        change = await emulator.wait_out_of_service("A", 10)
+        detected_s = change.at.timestamp() - down_at
+        calls = await emulator.place_calls(2, CALL_S)
+    assert on(calls) == {"B"}
+    result = await outcome(site, reader, calls)
+    assert_complete(result)
+    report("1 A down -> B", detected_s, result, report_path(site))  # type: ignore[arg-type]
+
+
+async def test_2_active_recorder_restored_new_calls_go_to_a_again(
+    site: Site, reader: Reader
+) -> None:
+    if site.recorders["A"].proc is not None and site.recorders["A"].proc.poll() is None:
+        await asyncio.to_thread(site.recorders["A"].stop)
+    async with cucm(site) as emulator:
+        assert emulator.states["A"].value != "in-service"
+        up_at = time.time()
+        await asyncio.to_thread(site.start_recorder, "A")
+        change = await emulator.wait_in_service("A", 10)
+        detected_s = change.at.timestamp() - up_at
+        calls = await emulator.place_calls(2, CALL_S)
+    assert on(calls) == {"A"}
+    result = await outcome(site, reader, calls)
+    assert_complete(result)
+    report("2 A restored -> A", detected_s, result, report_path(site))  # type: ignore[arg-type]
+
+
+async def test_3_both_down_no_recordings_gap_in_metrics_then_resumes(
+    site: Site, reader: Reader
+) -> None:
+    site.ensure_up()
+    ids = {name: r.recorder_id for name, r in site.recorders.items()}
+    async with cucm(site) as emulator:
+        down_at = time.time()
+        await asyncio.gather(*(asyncio.to_thread(r.stop) for r in site.recorders.values()))
+        changes = [await emulator.wait_out_of_service(name, 10) for name in ids]
+        detected_s = max(c.at.timestamp() for c in changes) - down_at
+        lost = await emulator.place_calls(2, 1.0)
+        assert on(lost) == {None}
+        assert all(a.result != AttemptResult.COMPLETED
+                   for call in lost for leg in call.legs for a in leg.attempts)
+
+        # The gap is in the metrics: a window where neither recorder is up.
+        deadline = time.monotonic() + 20
+        while not all(any(m.metric == "recorder_up" and m.labels.get("recorder") == rid
+                          and m.value == 0 and m.window_end.timestamp() > down_at
+                          for m in reader.metrics) for rid in ids.values()):
+            assert time.monotonic() < deadline, "no recorder_up = 0 window for A and B"
+            await reader.poll()
+        # No half-written state: no call of this site is left ACTIVE, and none of the refused
+        # calls reached the event log.
+        await reader.poll(2.0)
+        active = [k for k, v in reader.records.items() if k.startswith(site.cluster + ":")
+                  and max(v, key=lambda r: r.version).status == CallStatus.ACTIVE]
+        assert active == []
+        assert not any(call.call_key in reader.records for call in lost)
+
+        await asyncio.to_thread(site.start_recorder, "B")
+        await emulator.wait_in_service("B", 10)
+        resumed = await emulator.place_calls(1, CALL_S)
+    assert on(resumed) == {"B"}
+    result = await outcome(site, reader, lost + resumed)
+    assert_complete(result)
+    assert len(result.not_recorded) == 2
+    report("3 A and B down -> none; B back -> B", detected_s, result,
+           report_path(site))  # type: ignore[arg-type]
+
+
+async def test_5_recorder_killed_mid_call_abnormal_within_10_s_with_partial_recording(
+    site: Site, reader: Reader
+) -> None:
+    site.ensure_up()
+    await reader.poll(1.0)
+    before = set(reader.records)
+    async with cucm(site) as emulator:
+        placing = asyncio.create_task(emulator.place_calls(3, 12.0))
+        deadline = time.monotonic() + 15
+        while len(live := [k for k in set(reader.records) - before
+                           if k.startswith(site.cluster + ":")]) < 3:
+            assert time.monotonic() < deadline, "the calls never reached the event log"
+            await reader.poll()
+        await asyncio.sleep(3.0)
+        killed_at = time.time()
+        site.kill_recorder("A")
+        records = await reader.wait_for(live, lambda r: r.status != CallStatus.ACTIVE,
+                                        DETECTION_LIMIT_S + 5)
+        detected_s = time.time() - killed_at  # an upper bound: the reader polls every 0.5 s
+        calls = await placing
+    assert on(calls) == {"A"} and {c.call_key for c in calls} == set(live)
+    for record in records.values():
+        assert record.abnormal_reason == AbnormalReason.RECORDER_LOST, record
+    assert detected_s <= DETECTION_LIMIT_S, detected_s
+    result = await outcome(site, reader, calls)
+    for call in calls:
+        recording = result.recordings[call.call_key]
+        held_s = min(killed_at - call.started_at.timestamp(), PCAP_S)
+        assert recording.partial, recording
+        assert abs(recording.duration_ms / 1000 - held_s) < 1.5, (recording.duration_ms, held_s)
+    report("5 A killed mid-call", detected_s, result, report_path(site))  # type: ignore[arg-type]
+
+
+async def test_circular_routing_splits_legs_and_still_makes_one_recording(
+    site: Site, reader: Reader
+) -> None:
+    site.ensure_up()
+    async with cucm(site, Distribution.CIRCULAR) as emulator:
+        calls = await emulator.place_calls(4, CALL_S)
+    split = [c for c in calls if len({leg.recorder for leg in c.legs}) == 2]
+    assert split, [c.legs for c in calls]
+    result = await outcome(site, reader, calls)
+    assert_complete(result)
+    report("circular: legs split across A and B", None, result,
+           report_path(site))  # type: ignore[arg-type]
+
+
+async def test_kill_9_a_call_state_worker_under_load_loses_nothing(
+    site: Site, reader: Reader
+) -> None:
+    site.ensure_up()
+    site.streams[1].start()
+    await asyncio.to_thread(site.streams[1].wait_assigned)
+    async with cucm(site, Distribution.CIRCULAR) as emulator:
+        placing = asyncio.create_task(emulator.place_calls(6, 8.0))
+        await asyncio.sleep(3.0)
+        site.streams[0].kill()
+        calls = await placing
+    result = await outcome(site, reader, calls, within_s=90)
+    assert_complete(result, 8.0)
+    report("kill -9 a call-state worker under load", None, result,
+           report_path(site))  # type: ignore[arg-type]
+
+
+async def test_kill_9_a_mixer_as_calls_end_loses_nothing(site: Site, reader: Reader) -> None:
+    site.ensure_up()
+    site.start_mixer(1)
+    await asyncio.sleep(3.0)  # the second mixer joins the group
+    async with cucm(site, Distribution.CIRCULAR) as emulator:
+        calls = await emulator.place_calls(4, CALL_S)
+    site.mixers[0].kill()  # the calls' verdicts and mixing are due in the next seconds
+    result = await outcome(site, reader, calls, within_s=90)
+    assert_complete(result)
+    report("kill -9 a mixer as calls end", None, result,
+           report_path(site))  # type: ignore[arg-type]
+
+
+async def test_kafka_broker_restart_under_load_loses_and_duplicates_nothing(
+    site: Site, reader: Reader, kafka: KafkaBroker
+) -> None:
+    site.ensure_up()
+    async with cucm(site, Distribution.CIRCULAR) as emulator:
+        placing = asyncio.create_task(emulator.place_calls(4, 10.0))
+        await asyncio.sleep(3.0)
+        await asyncio.to_thread(kafka.stop)
+        await asyncio.sleep(3.0)
+        await asyncio.to_thread(kafka.start)
+        calls = await placing
+    result = await outcome(site, reader, calls, within_s=120)
+    assert_complete(result, 10.0)
+    report("Kafka broker restart under load", None, result,
+           report_path(site))  # type: ignore[arg-type]

@@ -28,6 +28,8 @@ from callrec.streams.state_codec import UnreadableState, decode_state, encode_st
 from callrec.streams.verdict import tick
 
 log = logging.getLogger(__name__)
+TICK_GAP_US = 3_000_000
+"""Ticks come every second; a longer gap means the worker was cut off (broker, takeover)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +86,9 @@ class CallProcessor:
         self.folded = 0
         self.rejected = 0
         self.ticks_deferred = 0
+        self.last_tick_at: dict[int, int] = {}
+        self.heard_since: dict[int, int] = {}
+        """partition -> start of the current stretch of ticks without a gap (see verdict.tick)."""
 
     # --- folding -------------------------------------------------------------------------------
 
@@ -161,6 +166,11 @@ class CallProcessor:
         """
         self._ensure_synced(partition)
         now = self.clock()
+        previous = self.last_tick_at.get(partition)
+        if previous is None or now - previous > TICK_GAP_US:
+            self.heard_since[partition] = now  # first tick here, or the first after a gap
+        self.last_tick_at[partition] = now
+        heard_since = self.heard_since[partition]
         if highwaters is not None:
             folded_until = self.folded_until(partition, highwaters)
             if folded_until is None:
@@ -173,7 +183,7 @@ class CallProcessor:
             state = self.get(key)
             if state is None:
                 continue
-            new, outputs = tick(state, now, view, self.rules)
+            new, outputs = tick(state, now, view, self.rules, heard_since)
             tallies.extend(o for o in outputs if isinstance(o, Tally))
             if any(isinstance(o, Snapshot) for o in outputs) and new is not None:
                 self.put(key, new)
@@ -259,6 +269,7 @@ class CallProcessor:
             self.table.pop(key, None)
         self.synced &= kept
         self.read_to = {where: at for where, at in self.read_to.items() if where[1] in kept}
+        self.last_tick_at = {p: at for p, at in self.last_tick_at.items() if p in kept}
         log.info("assigned partitions %s; forgot %d calls of other partitions",
                  sorted(kept), len(gone))
 

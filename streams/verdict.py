@@ -39,12 +39,18 @@ BOTH_SIDES = frozenset({Leg.NEAR_END, Leg.FAR_END})
 
 
 def tick(
-    state: CallState, now: int, recorders: RecordersView, rules: Rules
+    state: CallState, now: int, recorders: RecordersView, rules: Rules, heard_since: int = 0
 ) -> tuple[CallState | None, tuple[Output, ...]]:
-    """Judge the call at ``now``; None as the state means evict it."""
+    """Judge the call at ``now``; None as the state means evict it.
+
+    ``heard_since``: when the worker began hearing the call's partition without a gap (after a
+    broker outage, a takeover). Absence of a fact (audio, a refresh, the other leg, a new
+    segment) counts from then at the earliest: the recorders may still be flushing what they
+    spooled meanwhile.
+    """
     outputs: list[Output] = []
     if state.verdict is None:
-        verdict = judge(state, now, recorders, rules)
+        verdict = judge(state, now, recorders, rules, heard_since)
         if verdict is not None:
             state = _close(state, verdict)
             outputs.append(_verdict_tally(state, verdict))
@@ -61,11 +67,13 @@ def tick(
     return state, tuple(outputs)
 
 
-def judge(state: CallState, now: int, recorders: RecordersView, rules: Rules) -> Verdict | None:
+def judge(
+    state: CallState, now: int, recorders: RecordersView, rules: Rules, heard_since: int = 0
+) -> Verdict | None:
     """The verdict the call deserves at ``now``, or None while it is still going."""
     if not state.has_start:
         first = state.first_seen_at or now
-        if now - first >= rules.us(rules.half_call_window_s):
+        if now - max(first, heard_since) >= rules.us(rules.half_call_window_s):
             ended = state.newest_fact_at or first
             return Verdict(CallStatus.ABNORMAL, AbnormalReason.HALF_CALL,
                            "no LegStarted arrived for any leg of the call", ended)
@@ -73,10 +81,10 @@ def judge(state: CallState, now: int, recorders: RecordersView, rules: Rules) ->
     open_legs = [leg for leg in state.legs if leg.is_open]
     return (
         _recorder_lost(open_legs, now, recorders, rules)
-        or _session_expired(open_legs, now, rules)
-        or _media_timeout(open_legs, now, rules)
-        or _half_call(state, now, rules)
-        or _all_ended(state, open_legs, now, rules)
+        or _session_expired(open_legs, now, rules, heard_since)
+        or _media_timeout(open_legs, now, rules, heard_since)
+        or _half_call(state, now, rules, heard_since)
+        or _all_ended(state, open_legs, now, rules, heard_since)
     )
 
 
@@ -105,21 +113,25 @@ def _recorder_lost(
     return None
 
 
-def _session_expired(open_legs: list[LegFacts], now: int, rules: Rules) -> Verdict | None:
+def _session_expired(
+    open_legs: list[LegFacts], now: int, rules: Rules, heard_since: int
+) -> Verdict | None:
     for leg in open_legs:
         expires = leg.session_expires_s
         if expires is None or leg.start is None:
             continue
         refreshed = max(leg.start.at, leg.last_refresh_at or 0)
         deadline = refreshed + rules.us(expires)
-        if now > deadline + rules.us(rules.session_grace_s):
+        if now > max(deadline, heard_since) + rules.us(rules.session_grace_s):
             detail = (f"{leg.side.value} leg {leg.leg_id}: "
                       f"no refresh within Session-Expires {expires} s")
             return Verdict(CallStatus.ABNORMAL, AbnormalReason.SESSION_EXPIRED, detail, deadline)
     return None
 
 
-def _media_timeout(open_legs: list[LegFacts], now: int, rules: Rules) -> Verdict | None:
+def _media_timeout(
+    open_legs: list[LegFacts], now: int, rules: Rules, heard_since: int
+) -> Verdict | None:
     for leg in open_legs:
         if leg.hold is not None:
             on_hold = leg.on_hold
@@ -131,13 +143,13 @@ def _media_timeout(open_legs: list[LegFacts], now: int, rules: Rules) -> Verdict
             since = max(last_activity(leg), leg.hold.at)
         else:
             since = last_activity(leg)
-        if now - since >= rules.us(rules.media_timeout_s):
+        if now - max(since, heard_since) >= rules.us(rules.media_timeout_s):
             detail = f"{leg.side.value} leg {leg.leg_id}: no audio since {iso(since)}"
             return Verdict(CallStatus.ABNORMAL, AbnormalReason.MEDIA_TIMEOUT, detail, since)
     return None
 
 
-def _half_call(state: CallState, now: int, rules: Rules) -> Verdict | None:
+def _half_call(state: CallState, now: int, rules: Rules, heard_since: int) -> Verdict | None:
     by_segment: dict[int, list[LegFacts]] = {}
     for segment, leg in segments(state):
         by_segment.setdefault(segment, []).append(leg)
@@ -148,7 +160,7 @@ def _half_call(state: CallState, now: int, rules: Rules) -> Verdict | None:
             continue
         began = min(leg_started_at(leg, fallback) for leg in legs)
         window = rules.us(rules.half_call_window_s)
-        if now - began >= window:
+        if now - max(began, heard_since) >= window:
             missing = next(iter(BOTH_SIDES - sides))
             detail = f"segment {segment}: the {missing.value} leg never arrived"
             return Verdict(CallStatus.ABNORMAL, AbnormalReason.HALF_CALL, detail, began + window)
@@ -156,13 +168,13 @@ def _half_call(state: CallState, now: int, rules: Rules) -> Verdict | None:
 
 
 def _all_ended(
-    state: CallState, open_legs: list[LegFacts], now: int, rules: Rules
+    state: CallState, open_legs: list[LegFacts], now: int, rules: Rules, heard_since: int
 ) -> Verdict | None:
     if open_legs:
         return None
     ends = [leg.end for leg in state.legs if leg.end is not None]
     last_end = max(end.at for end in ends)
-    if now - last_end < rules.us(rules.segment_window_s):
+    if now - max(last_end, heard_since) < rules.us(rules.segment_window_s):
         return None
     missing = [
         f"{leg.side.value} leg {leg.leg_id}: {leg.audio.chunk_count} of "
@@ -171,7 +183,7 @@ def _all_ended(
         if leg.end is not None and leg.audio.chunk_count < leg.end.chunk_count
     ]
     if missing:
-        if now - last_end < rules.us(rules.missing_chunks_wait_s):
+        if now - max(last_end, heard_since) < rules.us(rules.missing_chunks_wait_s):
             return None
         return Verdict(CallStatus.ABNORMAL, AbnormalReason.OTHER, "; ".join(missing), last_end)
     reasons = sorted({end.reason for end in ends})

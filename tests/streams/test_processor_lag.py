@@ -71,4 +71,9 @@ def test_a_lagging_partition_does_not_time_out_audio_still_in_kafka() -> None:
     assert processor.folded_until(0, caught_up) == clock.now
     processor.tick_partition(0, caught_up)
     state = processor.get(call.key.encode())
+    assert state is not None and state.status == CallStatus.ACTIVE, "silence counts from now"
+    for _ in range(int(RULES.media_timeout_s)):
+        clock.now += SECOND
+        processor.tick_partition(0, caught_up)
+    state = processor.get(call.key.encode())
     assert state is not None and state.status == CallStatus.ABNORMAL

@@ -128,6 +128,18 @@ async def outcome(site: Site, reader: Reader, calls: list[CallReport],
     return Outcome(records, {r.call_key: r for r in found}, not_recorded)
 
 
+async def calls_placed_since(reader: Reader, before: set[str], cluster: str, count: int,
+                             within_s: float = 15.0) -> list[str]:
+    """Keys of ``count`` calls of the cluster that reached rec.calls.v1 after ``before``: the
+    calls under way, known before the emulator reports them (it reports when they end)."""
+    deadline = time.monotonic() + within_s
+    while len(keys := [k for k in set(reader.records) - before
+                       if k.startswith(cluster + ":")]) < count:
+        assert time.monotonic() < deadline, f"only {len(keys)} of {count} calls in the event log"
+        await reader.poll()
+    return keys
+
+
 def report(scenario: str, detection_s: float | None, result: Outcome, path: Path) -> None:
     """One line per scenario, printed and appended to the run's report file."""
     line = {"scenario": scenario, "detection_s": None if detection_s is None

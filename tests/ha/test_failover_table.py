@@ -20,7 +20,15 @@ from callrec.emulator.model import AttemptResult, CallReport
 from callrec.emulator.routing import Distribution
 from callrec.infra.kafka import KafkaBroker
 from callrec.infra.s3 import S3Server
-from tests.ha.harness import DETECTION_LIMIT_S, PINGS, Outcome, Site, outcome, report
+from tests.ha.harness import (
+    DETECTION_LIMIT_S,
+    PINGS,
+    Outcome,
+    Site,
+    calls_placed_since,
+    outcome,
+    report,
+)
 from tests.producers.harness import G711A_PCAP, pcap_rtp_payloads
 from tests.streams.harness import Reader
 
@@ -157,11 +165,7 @@ async def test_5_recorder_killed_mid_call_abnormal_within_10_s_with_partial_reco
     before = set(reader.records)
     async with cucm(site) as emulator:
         placing = asyncio.create_task(emulator.place_calls(3, 12.0))
-        deadline = time.monotonic() + 15
-        while len(live := [k for k in set(reader.records) - before
-                           if k.startswith(site.cluster + ":")]) < 3:
-            assert time.monotonic() < deadline, "the calls never reached the event log"
-            await reader.poll()
+        live = await calls_placed_since(reader, before, site.cluster, 3)
         await asyncio.sleep(3.0)
         killed_at = time.time()
         site.kill_recorder("A")

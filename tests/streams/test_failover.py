@@ -15,7 +15,14 @@ from callrec.infra.kafka import KafkaBroker
 from callrec.streams.replay import replay_and_compare
 from callrec.streams.settings import StreamsSettings
 from tests.streams.factory import Call, new_call_key
-from tests.streams.harness import FAST_RULES, Reader, StreamsWorker, heartbeats, publish
+from tests.streams.harness import (
+    FAST_RULES,
+    FAUST_STALL,
+    Reader,
+    StreamsWorker,
+    heartbeats,
+    publish,
+)
 
 CALLS = 30
 SLOW_MEDIA = {"CALLREC_STREAMS_MEDIA_TIMEOUT_S": "120"}
@@ -56,6 +63,7 @@ def progressed(chunks: int) -> object:
 
 
 @pytest.mark.slow
+@FAUST_STALL
 async def test_kill_9_a_worker_and_the_other_finishes_its_calls(
     kafka: KafkaBroker, workers: tuple[StreamsWorker, StreamsWorker]
 ) -> None:

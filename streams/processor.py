@@ -270,6 +270,7 @@ class CallProcessor:
         self.synced &= kept
         self.read_to = {where: at for where, at in self.read_to.items() if where[1] in kept}
         self.last_tick_at = {p: at for p, at in self.last_tick_at.items() if p in kept}
+        self.heard_since = {p: at for p, at in self.heard_since.items() if p in kept}
         log.info("assigned partitions %s; forgot %d calls of other partitions",
                  sorted(kept), len(gone))
 

@@ -105,7 +105,8 @@ async def complete_until(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) 
     times = []
     for tp in tps:
         highwater, polled_ms = consumer.highwater(tp), consumer.last_poll_timestamp(tp)
-        if highwater is None or not polled_ms or await consumer.position(tp) < highwater:
+        if highwater is None or not polled_ms or consumer_position_behind(
+                await consumer.position(tp), highwater):
             return None
         times.append(polled_ms * 1000)
     return min(times) if times else None

@@ -4,7 +4,6 @@ scenario as numbers (detection time; recordings complete / partial / missing).""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
@@ -147,13 +146,3 @@ def report(scenario: str, detection_s: float | None, result: Outcome, path: Path
     print(json.dumps(line))
     with path.open("a") as out:
         out.write(json.dumps(line) + "\n")
-
-
-async def wait_until(predicate: object, within_s: float, what: str) -> float:
-    """Seconds until ``predicate()`` held."""
-    start = time.monotonic()
-    while time.monotonic() - start < within_s:
-        if predicate():  # type: ignore[operator]
-            return time.monotonic() - start
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"not within {within_s} s: {what}")

@@ -4,9 +4,9 @@
    Avro decoding, then through the worker's processor (decode + fold + JSON state per batch +
    snapshot projection) with an in-memory table. Goal >= 20,000 events/s per core
    (1,000 concurrent calls x 2 legs x 5 chunks/s = 10,000/s, with 2x headroom).
-2. Through Faust + Kafka: a broker started here (or --bootstrap), ``calls`` calls' events
-   published first, then ONE worker process folds them; events/s from its first to its last
-   fold, and its CPU time, so the figure is per core.
+2. Through Kafka: a broker started here (or --bootstrap), ``calls`` calls' events published
+   first, then ONE worker process folds them (changelog, snapshots and commits included);
+   events/s from its first to its last fold, and its CPU time, so the figure is per core.
 3. Failover: two workers, kill -9 one; seconds until a probe call on one of the killed worker's
    partitions gets its snapshot from the survivor (dominated by the group session timeout).
 """
@@ -23,11 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aiokafka import AIOKafkaConsumer
 
 from callrec.avro import codec
 from callrec.avro.events import CallStatus, Event, Leg
-from callrec.avro.topics import AUDIO, LIFECYCLE
 from callrec.infra.kafka import KafkaBroker, ensure_kafka_jars
 from callrec.infra.procs import free_port
 from callrec.infra.topics import ensure_topics
@@ -79,7 +77,7 @@ def bench_pure(events: list[Event]) -> None:
     decode_s = time.process_time() - start
 
     processor = CallProcessor(
-        worker_id="bench", rules=Rules(), table={}, emitter=NullEmitter(),
+        worker_id="bench", rules=Rules(), emitter=NullEmitter(),
         recorders=RecordersView, clock=lambda: time.time_ns() // 1000,
     )
     incoming = [Incoming("rec.audio.v1", 0, n, e.kafka_key, data)
@@ -95,7 +93,7 @@ def bench_pure(events: list[Event]) -> None:
           f"{n / processor_s:,.0f} events per CPU-second")
 
 
-async def bench_faust(bootstrap: str, events: list[Event], run_dir: Path) -> None:
+async def bench_worker(bootstrap: str, events: list[Event], run_dir: Path) -> None:
     await publish(bootstrap, events)
     worker = StreamsWorker(bootstrap, f"bench-{uuid.uuid4().hex[:8]}", run_dir, "bench-worker",
                            {"CALLREC_STREAMS_LOG_LEVEL": "warning",
@@ -115,36 +113,11 @@ async def bench_faust(bootstrap: str, events: list[Event], run_dir: Path) -> Non
             await asyncio.sleep(0.2)
         elapsed = time.monotonic() - (first_at or time.monotonic())
         cpu = cpu_seconds(pid)
-        print(f"Faust+Kafka, one worker: {len(events) - first_count:,} events in {elapsed:.1f} s "
+        print(f"worker + Kafka: {len(events) - first_count:,} events in {elapsed:.1f} s "
               f"= {(len(events) - first_count) / elapsed:,.0f} events/s wall "
               f"(worker CPU {cpu:.1f} s over its whole life incl. start-up)")
     finally:
         worker.stop()
-
-
-async def bench_plain_consumer(bootstrap: str, total: int) -> None:
-    """The ceiling without Faust: one aiokafka consumer, getmany batches into the processor."""
-    consumer = AIOKafkaConsumer(LIFECYCLE.name, AUDIO.name, bootstrap_servers=bootstrap,
-                                group_id=f"bench-plain-{uuid.uuid4().hex[:6]}",
-                                auto_offset_reset="earliest", max_poll_records=2000)
-    processor = CallProcessor(
-        worker_id="bench", rules=Rules(), table={}, emitter=NullEmitter(),
-        recorders=RecordersView, clock=lambda: time.time_ns() // 1000,
-    )
-    await consumer.start()
-    try:
-        folded, wall, cpu = 0, time.monotonic(), time.process_time()
-        while folded < total:
-            batches = await consumer.getmany(timeout_ms=1000, max_records=2000)
-            batch = [Incoming(r.topic, r.partition, r.offset, r.key, r.value)
-                     for records in batches.values() for r in records]
-            processor.fold_batch(batch)
-            folded += len(batch)
-        wall, cpu = time.monotonic() - wall, time.process_time() - cpu
-    finally:
-        await consumer.stop()
-    print(f"plain aiokafka consumer + processor (no Faust): {folded / wall:,.0f} events/s wall, "
-          f"{folded / cpu:,.0f} per CPU-second")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -217,9 +190,7 @@ def main() -> None:
         bootstrap = broker.bootstrap
         asyncio.run(ensure_topics(bootstrap, 6))
     try:
-        faust_events = workload(args.calls, args.chunks)
-        asyncio.run(bench_faust(bootstrap, faust_events, run_dir))
-        asyncio.run(bench_plain_consumer(bootstrap, len(faust_events)))
+        asyncio.run(bench_worker(bootstrap, workload(args.calls, args.chunks), run_dir))
         asyncio.run(bench_failover(bootstrap, run_dir))
     finally:
         if broker is not None:

@@ -167,7 +167,7 @@ def app_services(settings: StackSettings, s3: S3Server) -> list[Service]:
     recorder_env = {**env, "CALLREC_RECORDER_DATA_DIR": str(recorder_dir)}
     return [
         python_service(
-            "streams", ["streams", "worker"], streams_env, streams_dir, "call state (Faust)",
+            "streams", ["streams", "worker"], streams_env, streams_dir, "call state",
             lambda: fresh_status(streams_dir / "health.json", 5, lambda s: True),
         ),
         python_service(

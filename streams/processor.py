@@ -1,14 +1,14 @@
-"""The worker's adapter core: raw Kafka records in, table writes and Kafka sends out.
+"""The worker's adapter core: raw Kafka records in, state changes and Kafka sends out.
 
-decode -> apply/tick -> persist -> emit, with nothing Faust-specific: the Faust app (app.py)
-hands it batches and gives it a store and an emitter, and the benchmark drives it the same way.
-Bad records are dead-lettered with the reason and the worker goes on.
+decode -> apply/tick -> persist -> emit, with no Kafka client in it: the worker loop (app.py)
+hands it batches and recovered changelog entries and gives it an emitter; the benchmark drives
+it the same way. Bad records are dead-lettered with the reason and the worker goes on.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -65,7 +65,6 @@ class CallProcessor:
         *,
         worker_id: str,
         rules: Rules,
-        table: MutableMapping[bytes, bytes],
         emitter: Emitter,
         recorders: Callable[[], RecordersView],
         clock: Callable[[], int],
@@ -73,11 +72,11 @@ class CallProcessor:
     ) -> None:
         self.worker_id = worker_id
         self.rules = rules
-        self.table = table
         self.emitter = emitter
         self.recorders = recorders
         self.clock = clock
         self.states: dict[bytes, CallState] = {}
+        """The calls of this worker's partitions; the changelog holds them encoded."""
         self.partition_of: dict[bytes, int] = {}
         self.synced: set[int] = set()
         self.read_to: dict[tuple[str, int], tuple[int, int | None]] = {}
@@ -96,7 +95,7 @@ class CallProcessor:
         self, batch: Sequence[Incoming], tick_topic: str | None = None,
         highwaters: Highwaters | None = None,
     ) -> None:
-        """Fold a batch; each call touched is written to the table once, at the end."""
+        """Fold a batch; each call touched is written to the changelog once, at the end."""
         touched: dict[bytes, CallState | None] = {}
         ticked: set[int] = set()
         tallies: list[Tally] = []
@@ -228,18 +227,9 @@ class CallProcessor:
             until = min(until, last_sent_at)
         return until
 
-    def _ensure_synced(self, partition: int) -> None:
-        """After an assignment, index what recovery put in the table and republish it.
-
-        The table's changelog and the snapshots are separate sends: a crash between them can
-        leave a state whose snapshot never reached rec.calls.v1. Republishing the current
-        version (same id, same version) on taking a partition closes that gap.
-        """
-        if partition in self.synced:
-            return
-        for key, value in list(self.table.items()):
-            if key in self.partition_of:
-                continue
+    def adopt(self, entries: Mapping[bytes, bytes]) -> None:
+        """Take the calls recovered from the changelog of partitions just assigned."""
+        for key, value in entries.items():
             try:
                 state = decode_state(value)
             except UnreadableState as e:
@@ -248,6 +238,16 @@ class CallProcessor:
             if state.partition is not None:
                 self.states[key] = state
                 self.partition_of[key] = state.partition
+
+    def _ensure_synced(self, partition: int) -> None:
+        """On the first tick after taking a partition, republish its calls' snapshots.
+
+        The changelog write and the snapshot are separate sends: a crash between them can leave
+        a state whose snapshot never reached rec.calls.v1. Republishing the current version
+        (same id, same version) closes that gap.
+        """
+        if partition in self.synced:
+            return
         for key, owner in self.partition_of.items():
             held = self.states.get(key)
             if owner == partition and held is not None and held.version > 0:
@@ -257,16 +257,14 @@ class CallProcessor:
     def partitions_assigned(self, partitions: Iterable[int]) -> None:
         """Forget the calls of partitions this worker no longer owns (their owner recovers them).
 
-        Called with the whole new assignment: Faust revokes every partition at each rebalance
-        (eager protocol) but keeps and does not re-read the tables of the ones it gets back, so
-        only the partitions really gone may be dropped.
+        Called with the whole new assignment: the eager rebalance protocol revokes every
+        partition, but the calls of the ones this worker gets back are kept, not re-read.
         """
         kept = set(partitions)
         gone = [k for k, p in self.partition_of.items() if p not in kept]
         for key in gone:
             self.partition_of.pop(key, None)
             self.states.pop(key, None)
-            self.table.pop(key, None)
         self.synced &= kept
         self.read_to = {where: at for where, at in self.read_to.items() if where[1] in kept}
         self.last_tick_at = {p: at for p, at in self.last_tick_at.items() if p in kept}
@@ -293,35 +291,20 @@ class CallProcessor:
         due: list[MetricSample] = samples(closed, gauges, self.worker_id)
         return due
 
-    # --- the table -----------------------------------------------------------------------------
+    # --- the calls -----------------------------------------------------------------------------
 
     def get(self, key: bytes) -> CallState | None:
-        state = self.states.get(key)
-        if state is not None:
-            return state
-        value = self.table.get(key)
-        if value is None:
-            return None
-        try:
-            state = decode_state(value)
-        except UnreadableState as e:
-            log.error("starting %r afresh: %s", key, e)
-            return None
-        self.states[key] = state
-        return state
+        return self.states.get(key)
 
     def put(self, key: bytes, state: CallState) -> None:
-        encoded = encode_state(state)
         self.states[key] = state
-        self.table[key] = encoded
         partition = state.partition if state.partition is not None else self.partition_of[key]
         self.partition_of[key] = partition
-        self.emitter.changelog(partition, key, encoded)
+        self.emitter.changelog(partition, key, encode_state(state))
 
     def delete(self, key: bytes) -> None:
         partition = self.partition_of.pop(key)
         self.states.pop(key, None)
-        self.table.pop(key, None)
         self.emitter.changelog(partition, key, None)
 
     def _publish(self, state: CallState) -> None:

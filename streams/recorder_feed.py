@@ -1,9 +1,8 @@
 """Every worker reads ALL of rec.recorders.v1 itself, outside the consumer group.
 
 Heartbeats are keyed by recorder id, so the group would hand each recorder's heartbeats to one
-worker while that recorder's calls live on every worker. A Faust GlobalTable would do the same
-job, but its recovery is where faust-streaming has hung (#432); a plain assigned consumer that
-starts ``lookback`` seconds back is simpler and needs no changelog.
+worker while that recorder's calls live on every worker. A plain assigned consumer that starts
+``lookback`` seconds back needs no changelog: liveness only looks at recent heartbeats.
 """
 
 from __future__ import annotations

@@ -18,11 +18,11 @@ def default_worker_id() -> str:
 
 class StreamsSettings(CommonSettings):
     streams_app_id: str = "callrec-streams"
-    """Faust app id: the consumer group and the prefix of the table's changelog topic."""
+    """The consumer group, and the prefix of the worker's own topics (changelog, ticks)."""
     streams_worker_id: str = Field(default_factory=default_worker_id)
     """producer_id of the snapshots, metrics and dead letters this worker emits."""
     streams_data_dir: Path = Path("var/streams")
-    """Faust's data directory; the health file goes here too."""
+    """Where the health file goes."""
     streams_partitions: int = 6
     """Partitions of the call-keyed topics (the table and the tick topic must match)."""
     streams_replication: int = 1
@@ -51,6 +51,10 @@ class StreamsSettings(CommonSettings):
     @property
     def tick_topic(self) -> str:
         return f"{self.streams_app_id}-ticks"
+
+    @property
+    def changelog_topic(self) -> str:
+        return f"{self.streams_app_id}-calls-changelog"
 
     @property
     def health_file(self) -> Path:

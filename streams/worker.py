@@ -1,28 +1,38 @@
-"""Run one call-state worker: settings from CALLREC_* variables, logs to stderr, SIGTERM stops it
-after the in-flight batch is folded, its sends flushed and its offsets committed (Faust's
-worker shutdown)."""
+"""Run one call-state worker: settings from CALLREC_* variables, logs to stderr; SIGTERM stops it
+after the batch in flight is folded, its sends acknowledged and its offsets committed, and it
+leaves the group so that the others take its partitions at once."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import sys
-
-import faust
 
 from callrec.avro.topics import TopicSpec
 from callrec.infra.topics import ensure_topics
-from callrec.streams.app import build_app
+from callrec.streams.app import CallStateWorker
+from callrec.streams.changelog import changelog_spec
 from callrec.streams.settings import StreamsSettings
 
 TICK_RETENTION_MS = 10 * 60 * 1000
 
 
-def ensure_tick_topic(settings: StreamsSettings) -> None:
-    """The tick topic must exist, co-partitioned with the call topics, before Faust subscribes."""
-    spec = TopicSpec(settings.tick_topic, {"retention.ms": str(TICK_RETENTION_MS)})
-    asyncio.run(ensure_topics(settings.kafka_bootstrap, settings.streams_partitions,
-                              settings.streams_replication, topics=(spec,)))
+async def ensure_worker_topics(settings: StreamsSettings) -> None:
+    """The tick topic and the changelog, co-partitioned with the call topics."""
+    ticks = TopicSpec(settings.tick_topic, {"retention.ms": str(TICK_RETENTION_MS)})
+    await ensure_topics(settings.kafka_bootstrap, settings.streams_partitions,
+                        settings.streams_replication,
+                        topics=(ticks, changelog_spec(settings.changelog_topic)))
+
+
+async def serve(settings: StreamsSettings) -> None:
+    await ensure_worker_topics(settings)
+    worker = CallStateWorker(settings)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, worker.stop)
+    await worker.run()
 
 
 def run_worker(settings: StreamsSettings) -> None:
@@ -30,15 +40,7 @@ def run_worker(settings: StreamsSettings) -> None:
     logging.basicConfig(stream=sys.stderr, level=settings.streams_log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings.streams_data_dir.mkdir(parents=True, exist_ok=True)
-    ensure_tick_topic(settings)
-    asyncio.set_event_loop(asyncio.new_event_loop())
-    app, _ = build_app(settings)
-    worker = faust.Worker(app, loglevel=settings.streams_log_level, quiet=True,
-                          redirect_stdouts=False, stdout=sys.stderr, stderr=sys.stderr)
-    # Faust's progress spinner sets the root logger to DEBUG so that it can spin on every
-    # record: every debug call of aiokafka then builds a LogRecord (~10% of the worker's CPU).
-    worker.spinner = None
-    worker.execute_from_commandline()
+    asyncio.run(serve(settings))
 
 
 def main() -> None:

@@ -30,7 +30,7 @@ from tests.ha.harness import (
     report,
 )
 from tests.producers.harness import G711A_PCAP, pcap_rtp_payloads
-from tests.streams.harness import FAUST_STALL, Reader
+from tests.streams.harness import Reader
 
 pytestmark = pytest.mark.slow
 CALL_S = 4.0
@@ -200,7 +200,6 @@ async def test_circular_routing_splits_legs_and_still_makes_one_recording(
            report_path(site))  # type: ignore[arg-type]
 
 
-@FAUST_STALL
 async def test_kill_9_a_call_state_worker_under_load_loses_nothing(
     site: Site, reader: Reader
 ) -> None:

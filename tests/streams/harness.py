@@ -12,7 +12,6 @@ import uuid
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
-import pytest
 from aiokafka import AIOKafkaConsumer
 
 from callrec.avro import codec
@@ -33,12 +32,6 @@ FAST_RULES = {
     "CALLREC_STREAMS_SESSION_TIMEOUT_S": "6",
     "CALLREC_STREAMS_RECORDER_LOOKBACK_S": "30",
 }
-
-
-FAUST_STALL = pytest.mark.xfail(strict=False, reason=(
-    "issue 4 open: faust-streaming sometimes stops consuming partitions it takes over after a "
-    "rebalance (recovery done, 'Worker ready', ticks go on, no record folded for 54 s; seen once "
-    "in ~12 runs, in a full CI run); the fix proposed is replacing app.py's Faust loop"))
 
 
 class StreamsWorker:

@@ -17,7 +17,6 @@ from callrec.streams.settings import StreamsSettings
 from tests.streams.factory import Call, new_call_key
 from tests.streams.harness import (
     FAST_RULES,
-    FAUST_STALL,
     Reader,
     StreamsWorker,
     heartbeats,
@@ -63,7 +62,6 @@ def progressed(chunks: int) -> object:
 
 
 @pytest.mark.slow
-@FAUST_STALL
 async def test_kill_9_a_worker_and_the_other_finishes_its_calls(
     kafka: KafkaBroker, workers: tuple[StreamsWorker, StreamsWorker]
 ) -> None:

@@ -43,7 +43,7 @@ def test_a_lagging_partition_does_not_time_out_audio_still_in_kafka() -> None:
     call = Call()
     clock = Clock(call.t0)
     sent = Sent()
-    processor = CallProcessor(worker_id="w", rules=RULES, table={}, emitter=sent,  # type: ignore[arg-type]
+    processor = CallProcessor(worker_id="w", rules=RULES, emitter=sent,  # type: ignore[arg-type]
                               recorders=lambda: alive("rec-a", "inc-1", clock.now),
                               clock=clock)
     start = incoming([call.started(Leg.NEAR_END), call.started(Leg.FAR_END, 10_000)])
@@ -59,7 +59,7 @@ def test_a_lagging_partition_does_not_time_out_audio_still_in_kafka() -> None:
     assert state is not None and state.status == CallStatus.ACTIVE
 
     # Nothing folded yet from a partition with a backlog: no time rule at all.
-    fresh = CallProcessor(worker_id="w2", rules=RULES, table={}, emitter=sent,  # type: ignore[arg-type]
+    fresh = CallProcessor(worker_id="w2", rules=RULES, emitter=sent,  # type: ignore[arg-type]
                           recorders=lambda: alive("rec-a", "inc-1", clock.now), clock=clock)
     fresh.start_positions({(LIFECYCLE.name, 0): 2, (AUDIO.name, 0): 2})
     assert fresh.folded_until(0, behind) is None

@@ -1,0 +1,74 @@
+"""What one fold batch sends, held until Kafka has acknowledged all of it.
+
+The batch's input offsets are committed only after its outbox is flushed: a kill -9 then loses
+no changelog write of a committed record (the new owner re-folds whatever was not committed,
+and folding is idempotent). A send Kafka refuses (broker gone past the producer's own retries)
+is reported and the whole outbox is sent again, in order, so the last write of a key stays last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from callrec.avro import codec
+from callrec.avro.events import CallRecord, DeadLetter, Event
+from callrec.avro.topics import CALLS, DEADLETTER
+from callrec.eventlog import EVENT_TYPE_HEADER
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    topic: str
+    partition: int | None
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+def outgoing_event(topic: str, event: Event, partition: int | None = None) -> Outgoing:
+    return Outgoing(topic, partition, event.kafka_key, codec.encode(event),
+                    ((EVENT_TYPE_HEADER, type(event).__name__.encode()),))
+
+
+class Outbox:
+    """The processor's Emitter: collects sends; ``flush`` delivers them."""
+
+    def __init__(self, changelog_topic: str, retry_s: float = 2.0) -> None:
+        self.changelog_topic = changelog_topic
+        self.retry_s = retry_s
+        self.pending: list[Outgoing] = []
+
+    def snapshot(self, partition: int, record: CallRecord) -> None:
+        self.pending.append(outgoing_event(CALLS.name, record, partition))
+
+    def dead_letter(self, letter: DeadLetter) -> None:
+        self.pending.append(outgoing_event(DEADLETTER.name, letter))
+
+    def changelog(self, partition: int, key: bytes, value: bytes | None) -> None:
+        self.pending.append(Outgoing(self.changelog_topic, partition, key, value))
+
+    async def flush(self, producer: AIOKafkaProducer) -> int:
+        """Send everything pending and wait for every acknowledgement; returns how many."""
+        batch, self.pending = self.pending, []
+        while batch:
+            try:
+                await deliver(producer, batch)
+                break
+            except KafkaError as e:
+                log.warning("Kafka refused %d sends (%s); sending them again in %.0f s",
+                            len(batch), e, self.retry_s)
+                await asyncio.sleep(self.retry_s)
+        return len(batch)
+
+
+async def deliver(producer: AIOKafkaProducer, batch: list[Outgoing]) -> None:
+    acks = [await producer.send(o.topic, o.value, key=o.key, partition=o.partition,
+                                headers=list(o.headers)) for o in batch]
+    await asyncio.gather(*acks)

@@ -7,9 +7,10 @@ and, about once in 12 failover runs, stopped consuming the partitions it had jus
 loop keeps what Faust gave (consumer group, changelog-backed table, recovery on takeover) and
 makes each step's order explicit:
 
-1. fold a batch (``CallProcessor``, pure apart from its emitter);
-2. flush the batch's outbox (changelog, snapshots, dead letters) until Kafka acknowledged all;
-3. commit the batch's offsets.
+1. fold batches (``CallProcessor``, pure apart from its emitter);
+2. every ``commit_interval_s``: write each changed call to the changelog once, flush the outbox
+   (changelog, snapshots, dead letters) until Kafka acknowledged all of it;
+3. then commit the offsets folded so far.
 
 A kill -9 anywhere loses nothing: what was not committed is folded again by the next owner, and
 folding is idempotent. On a rebalance the revoke waits for the batch in flight; newly gained
@@ -73,6 +74,10 @@ class CallStateWorker:
         """Partitions whose calls the table holds (kept across a rebalance that returns them)."""
         self.batch_lock = asyncio.Lock()
         self.stopping = asyncio.Event()
+        self.uncommitted: dict[TopicPartition, int] = {}
+        """Next offset per partition folded since the last commit."""
+        self.commit_interval_us = int(settings.streams_commit_interval_s * 1e6)
+        self.committed_at = clock()
         self.turned_at = clock()
         """When the fold loop last came back from Kafka: the health file's liveness."""
         self.consumer: AIOKafkaConsumer | None = None
@@ -94,9 +99,10 @@ class CallStateWorker:
                     timeout_ms=int(self.settings.streams_batch_within_s * 1000) or 1,
                     max_records=self.settings.streams_batch_max)
                 self.turned_at = self.clock()
-                if batches:
-                    async with self.batch_lock:
-                        await self._fold(batches)
+                async with self.batch_lock:
+                    await self._fold(batches)
+            async with self.batch_lock:
+                await self._commit()
         finally:
             for task in side_tasks:
                 task.cancel()
@@ -134,24 +140,34 @@ class CallStateWorker:
     async def _fold(self, batches: dict[TopicPartition, list[Any]]) -> None:
         owned = {tp: records for tp, records in batches.items()
                  if tp.partition in self.owned and records}
-        if not owned:
-            return
-        self.processor.fold_batch(
-            [Incoming(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp * 1000)
-             for records in owned.values() for r in records],
-            tick_topic=self.settings.tick_topic,
-            highwaters=self._highwaters,
-        )
+        if owned:
+            self.processor.fold_batch(
+                [Incoming(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp * 1000)
+                 for records in owned.values() for r in records],
+                tick_topic=self.settings.tick_topic,
+                highwaters=self._highwaters,
+            )
+            for tp, records in owned.items():
+                self.uncommitted[tp] = records[-1].offset + 1
+        if self.clock() - self.committed_at >= self.commit_interval_us:
+            await self._commit()
+
+    async def _commit(self) -> None:
+        """Save the changed calls, wait until Kafka has every send, then commit the offsets."""
         assert self.producer is not None and self.consumer is not None
+        self.processor.save()
         await self.outbox.flush(self.producer)
+        offsets, self.uncommitted = self.uncommitted, {}
+        self.committed_at = self.clock()
+        if not offsets:
+            return
         try:
-            await self.consumer.commit({tp: records[-1].offset + 1
-                                        for tp, records in owned.items()})
+            await self.consumer.commit(offsets)
         except (CommitFailedError, IllegalStateError) as e:
             # A rebalance took over; the next owner folds these records again (idempotent).
             log.info("offsets not committed: %s", e)
         except KafkaError as e:
-            log.warning("offsets not committed (%s); the next batch's commit covers them", e)
+            log.warning("offsets not committed (%s); the next commit covers them", e)
 
     def _highwaters(self, partition: int) -> dict[str, int | None]:
         assert self.consumer is not None
@@ -185,7 +201,8 @@ class CallStateWorker:
     # --- rebalancing ---------------------------------------------------------------------------
 
     async def partitions_revoked(self) -> None:
-        async with self.batch_lock:  # the batch in flight is folded, flushed and committed first
+        async with self.batch_lock:  # after the batch in flight: the next owner sees it all
+            await self._commit()
             self.owned = set()
 
     async def partitions_assigned(self, assigned: set[TopicPartition]) -> None:

@@ -32,6 +32,9 @@ class StreamsSettings(CommonSettings):
     streams_batch_max: int = 2000
     """Events folded per batch: one table write per call per batch, not per event."""
     streams_batch_within_s: float = 0.05
+    streams_commit_interval_s: float = 0.5
+    """How often changed calls go to the changelog and the offsets are committed; also the
+    longest a snapshot waits in the outbox."""
     streams_recorder_lookback_s: float = 120.0
     """How far back in rec.recorders.v1 a starting worker reads heartbeats."""
     streams_session_timeout_s: float = 10.0

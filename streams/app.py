@@ -34,9 +34,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
-from callrec.avro.topics import AUDIO, LIFECYCLE, METRICS
+from callrec.avro.topics import AUDIO, LIFECYCLE
 from callrec.streams.changelog import recover
-from callrec.streams.outbox import Outbox, outgoing_event
+from callrec.streams.outbox import Outbox
 from callrec.streams.processor import CallProcessor, Incoming
 from callrec.streams.recorder_feed import RecorderBoard, follow_recorders
 from callrec.streams.settings import StreamsSettings
@@ -181,21 +181,21 @@ class CallStateWorker:
 
     async def _tick_forever(self) -> None:
         """Ticks go through Kafka so that each reaches its partition's owner in order with the
-        partition's records; metrics and the health file ride on the same period."""
+        partition's records; metrics and the health file ride on the same period. A lost tick
+        is harmless (the next one comes a second later); metrics wait in the outbox."""
         assert self.producer is not None
         while True:
             await asyncio.sleep(self.settings.streams_tick_s)
             now = self.clock()
             try:
                 for partition in range(self.settings.streams_partitions):
-                    await self.producer.send(self.settings.tick_topic, str(now).encode(),
-                                             key=b"tick", partition=partition)
-                for sample in self.processor.metrics_due():
-                    o = outgoing_event(METRICS.name, sample)
-                    await self.producer.send(o.topic, o.value, key=o.key,
-                                             headers=list(o.headers))
+                    sent = await self.producer.send(self.settings.tick_topic, str(now).encode(),
+                                                    key=b"tick", partition=partition)
+                    sent.add_done_callback(report_lost_tick)
             except KafkaError as e:
                 log.warning("tick not sent: %s", e)
+            for sample in self.processor.metrics_due():
+                self.outbox.metric(sample)
             write_health(self.settings, self)
 
     # --- rebalancing ---------------------------------------------------------------------------
@@ -228,6 +228,11 @@ class CallStateWorker:
                 except KafkaError as e:  # the time rules of this partition wait for a fold
                     log.warning("committed offset of %s unknown: %s", tp, e)
         return positions
+
+
+def report_lost_tick(sent: asyncio.Future[Any]) -> None:
+    if not sent.cancelled() and sent.exception() is not None:
+        log.warning("tick not sent: %s", sent.exception())
 
 
 class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]

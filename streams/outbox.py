@@ -1,6 +1,6 @@
-"""What one fold batch sends, held until Kafka has acknowledged all of it.
+"""What the worker sends, held until Kafka has acknowledged all of it.
 
-The batch's input offsets are committed only after its outbox is flushed: a kill -9 then loses
+Folded offsets are committed only after the outbox is flushed: a kill -9 then loses
 no changelog write of a committed record (the new owner re-folds whatever was not committed,
 and folding is idempotent). A send Kafka refuses (broker gone past the producer's own retries)
 is reported and the whole outbox is sent again, in order, so the last write of a key stays last.
@@ -16,8 +16,8 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from callrec.avro import codec
-from callrec.avro.events import CallRecord, DeadLetter, Event
-from callrec.avro.topics import CALLS, DEADLETTER
+from callrec.avro.events import CallRecord, DeadLetter, Event, MetricSample
+from callrec.avro.topics import CALLS, DEADLETTER, METRICS
 from callrec.eventlog import EVENT_TYPE_HEADER
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,9 @@ class Outbox:
 
     def dead_letter(self, letter: DeadLetter) -> None:
         self.pending.append(outgoing_event(DEADLETTER.name, letter))
+
+    def metric(self, sample: MetricSample) -> None:
+        self.pending.append(outgoing_event(METRICS.name, sample))
 
     def changelog(self, partition: int, key: bytes, value: bytes | None) -> None:
         self.pending.append(Outgoing(self.changelog_topic, partition, key, value))

@@ -133,3 +133,62 @@ async def completed_count(reader: Reader, recorder: str) -> float:
                        and m.labels.get("recorder") == recorder)
         await reader.poll()
     return total
+
+
+@pytest.mark.slow
+async def test_calls_move_with_their_state_when_a_worker_joins_and_leaves(
+    kafka: KafkaBroker, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The graceful rebalances: the revoke saves and commits before the partitions move; the
+    joiner recovers the moved calls; the stayer gets them back (it had dropped them) from the
+    joiner's changelog writes."""
+    app_id = f"streams-rebalance-{uuid.uuid4().hex[:8]}"
+    run_dir = tmp_path_factory.mktemp("rebalance")
+    first = StreamsWorker(kafka.bootstrap, app_id, run_dir, "first", SLOW_MEDIA)
+    joiner = StreamsWorker(kafka.bootstrap, app_id, run_dir, "joiner", SLOW_MEDIA)
+    cluster = f"Rebalance{uuid.uuid4().hex[:8]}"
+    recorder = f"rec-{uuid.uuid4().hex[:6]}"
+    calls = [Call(key=new_call_key(cluster), t0=time.time_ns() // 1000, recorder=recorder,
+                  incarnation="i1") for _ in range(12)]
+    keys = [c.key for c in calls]
+
+    def chunks(seqs: range) -> list[Event]:
+        return [call.chunk(side, seq) for call in calls for seq in seqs for side in Leg]
+
+    try:
+        first.start()
+        await asyncio.to_thread(first.wait_assigned)
+        async with heartbeats(kafka.bootstrap, {recorder: "i1"}), \
+                Reader(kafka.bootstrap) as reader:
+            await publish(kafka.bootstrap, [c.started(side) for c in calls for side in Leg])
+            await publish(kafka.bootstrap, chunks(range(2)))
+            await reader.wait_for(keys, progressed(2), within_s=30)
+
+            joiner.start()
+            await asyncio.to_thread(wait_split, (first, joiner))
+            await publish(kafka.bootstrap, chunks(range(2, 4)))
+            at_four = await reader.wait_for(keys, progressed(4), within_s=30)
+            moved = {k for k, r in at_four.items() if r.producer_id == "joiner"}
+            assert moved, "no call moved to the joining worker"
+
+            joiner.stop()
+            await asyncio.to_thread(wait_owns_all, first)
+            ends = [c.ended(side, 2_000_000, chunks=6) for c in calls for side in Leg]
+            await publish(kafka.bootstrap, chunks(range(4, 6)) + ends)
+            final = await reader.wait_for(keys, lambda r: r.status != CallStatus.ACTIVE,
+                                          within_s=60)
+        for record in final.values():
+            assert_complete(record)
+        assert {final[k].producer_id for k in moved} == {"first"}
+    finally:
+        first.stop()
+        joiner.stop()
+
+
+def wait_owns_all(worker: StreamsWorker, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if set((worker.health() or {}).get("assigned_partitions") or []) == set(range(6)):  # type: ignore[call-overload]
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"{worker.name} never got every partition: {worker.health()}")

@@ -35,7 +35,7 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from callrec.avro.topics import AUDIO, LIFECYCLE
-from callrec.streams.changelog import recover
+from callrec.streams.changelog import end_offsets, recover
 from callrec.streams.outbox import Outbox
 from callrec.streams.processor import CallProcessor, Incoming
 from callrec.streams.recorder_feed import RecorderBoard, follow_recorders
@@ -44,6 +44,7 @@ from callrec.streams.settings import StreamsSettings
 log = logging.getLogger(__name__)
 CALL_TOPICS = (LIFECYCLE.name, AUDIO.name)
 START_RETRY_S = 2.0
+FREEZE_CHECK_S = 0.25
 
 
 def wall_clock_us() -> int:
@@ -79,6 +80,8 @@ class CallStateWorker:
         self.commit_interval_us = int(settings.streams_commit_interval_s * 1e6)
         self.committed_at = clock()
         self.turned_at = clock()
+        self.alive_at = time.monotonic()
+        """When the event loop last ran our code (see ``_check_frozen``)."""
         """When the fold loop last came back from Kafka: the health file's liveness."""
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
@@ -88,7 +91,9 @@ class CallStateWorker:
     async def run(self) -> None:
         """Until ``stop()``: join the group, fold, tick; Kafka outages are reported and retried."""
         self.producer, self.consumer = await self._connect()
+        self.alive_at = time.monotonic()
         side_tasks = [asyncio.create_task(self._tick_forever()),
+                      asyncio.create_task(self._watch_for_freeze()),
                       asyncio.create_task(follow_recorders(
                           self.settings.kafka_bootstrap, self.board,
                           self.settings.streams_recorder_lookback_s))]
@@ -138,6 +143,7 @@ class CallStateWorker:
                 await asyncio.sleep(START_RETRY_S)
 
     async def _fold(self, batches: dict[TopicPartition, list[Any]]) -> None:
+        self._check_frozen()
         owned = {tp: records for tp, records in batches.items()
                  if tp.partition in self.owned and records}
         if owned:
@@ -155,6 +161,7 @@ class CallStateWorker:
     async def _commit(self) -> None:
         """Save the changed calls, wait until Kafka has every send, then commit the offsets."""
         assert self.producer is not None and self.consumer is not None
+        self._check_frozen()
         self.processor.save()
         await self.outbox.flush(self.producer)
         offsets, self.uncommitted = self.uncommitted, {}
@@ -198,6 +205,29 @@ class CallStateWorker:
                 self.outbox.metric(sample)
             write_health(self.settings, self)
 
+    async def _watch_for_freeze(self) -> None:
+        while True:
+            await asyncio.sleep(FREEZE_CHECK_S)
+            self._check_frozen()
+
+    def _check_frozen(self) -> None:
+        """A worker whose event loop stood still longer than the session timeout (SIGSTOP, a
+        frozen VM) sent no heartbeat meanwhile, so the group has expelled it and another worker
+        owns its partitions. It must not write what it folded before: it drops its unsent work
+        and every call, and recovers them from the changelog when it is assigned partitions
+        again. Kafka outages do not count: waiting on Kafka leaves the loop running."""
+        now = time.monotonic()
+        frozen_s, self.alive_at = now - self.alive_at, now
+        if frozen_s <= self.settings.streams_session_timeout_s:
+            return
+        log.warning("the event loop stood still for %.1f s, past the group session timeout: "
+                    "dropping %d unsent records and every call; they are recovered on the "
+                    "next assignment", frozen_s, len(self.outbox.pending))
+        self.outbox.pending = []
+        self.uncommitted = {}
+        self.processor.keep_only(())
+        self.owned, self.held = set(), set()
+
     # --- rebalancing ---------------------------------------------------------------------------
 
     async def partitions_revoked(self) -> None:
@@ -208,11 +238,18 @@ class CallStateWorker:
     async def partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         partitions = {tp.partition for tp in assigned if tp.topic in self.topics}
         async with self.batch_lock:
-            gained = partitions - self.held
-            self.processor.partitions_assigned(partitions)
+            bootstrap, topic = self.settings.kafka_bootstrap, self.settings.changelog_topic
+            kept = partitions & self.held
+            ends = await end_offsets(bootstrap, topic, kept)
+            written_by_others = {p for p in kept
+                                 if ends[p] != self.outbox.changelog_ends.get(p, 0)}
+            if written_by_others:
+                log.warning("partitions %s were owned by another worker meanwhile: recovering "
+                            "them", sorted(written_by_others))
+            self.processor.keep_only(kept - written_by_others)
             recovered: dict[bytes, bytes] = {}
-            await recover(self.settings.kafka_bootstrap, self.settings.changelog_topic,
-                          gained, recovered)
+            self.outbox.changelog_ends.update(await recover(
+                bootstrap, topic, (partitions - self.held) | written_by_others, recovered))
             self.processor.adopt(recovered)
             self.processor.start_positions(await self._committed(assigned))
             self.held, self.owned = set(partitions), set(partitions)

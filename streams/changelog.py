@@ -3,6 +3,10 @@
 A worker that takes partition p reads changelog partition p from its start to the end offset it
 had when recovery began. Every write of p's previous owner is there by then: that owner flushed
 its outbox before committing, and a dead owner wrote nothing after it died.
+
+A worker that gets back a partition it held keeps its calls in memory only if the changelog's
+end is where its own last write left it: otherwise someone else owned the partition meanwhile
+(this worker was expelled from the group, say while frozen) and it recovers like a newcomer.
 """
 
 from __future__ import annotations
@@ -23,11 +27,12 @@ def changelog_spec(topic: str) -> TopicSpec:
 
 async def recover(
     bootstrap: str, topic: str, partitions: Iterable[int], table: MutableMapping[bytes, bytes]
-) -> int:
-    """Load the table's entries of ``partitions`` (tombstones delete); returns records read."""
+) -> dict[int, int]:
+    """Load the table's entries of ``partitions`` (tombstones delete); returns, per partition,
+    the end offset read up to."""
     tps = [TopicPartition(topic, p) for p in sorted(partitions)]
     if not tps:
-        return 0
+        return {}
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
                                 enable_auto_commit=False, client_id="callrec-streams-recovery")
     await consumer.start()
@@ -53,4 +58,18 @@ async def recover(
         await consumer.stop()
     log.info("recovered partitions %s from %s: %d records", [tp.partition for tp in tps],
              topic, read)
-    return read
+    return {tp.partition: ends[tp] for tp in tps}
+
+
+async def end_offsets(bootstrap: str, topic: str, partitions: Iterable[int]) -> dict[int, int]:
+    tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+    if not tps:
+        return {}
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
+                                enable_auto_commit=False, client_id="callrec-streams-recovery")
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets(tps)
+    finally:
+        await consumer.stop()
+    return {tp.partition: ends[tp] for tp in tps}

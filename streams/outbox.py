@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from aiokafka.structs import RecordMetadata
 
 from callrec.avro import codec
 from callrec.avro.events import CallRecord, DeadLetter, Event, MetricSample
@@ -44,6 +45,8 @@ class Outbox:
         self.changelog_topic = changelog_topic
         self.retry_s = retry_s
         self.pending: list[Outgoing] = []
+        self.changelog_ends: dict[int, int] = {}
+        """Changelog partition -> the offset after this worker's last acknowledged write."""
 
     def snapshot(self, partition: int, record: CallRecord) -> None:
         self.pending.append(outgoing_event(CALLS.name, record, partition))
@@ -60,18 +63,24 @@ class Outbox:
     async def flush(self, producer: AIOKafkaProducer) -> int:
         """Send everything pending and wait for every acknowledgement; returns how many."""
         batch, self.pending = self.pending, []
-        while batch:
+        if not batch:
+            return 0
+        while True:
             try:
-                await deliver(producer, batch)
+                written = await deliver(producer, batch)
                 break
             except KafkaError as e:
                 log.warning("Kafka refused %d sends (%s); sending them again in %.0f s",
                             len(batch), e, self.retry_s)
                 await asyncio.sleep(self.retry_s)
+        for sent, where in zip(batch, written, strict=True):
+            if sent.topic == self.changelog_topic:
+                end = self.changelog_ends.get(where.partition, 0)
+                self.changelog_ends[where.partition] = max(end, where.offset + 1)
         return len(batch)
 
 
-async def deliver(producer: AIOKafkaProducer, batch: list[Outgoing]) -> None:
+async def deliver(producer: AIOKafkaProducer, batch: list[Outgoing]) -> list[RecordMetadata]:
     acks = [await producer.send(o.topic, o.value, key=o.key, partition=o.partition,
                                 headers=list(o.headers)) for o in batch]
-    await asyncio.gather(*acks)
+    return list(await asyncio.gather(*acks))

@@ -256,11 +256,11 @@ class CallProcessor:
                 self._publish(held)
         self.synced.add(partition)
 
-    def partitions_assigned(self, partitions: Iterable[int]) -> None:
-        """Forget the calls of partitions this worker no longer owns (their owner recovers them).
+    def keep_only(self, partitions: Iterable[int]) -> None:
+        """Forget the calls of every other partition (their owner recovers them).
 
-        Called with the whole new assignment: the eager rebalance protocol revokes every
-        partition, but the calls of the ones this worker gets back are kept, not re-read.
+        The eager rebalance protocol revokes every partition, but the calls of the ones this
+        worker gets back are kept, not re-read, unless another worker owned them meanwhile.
         """
         kept = set(partitions)
         gone = [k for k, p in self.partition_of.items() if p not in kept]
@@ -272,7 +272,7 @@ class CallProcessor:
         self.read_to = {where: at for where, at in self.read_to.items() if where[1] in kept}
         self.last_tick_at = {p: at for p, at in self.last_tick_at.items() if p in kept}
         self.heard_since = {p: at for p, at in self.heard_since.items() if p in kept}
-        log.info("assigned partitions %s; forgot %d calls of other partitions",
+        log.info("keeping the calls of partitions %s; forgot %d calls of others",
                  sorted(kept), len(gone))
 
     # --- metrics -------------------------------------------------------------------------------

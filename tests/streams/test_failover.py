@@ -4,6 +4,8 @@ their calls from the table's changelog, and no call is lost, double-counted or l
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 import uuid
 from collections.abc import Iterator
@@ -192,3 +194,48 @@ def wait_owns_all(worker: StreamsWorker, timeout: float = 60.0) -> None:
             return
         time.sleep(0.3)
     raise AssertionError(f"{worker.name} never got every partition: {worker.health()}")
+
+
+@pytest.mark.slow
+async def test_a_worker_frozen_past_the_session_timeout_does_not_resume_stale_calls(
+    kafka: KafkaBroker, workers: tuple[StreamsWorker, StreamsWorker]
+) -> None:
+    """SIGSTOP one worker longer than the session timeout: the other takes its partitions and
+    folds on. After SIGCONT the frozen worker notices the freeze, drops what it held instead of
+    writing it, rejoins, gets its partitions back (the range assignor orders members by client
+    id) and recovers them from the changelog; every call completes with every chunk."""
+    frozen = workers[1]
+    await asyncio.to_thread(wait_split, workers)
+    frozen_partitions = set(frozen.health()["assigned_partitions"])  # type: ignore[index,arg-type]
+    cluster = f"Frozen{uuid.uuid4().hex[:8]}"
+    recorder = f"rec-{uuid.uuid4().hex[:6]}"
+    calls = [Call(key=new_call_key(cluster), t0=time.time_ns() // 1000, recorder=recorder,
+                  incarnation="i1") for _ in range(12)]
+    keys = [c.key for c in calls]
+
+    def chunks(seqs: range) -> list[Event]:
+        return [call.chunk(side, seq) for call in calls for seq in seqs for side in Leg]
+
+    pid = frozen.process.pid()
+    assert pid is not None
+    async with heartbeats(kafka.bootstrap, {recorder: "i1"}), Reader(kafka.bootstrap) as reader:
+        await publish(kafka.bootstrap, [c.started(side) for c in calls for side in Leg])
+        await publish(kafka.bootstrap, chunks(range(2)))
+        await reader.wait_for(keys, progressed(2), within_s=30)
+        await asyncio.sleep(1.0)  # past the commit interval
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            await publish(kafka.bootstrap, chunks(range(2, 4)))
+            at_four = await reader.wait_for(keys, progressed(4), within_s=40)
+            assert {r.producer_id for r in at_four.values()} == {"survivor"}
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        await asyncio.to_thread(wait_split, workers)
+        assert set(frozen.health()["assigned_partitions"]) == frozen_partitions  # type: ignore[index,arg-type]
+        ends = [c.ended(side, 2_000_000, chunks=6) for c in calls for side in Leg]
+        await publish(kafka.bootstrap, chunks(range(4, 6)) + ends)
+        final = await reader.wait_for(keys, lambda r: r.status != CallStatus.ACTIVE,
+                                      within_s=40)
+    for record in final.values():
+        assert_complete(record)
+    assert "stood still" in frozen.log()

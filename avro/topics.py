@@ -1,7 +1,8 @@
 """The topic contract: which events go on which topic, and how each topic is configured.
 
 Call-keyed topics share one partition count so that a call's lifecycle, audio, snapshot and
-recording land on the same partition number (the call-state worker and the mixer rely on co-partitioning).
+recording land on the same partition number (the call-state worker and the mixer rely on
+co-partitioning).
 """
 
 from __future__ import annotations

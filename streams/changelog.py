@@ -11,8 +11,9 @@ end is where its own last write left it: otherwise someone else owned the partit
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Iterable, MutableMapping
+from collections.abc import AsyncIterator, Iterable, MutableMapping
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -25,6 +26,18 @@ def changelog_spec(topic: str) -> TopicSpec:
     return TopicSpec(topic, {"cleanup.policy": "compact"})
 
 
+@contextlib.asynccontextmanager
+async def _reader(bootstrap: str) -> AsyncIterator[AIOKafkaConsumer]:
+    """A consumer outside the group: the changelog is read by partition, not shared."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
+                                enable_auto_commit=False, client_id="callrec-streams-recovery")
+    await consumer.start()
+    try:
+        yield consumer
+    finally:
+        await consumer.stop()
+
+
 async def recover(
     bootstrap: str, topic: str, partitions: Iterable[int], table: MutableMapping[bytes, bytes]
 ) -> dict[int, int]:
@@ -33,11 +46,8 @@ async def recover(
     tps = [TopicPartition(topic, p) for p in sorted(partitions)]
     if not tps:
         return {}
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
-                                enable_auto_commit=False, client_id="callrec-streams-recovery")
-    await consumer.start()
     read = 0
-    try:
+    async with _reader(bootstrap) as consumer:
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
@@ -54,8 +64,6 @@ async def recover(
                         table[record.key] = record.value
                     read += 1
             pending = {tp for tp in pending if await consumer.position(tp) < ends[tp]}
-    finally:
-        await consumer.stop()
     log.info("recovered partitions %s from %s: %d records", [tp.partition for tp in tps],
              topic, read)
     return {tp.partition: ends[tp] for tp in tps}
@@ -65,11 +73,6 @@ async def end_offsets(bootstrap: str, topic: str, partitions: Iterable[int]) -> 
     tps = [TopicPartition(topic, p) for p in sorted(partitions)]
     if not tps:
         return {}
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
-                                enable_auto_commit=False, client_id="callrec-streams-recovery")
-    await consumer.start()
-    try:
+    async with _reader(bootstrap) as consumer:
         ends = await consumer.end_offsets(tps)
-    finally:
-        await consumer.stop()
     return {tp.partition: ends[tp] for tp in tps}

@@ -148,14 +148,8 @@ async def test_calls_move_with_their_state_when_a_worker_joins_and_leaves(
     run_dir = tmp_path_factory.mktemp("rebalance")
     first = StreamsWorker(kafka.bootstrap, app_id, run_dir, "first", SLOW_MEDIA)
     joiner = StreamsWorker(kafka.bootstrap, app_id, run_dir, "joiner", SLOW_MEDIA)
-    cluster = f"Rebalance{uuid.uuid4().hex[:8]}"
-    recorder = f"rec-{uuid.uuid4().hex[:6]}"
-    calls = [Call(key=new_call_key(cluster), t0=time.time_ns() // 1000, recorder=recorder,
-                  incarnation="i1") for _ in range(12)]
+    recorder, calls = twelve_calls("Rebalance")
     keys = [c.key for c in calls]
-
-    def chunks(seqs: range) -> list[Event]:
-        return [call.chunk(side, seq) for call in calls for seq in seqs for side in Leg]
 
     try:
         first.start()
@@ -163,12 +157,12 @@ async def test_calls_move_with_their_state_when_a_worker_joins_and_leaves(
         async with heartbeats(kafka.bootstrap, {recorder: "i1"}), \
                 Reader(kafka.bootstrap) as reader:
             await publish(kafka.bootstrap, [c.started(side) for c in calls for side in Leg])
-            await publish(kafka.bootstrap, chunks(range(2)))
+            await publish(kafka.bootstrap, chunks(calls, range(2)))
             await reader.wait_for(keys, progressed(2), within_s=30)
 
             joiner.start()
             await asyncio.to_thread(wait_split, (first, joiner))
-            await publish(kafka.bootstrap, chunks(range(2, 4)))
+            await publish(kafka.bootstrap, chunks(calls, range(2, 4)))
             at_four = await reader.wait_for(keys, progressed(4), within_s=30)
             moved = {k for k, r in at_four.items() if r.producer_id == "joiner"}
             assert moved, "no call moved to the joining worker"
@@ -176,7 +170,7 @@ async def test_calls_move_with_their_state_when_a_worker_joins_and_leaves(
             joiner.stop()
             await asyncio.to_thread(wait_owns_all, first)
             ends = [c.ended(side, 2_000_000, chunks=6) for c in calls for side in Leg]
-            await publish(kafka.bootstrap, chunks(range(4, 6)) + ends)
+            await publish(kafka.bootstrap, chunks(calls, range(4, 6)) + ends)
             final = await reader.wait_for(keys, lambda r: r.status != CallStatus.ACTIVE,
                                           within_s=60)
         for record in final.values():
@@ -185,6 +179,18 @@ async def test_calls_move_with_their_state_when_a_worker_joins_and_leaves(
     finally:
         first.stop()
         joiner.stop()
+
+
+def twelve_calls(cluster_prefix: str) -> tuple[str, list[Call]]:
+    """A recorder id and 12 calls of a cluster of their own, recorded by it (incarnation i1)."""
+    cluster = f"{cluster_prefix}{uuid.uuid4().hex[:8]}"
+    recorder = f"rec-{uuid.uuid4().hex[:6]}"
+    return recorder, [Call(key=new_call_key(cluster), t0=time.time_ns() // 1000,
+                           recorder=recorder, incarnation="i1") for _ in range(12)]
+
+
+def chunks(calls: list[Call], seqs: range) -> list[Event]:
+    return [call.chunk(side, seq) for call in calls for seq in seqs for side in Leg]
 
 
 def wait_owns_all(worker: StreamsWorker, timeout: float = 60.0) -> None:
@@ -207,25 +213,19 @@ async def test_a_worker_frozen_past_the_session_timeout_does_not_resume_stale_ca
     frozen = workers[1]
     await asyncio.to_thread(wait_split, workers)
     frozen_partitions = set(frozen.health()["assigned_partitions"])  # type: ignore[index,arg-type]
-    cluster = f"Frozen{uuid.uuid4().hex[:8]}"
-    recorder = f"rec-{uuid.uuid4().hex[:6]}"
-    calls = [Call(key=new_call_key(cluster), t0=time.time_ns() // 1000, recorder=recorder,
-                  incarnation="i1") for _ in range(12)]
+    recorder, calls = twelve_calls("Frozen")
     keys = [c.key for c in calls]
-
-    def chunks(seqs: range) -> list[Event]:
-        return [call.chunk(side, seq) for call in calls for seq in seqs for side in Leg]
 
     pid = frozen.process.pid()
     assert pid is not None
     async with heartbeats(kafka.bootstrap, {recorder: "i1"}), Reader(kafka.bootstrap) as reader:
         await publish(kafka.bootstrap, [c.started(side) for c in calls for side in Leg])
-        await publish(kafka.bootstrap, chunks(range(2)))
+        await publish(kafka.bootstrap, chunks(calls, range(2)))
         await reader.wait_for(keys, progressed(2), within_s=30)
         await asyncio.sleep(1.0)  # past the commit interval
         os.kill(pid, signal.SIGSTOP)
         try:
-            await publish(kafka.bootstrap, chunks(range(2, 4)))
+            await publish(kafka.bootstrap, chunks(calls, range(2, 4)))
             at_four = await reader.wait_for(keys, progressed(4), within_s=40)
             assert {r.producer_id for r in at_four.values()} == {"survivor"}
         finally:
@@ -233,7 +233,7 @@ async def test_a_worker_frozen_past_the_session_timeout_does_not_resume_stale_ca
         await asyncio.to_thread(wait_split, workers)
         assert set(frozen.health()["assigned_partitions"]) == frozen_partitions  # type: ignore[index,arg-type]
         ends = [c.ended(side, 2_000_000, chunks=6) for c in calls for side in Leg]
-        await publish(kafka.bootstrap, chunks(range(4, 6)) + ends)
+        await publish(kafka.bootstrap, chunks(calls, range(4, 6)) + ends)
         final = await reader.wait_for(keys, lambda r: r.status != CallStatus.ACTIVE,
                                       within_s=40)
     for record in final.values():

@@ -72,7 +72,8 @@ class CallStateWorker:
         self.owned: set[int] = set()
         """Partitions whose records may be folded now (empty from a revoke to the assignment)."""
         self.held: set[int] = set()
-        """Partitions whose calls the table holds (kept across a rebalance that returns them)."""
+        """Partitions whose calls the processor holds (kept across a rebalance that returns
+        them)."""
         self.batch_lock = asyncio.Lock()
         self.stopping = asyncio.Event()
         self.uncommitted: dict[TopicPartition, int] = {}
@@ -80,9 +81,9 @@ class CallStateWorker:
         self.commit_interval_us = int(settings.streams_commit_interval_s * 1e6)
         self.committed_at = clock()
         self.turned_at = clock()
+        """When the fold loop last came back from Kafka: the health file's liveness."""
         self.alive_at = time.monotonic()
         """When the event loop last ran our code (see ``_check_frozen``)."""
-        """When the fold loop last came back from Kafka: the health file's liveness."""
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
 

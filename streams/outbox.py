@@ -60,11 +60,11 @@ class Outbox:
     def changelog(self, partition: int, key: bytes, value: bytes | None) -> None:
         self.pending.append(Outgoing(self.changelog_topic, partition, key, value))
 
-    async def flush(self, producer: AIOKafkaProducer) -> int:
-        """Send everything pending and wait for every acknowledgement; returns how many."""
+    async def flush(self, producer: AIOKafkaProducer) -> None:
+        """Send everything pending and wait for every acknowledgement."""
         batch, self.pending = self.pending, []
         if not batch:
-            return 0
+            return
         while True:
             try:
                 written = await deliver(producer, batch)
@@ -77,7 +77,6 @@ class Outbox:
             if sent.topic == self.changelog_topic:
                 end = self.changelog_ends.get(where.partition, 0)
                 self.changelog_ends[where.partition] = max(end, where.offset + 1)
-        return len(batch)
 
 
 async def deliver(producer: AIOKafkaProducer, batch: list[Outgoing]) -> list[RecordMetadata]:

@@ -309,19 +309,17 @@ class CallProcessor:
         self.unsaved[key] = self.partition_of.pop(key)
         self.states.pop(key, None)
 
-    def save(self) -> int:
+    def save(self) -> None:
         """Write every call changed since the last save to the changelog, once each.
 
         The worker saves before it commits offsets, not per batch: a call gets several events
         per second, and encoding its state once per commit instead of once per batch is most of
-        what a batch costs under load. Returns how many calls were written.
+        what a batch costs under load.
         """
         for key, partition in self.unsaved.items():
             state = self.states.get(key)
             self.emitter.changelog(partition, key, None if state is None else encode_state(state))
-        saved = len(self.unsaved)
         self.unsaved = {}
-        return saved
 
     def _publish(self, state: CallState) -> None:
         partition = state.partition if state.partition is not None else 0

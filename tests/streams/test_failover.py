@@ -169,12 +169,7 @@ async def test_calls_move_with_their_state_when_a_worker_joins_and_leaves(
 
             joiner.stop()
             await asyncio.to_thread(wait_owns_all, first)
-            ends = [c.ended(side, 2_000_000, chunks=6) for c in calls for side in Leg]
-            await publish(kafka.bootstrap, chunks(calls, range(4, 6)) + ends)
-            final = await reader.wait_for(keys, lambda r: r.status != CallStatus.ACTIVE,
-                                          within_s=60)
-        for record in final.values():
-            assert_complete(record)
+            final = await finish_complete(kafka.bootstrap, reader, calls, within_s=60)
         assert {final[k].producer_id for k in moved} == {"first"}
     finally:
         first.stop()
@@ -191,6 +186,19 @@ def twelve_calls(cluster_prefix: str) -> tuple[str, list[Call]]:
 
 def chunks(calls: list[Call], seqs: range) -> list[Event]:
     return [call.chunk(side, seq) for call in calls for seq in seqs for side in Leg]
+
+
+async def finish_complete(bootstrap: str, reader: Reader, calls: list[Call],
+                          within_s: float) -> dict[str, CallRecord]:
+    """Send chunks 4 and 5 and both BYEs of every call; each must end COMPLETED with 6 chunks
+    a leg."""
+    ends = [c.ended(side, 2_000_000, chunks=6) for c in calls for side in Leg]
+    await publish(bootstrap, chunks(calls, range(4, 6)) + ends)
+    final = await reader.wait_for([c.key for c in calls],
+                                  lambda r: r.status != CallStatus.ACTIVE, within_s=within_s)
+    for record in final.values():
+        assert_complete(record)
+    return final
 
 
 def wait_owns_all(worker: StreamsWorker, timeout: float = 60.0) -> None:
@@ -232,10 +240,5 @@ async def test_a_worker_frozen_past_the_session_timeout_does_not_resume_stale_ca
             os.kill(pid, signal.SIGCONT)
         await asyncio.to_thread(wait_split, workers)
         assert set(frozen.health()["assigned_partitions"]) == frozen_partitions  # type: ignore[index,arg-type]
-        ends = [c.ended(side, 2_000_000, chunks=6) for c in calls for side in Leg]
-        await publish(kafka.bootstrap, chunks(calls, range(4, 6)) + ends)
-        final = await reader.wait_for(keys, lambda r: r.status != CallStatus.ACTIVE,
-                                      within_s=40)
-    for record in final.values():
-        assert_complete(record)
+        await finish_complete(kafka.bootstrap, reader, calls, within_s=40)
     assert "stood still" in frozen.log()

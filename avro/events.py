@@ -260,6 +260,7 @@ class CallRecord(CallEvent):
     legs: list[LegSummary]
     first_audio_partition: int | None = None
     first_audio_offset: int | None = None
+    reopened: int = 0
 
 
 class Gap(Record):
@@ -287,6 +288,8 @@ class RecordingArchived(CallEvent):
     sha256: str
     partial: bool
     gaps: list[Gap] = Field(default_factory=list)
+    supersedes_version_id: str | None = None
+    supersedes_call_version: int | None = None
 
 
 class MetricSample(Event):

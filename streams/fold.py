@@ -2,7 +2,8 @@
 
 The fold only merges facts (see model.py); it never decides that a call is over. Verdicts need
 time (a window for a new segment, a silence threshold) and belong to the tick (verdict.py). So
-folding the same events in any order, any number of times, gives the same state.
+folding the same events in any order, any number of times, gives the same state. A fact folded
+into a call that already has a verdict flags it for the tick to judge again (``rejudge``).
 """
 
 from __future__ import annotations
@@ -73,6 +74,10 @@ def apply(
         if isinstance(event, LegStarted) and not base.has_start:
             outputs.append(Tally("calls_started_total", (("recorder", event.recorder_id),), 1))
     publishable = base.is_terminal or new_leg.start is not None or base.has_start
+    if base.is_terminal:
+        # The tick judges the call again with this fact and publishes whatever it decides, so
+        # a late fact does not make a snapshot of its own with a verdict about to change.
+        publish_now = False
     at = micros(event.event_time)
     # One constructor call: this is the hot path (dataclasses.replace costs ~5 us a call).
     folded = replace(
@@ -84,6 +89,7 @@ def apply(
         newest_fact_at=max(at, base.newest_fact_at) if base.newest_fact_at is not None else at,
         version=base.version + 1 if publish_now and publishable else base.version,
         unpublished=not (publish_now and publishable),
+        rejudge=base.rejudge or (base.is_terminal and new_leg != current),
     )
     if publish_now and publishable:
         outputs.append(SNAPSHOT)

@@ -139,7 +139,13 @@ class LegFacts:
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """The call's terminal status, decided once by the tick and never undone."""
+    """The call's terminal status as the tick judged it from the facts it had.
+
+    Facts that arrive after it (a new segment after a hold, audio a stalled recorder published
+    late, the heartbeats of a recorder that came back) make the tick judge the call again: it
+    may reopen (no verdict) or get another verdict. Every field comes from facts, not from when
+    the tick ran, so the live worker and a replay agree once both have the same facts.
+    """
 
     status: CallStatus
     reason: AbnormalReason | None
@@ -163,6 +169,10 @@ class CallState:
     unpublished: bool = False
     """Facts (audio progress) folded since the last snapshot, waiting for the throttle."""
     last_snapshot_tick: int = 0
+    reopened: int = 0
+    """Published verdicts later withdrawn or replaced because new facts arrived."""
+    rejudge: bool = False
+    """Facts folded since the verdict: the next tick judges the call again."""
 
     @property
     def status(self) -> CallStatus:

@@ -112,6 +112,7 @@ def to_record(state: CallState, producer_id: str) -> CallRecord:
         legs=[_summary(segment, leg, fallback) for segment, leg in numbered],
         first_audio_partition=state.first_audio[0] if state.first_audio else None,
         first_audio_offset=state.first_audio[1] if state.first_audio else None,
+        reopened=state.reopened,
     )
 
 

@@ -2,7 +2,8 @@
 
 The live worker ticks on its wall clock; a rebuild ticks on event time: it merges the calls'
 events and the heartbeats in event-time order and ticks every ``tick_s`` of event time, then
-once more at ``end`` (the time the rebuild runs). Verdicts record fact times, so both agree.
+once more at ``end`` (the time the rebuild runs). Verdicts record fact times, and a call judged
+before later facts arrived is judged again on all of them, so both agree.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from callrec.streams.fold import apply, micros
 from callrec.streams.model import CallState, SourcePosition
 from callrec.streams.recorders import RecordersView, mark_ready, observe
 from callrec.streams.rules import Rules
-from callrec.streams.verdict import tick
+from callrec.streams.verdict import due, tick
 
 Positioned = tuple[Event, SourcePosition | None]
 
@@ -60,8 +61,8 @@ def _fold_one(result: Rebuilt, event: CallEvent, position: SourcePosition | None
 
 
 def _tick_all(result: Rebuilt, now: int, view: RecordersView, rules: Rules) -> bool:
-    """Tick the open calls (a rebuild does not evict); False when none is open."""
-    open_calls = [(key, state) for key, state in result.calls.items() if not state.is_terminal]
+    """Tick the calls with something to judge (a rebuild does not evict); False when none."""
+    open_calls = [(k, state) for k, state in result.calls.items() if due(state, now, rules)]
     for key, state in open_calls:
         ticked, _ = tick(state, now, view, rules)
         if ticked is not None:

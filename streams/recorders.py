@@ -21,6 +21,11 @@ def iso(micros: int) -> str:
     return datetime.fromtimestamp(micros / 1e6, UTC).isoformat(timespec="milliseconds")
 
 
+STRETCH_GAP_INTERVALS = 3
+STRETCH_GAP_MIN_US = 3_000_000
+"""Heartbeats further apart than this (3 intervals, at least 3 s) start a new stretch."""
+
+
 @dataclass(frozen=True, slots=True)
 class RecorderSeen:
     """The newest heartbeat of a recorder (by event time)."""
@@ -30,6 +35,10 @@ class RecorderSeen:
     heartbeat_seq: int
     interval_ms: int
     health: str
+    since: int = 0
+    """First heartbeat of the recorder's current unbroken stretch: when it came back after a
+    stall or restart (0 for the stretch of the first heartbeat known). Media silence before it
+    was the recorder's, not the caller's."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,16 +58,21 @@ class RecordersView:
 
 def observe(view: RecordersView, heartbeat: RecorderHeartbeat) -> RecordersView:
     """Fold one heartbeat; an older one (reordered, duplicated) changes nothing."""
+    known = view.seen.get(heartbeat.recorder_id)
     seen = RecorderSeen(
         incarnation=heartbeat.incarnation,
         at=micros(heartbeat.event_time),
         heartbeat_seq=heartbeat.heartbeat_seq,
         interval_ms=heartbeat.interval_ms,
         health=heartbeat.health.value,
+        since=0 if known is None else micros(heartbeat.event_time),
     )
-    known = view.seen.get(heartbeat.recorder_id)
     if known is not None and (known.at, known.heartbeat_seq) >= (seen.at, seen.heartbeat_seq):
         return view
+    if known is not None and known.incarnation == seen.incarnation:
+        gap_limit = max(STRETCH_GAP_INTERVALS * seen.interval_ms * 1000, STRETCH_GAP_MIN_US)
+        if seen.at - known.at <= gap_limit:
+            seen = replace(seen, since=known.since)
     updated = dict(view.seen)
     updated[heartbeat.recorder_id] = seen
     return replace(view, seen=MappingProxyType(updated))
@@ -93,6 +107,12 @@ def up_gauges(view: RecordersView, now: int, rules: Rules) -> dict[str, int]:
     now = heard_until(view, now)
     return {rid: int(now - silent_since(view, seen.at) <= limit)
             for rid, seen in view.seen.items()}
+
+
+def back_since(view: RecordersView, recorder_id: str | None) -> int:
+    """When the recorder's current stretch of heartbeats began (0: unknown recorder)."""
+    seen = view.seen.get(recorder_id) if recorder_id is not None else None
+    return seen.since if seen is not None else 0
 
 
 def lost_reason(

@@ -43,6 +43,8 @@ def encode_state(state: CallState) -> bytes:
             "v": state.version,
             "unpub": state.unpublished,
             "snap_tick": state.last_snapshot_tick,
+            "reopened": state.reopened,
+            "rejudge": state.rejudge,
         },
         separators=(",", ":"),
     ).encode()
@@ -72,6 +74,9 @@ def decode_state(data: bytes) -> CallState:
             version=raw["v"],
             unpublished=raw["unpub"],
             last_snapshot_tick=raw["snap_tick"],
+            # Written by the version before reopening existed: nothing reopened, nothing pending.
+            reopened=raw.get("reopened", 0),
+            rejudge=raw.get("rejudge", False),
         )
     except (ValueError, KeyError, TypeError, IndexError) as e:
         raise UnreadableState(f"unreadable call state: {e!r}") from e

@@ -1,14 +1,23 @@
 """``tick(state, now, recorders, rules) -> (state, outputs)``: the time-based rules of a call.
 
-Only the tick ends a call, once, and a verdict is never undone (late facts still merge into the
-legs, the status stays). The times a verdict records come from facts (the last audio, the last
-refresh), not from when the tick ran, so a replay that ticks on event time agrees with the live
-worker that ticked on the wall clock.
+Only the tick ends a call. A verdict is the tick's judgement on the facts it has; when more
+facts arrive afterwards (a new INVITE pair after a hold longer than the segment window, audio a
+stalled recorder publishes when it resumes, the heartbeats of a recorder that came back), the
+tick judges the call again on all its facts: it reopens (ACTIVE again, ``reopened`` counted) or
+takes the new verdict. Every rule is a function of the facts (event times, the recorders'
+heartbeats) and of ``now`` only through "has the deadline passed": what a verdict records (its
+reason, the leg it names, its time) comes from facts, so a replay that ticks on event time ends
+with the same verdict as the live worker that ticked on the wall clock. An absence rule judges
+a leg as of its deadline: a leg still open when its media timed out stays timed out when its
+BYE arrives later, whenever the worker happened to read that BYE.
 
-Rules, in order of precedence, for a call still ACTIVE:
+Rules, in order of precedence:
   RECORDER_LOST    an open leg's recorder stopped heartbeating or restarted (new incarnation);
-  SESSION_EXPIRED  an open leg had no re-INVITE/UPDATE within its Session-Expires (+ grace);
-  MEDIA_TIMEOUT    an open leg, not on hold, had no audio for media_timeout_s;
+  SESSION_EXPIRED  a leg had no re-INVITE/UPDATE within its Session-Expires (+ grace) and had
+                   not ended by then;
+  MEDIA_TIMEOUT    a leg, not on hold, had no audio for media_timeout_s (counted from its last
+                   audio, or from when its recorder came back after a stall) and had not ended
+                   by then; of several, the one silent first;
   HALF_CALL        a segment's other leg never started within half_call_window_s
                    (or no LegStarted at all arrived for the events of the call);
   then, when every leg has ended, no new INVITE pair came within segment_window_s, and every
@@ -24,14 +33,14 @@ Rules, in order of precedence, for a call still ACTIVE:
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from callrec.avro.events import AbnormalReason, CallStatus, Leg
 from callrec.streams.fold import publish
 from callrec.streams.model import CallState, Closure, LegFacts, Verdict
 from callrec.streams.outputs import EVICT, SNAPSHOT, Output, Tally
 from callrec.streams.projection import call_recorder, leg_started_at, segments
-from callrec.streams.recorders import RecordersView, iso, lost_reason
+from callrec.streams.recorders import RecordersView, back_since, iso, lost_reason
 from callrec.streams.rules import Rules
 
 NORMAL_ENDS = frozenset({"BYE", "CANCEL"})
@@ -46,7 +55,7 @@ def tick(
     ``heard_since``: when the worker began hearing the call's partition without a gap (after a
     broker outage, a takeover). Absence of a fact (audio, a refresh, the other leg, a new
     segment) counts from then at the earliest: the recorders may still be flushing what they
-    spooled meanwhile.
+    spooled meanwhile. It delays a verdict; it never changes which one the facts give.
     """
     outputs: list[Output] = []
     if state.verdict is None:
@@ -56,6 +65,11 @@ def tick(
             outputs.append(_verdict_tally(state, verdict))
             state = publish(state, now)
             outputs.append(SNAPSHOT)
+    elif due(state, now, rules):
+        # A lost recorder may come back (same incarnation) without any new fact of the call
+        # yet: its heartbeats alone withdraw the verdict.
+        state, judged = _rejudge(state, now, recorders, rules, heard_since)
+        outputs.extend(judged)
     throttle = rules.us(rules.audio_snapshot_interval_s)
     if state.unpublished and (state.has_start or state.is_terminal):
         if now - state.last_snapshot_tick >= throttle:
@@ -67,10 +81,24 @@ def tick(
     return state, tuple(outputs)
 
 
+def due(state: CallState, now: int, rules: Rules) -> bool:
+    """Whether the tick has something to judge: an open call, a verdict new facts may undo, or
+    a lost recorder that may still come back (until the call would be evicted)."""
+    verdict = state.verdict
+    if verdict is None or state.rejudge:
+        return True
+    lost = verdict.reason == AbnormalReason.RECORDER_LOST
+    return lost and now - verdict.ended_at <= rules.us(rules.terminal_retention_s)
+
+
 def judge(
     state: CallState, now: int, recorders: RecordersView, rules: Rules, heard_since: int = 0
 ) -> Verdict | None:
-    """The verdict the call deserves at ``now``, or None while it is still going."""
+    """The verdict the call's facts give at ``now``, or None while it is still going.
+
+    A verdict already given (its closures of open legs) is not a fact: the tick strips it
+    before judging a call again.
+    """
     if not state.has_start:
         first = state.first_seen_at or now
         if now - max(first, heard_since) >= rules.us(rules.half_call_window_s):
@@ -78,14 +106,53 @@ def judge(
             return Verdict(CallStatus.ABNORMAL, AbnormalReason.HALF_CALL,
                            "no LegStarted arrived for any leg of the call", ended)
         return None
-    open_legs = [leg for leg in state.legs if leg.is_open]
-    return (
-        _recorder_lost(open_legs, now, recorders, rules)
-        or _session_expired(open_legs, now, rules, heard_since)
-        or _media_timeout(open_legs, now, rules, heard_since)
-        or _half_call(state, now, rules, heard_since)
-        or _all_ended(state, open_legs, now, rules, heard_since)
-    )
+    open_legs = [leg for leg in state.legs if leg.end is None]
+    lost = _recorder_lost(open_legs, now, recorders, rules)
+    if lost is not None:
+        return lost
+    candidates = [
+        c
+        for c in (
+            _session_expired(state.legs, rules, heard_since),
+            _media_timeout(state.legs, recorders, rules, heard_since),
+            _half_call(state, rules, heard_since),
+            _all_ended(state, open_legs, rules, heard_since),
+        )
+        if c is not None and c.fires_at <= now
+    ]
+    if not candidates:
+        return None
+    earliest = min(candidates, key=lambda c: c.fires_at)  # a tie keeps the earlier rule
+    return earliest.verdict if earliest.ripe_at <= now else None
+
+
+def reopened(state: CallState) -> CallState:
+    """The call without its verdict: ACTIVE, every leg the verdict closed open again."""
+    legs = tuple(replace(leg, closure=None) if leg.closure else leg for leg in state.legs)
+    return replace(state, legs=legs, verdict=None)
+
+
+def _rejudge(
+    state: CallState, now: int, recorders: RecordersView, rules: Rules, heard_since: int
+) -> tuple[CallState, list[Output]]:
+    """Judge a call with a verdict again: keep it, reopen the call, or take the new one."""
+    unjudged = reopened(state)
+    fresh = judge(unjudged, now, recorders, rules, heard_since)
+    old = state.verdict
+    if fresh == old:
+        return replace(state, rejudge=False), []
+    outputs: list[Output] = []
+    count = state.reopened
+    # Withdrawn, or another verdict, counts; a detail refined (lost -> restarted) does not.
+    if fresh is None or old is None or (fresh.status, fresh.reason) != (old.status, old.reason):
+        count += 1
+        outputs.append(Tally("calls_reopened_total", (("recorder", call_recorder(state)),), 1))
+        if fresh is not None:
+            outputs.append(_verdict_tally(state, fresh))
+    state = replace(unjudged, reopened=count, rejudge=False)
+    if fresh is not None:
+        state = _close(state, fresh)
+    return publish(state, now), [*outputs, SNAPSHOT]
 
 
 def last_activity(leg: LegFacts) -> int:
@@ -113,69 +180,99 @@ def _recorder_lost(
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A rule's verdict with the time the facts make it true and the time it may be given.
+
+    ``fires_at`` orders the rules: the one the facts made true first wins, so judging later
+    (a worker behind, a replay) picks the same verdict. ``ripe_at`` is ``fires_at`` pushed
+    past ``heard_since`` + the rule's threshold: absence is not believed before then.
+    """
+
+    fires_at: int
+    ripe_at: int
+    verdict: Verdict
+
+
+def _absence(since: int, threshold: int, heard_since: int, verdict: Verdict) -> Candidate:
+    return Candidate(since + threshold, max(since, heard_since) + threshold, verdict)
+
+
 def _session_expired(
-    open_legs: list[LegFacts], now: int, rules: Rules, heard_since: int
-) -> Verdict | None:
-    for leg in open_legs:
+    legs: tuple[LegFacts, ...], rules: Rules, heard_since: int
+) -> Candidate | None:
+    grace = rules.us(rules.session_grace_s)
+    expired: list[tuple[int, str, LegFacts, int]] = []
+    for leg in legs:
         expires = leg.session_expires_s
         if expires is None or leg.start is None:
             continue
         refreshed = max(leg.start.at, leg.last_refresh_at or 0)
         deadline = refreshed + rules.us(expires)
-        if now > max(deadline, heard_since) + rules.us(rules.session_grace_s):
-            detail = (f"{leg.side.value} leg {leg.leg_id}: "
-                      f"no refresh within Session-Expires {expires} s")
-            return Verdict(CallStatus.ABNORMAL, AbnormalReason.SESSION_EXPIRED, detail, deadline)
-    return None
+        if leg.end is not None and leg.end.at <= deadline + grace:
+            continue  # ended (BYE, CANCEL, ...) before the session could expire
+        expired.append((deadline, leg.leg_id, leg, expires))
+    if not expired:
+        return None
+    deadline, _, leg, expires = min(expired, key=lambda e: (e[0], e[1]))
+    detail = f"{leg.side.value} leg {leg.leg_id}: no refresh within Session-Expires {expires} s"
+    verdict = Verdict(CallStatus.ABNORMAL, AbnormalReason.SESSION_EXPIRED, detail, deadline)
+    return _absence(deadline, grace + 1, heard_since, verdict)
 
 
 def _media_timeout(
-    open_legs: list[LegFacts], now: int, rules: Rules, heard_since: int
-) -> Verdict | None:
-    for leg in open_legs:
+    legs: tuple[LegFacts, ...], recorders: RecordersView, rules: Rules, heard_since: int
+) -> Candidate | None:
+    timeout = rules.us(rules.media_timeout_s)
+    silent: list[tuple[int, str, LegFacts]] = []
+    for leg in legs:
         if leg.hold is not None:
             on_hold = leg.on_hold
         else:
             on_hold = leg.start is not None and leg.start.media_direction == "inactive"
         if on_hold:
             continue
+        since = max(last_activity(leg), leg.first_seen_at or 0)  # a leg known by its end only
         if leg.hold is not None:
-            since = max(last_activity(leg), leg.hold.at)
-        else:
-            since = last_activity(leg)
-        if now - max(since, heard_since) >= rules.us(rules.media_timeout_s):
-            detail = f"{leg.side.value} leg {leg.leg_id}: no audio since {iso(since)}"
-            return Verdict(CallStatus.ABNORMAL, AbnormalReason.MEDIA_TIMEOUT, detail, since)
-    return None
+            since = max(since, leg.hold.at)
+        recorder = leg.start.recorder_id if leg.start is not None else leg.audio.producer_id
+        since = max(since, back_since(recorders, recorder))
+        if leg.end is not None and leg.end.at < since + timeout:
+            continue  # ended before its silence became a timeout
+        silent.append((since, leg.leg_id, leg))
+    if not silent:
+        return None
+    since, _, leg = min(silent, key=lambda s: (s[0], s[1]))
+    detail = f"{leg.side.value} leg {leg.leg_id}: no audio since {iso(since)}"
+    verdict = Verdict(CallStatus.ABNORMAL, AbnormalReason.MEDIA_TIMEOUT, detail, since)
+    return _absence(since, timeout, heard_since, verdict)
 
 
-def _half_call(state: CallState, now: int, rules: Rules, heard_since: int) -> Verdict | None:
+def _half_call(state: CallState, rules: Rules, heard_since: int) -> Candidate | None:
     by_segment: dict[int, list[LegFacts]] = {}
     for segment, leg in segments(state):
         by_segment.setdefault(segment, []).append(leg)
     fallback = state.first_seen_at or 0
+    window = rules.us(rules.half_call_window_s)
     for segment, legs in sorted(by_segment.items()):
         sides = {leg.side for leg in legs}
         if sides == BOTH_SIDES:
             continue
         began = min(leg_started_at(leg, fallback) for leg in legs)
-        window = rules.us(rules.half_call_window_s)
-        if now - max(began, heard_since) >= window:
-            missing = next(iter(BOTH_SIDES - sides))
-            detail = f"segment {segment}: the {missing.value} leg never arrived"
-            return Verdict(CallStatus.ABNORMAL, AbnormalReason.HALF_CALL, detail, began + window)
+        missing = next(iter(BOTH_SIDES - sides))
+        detail = f"segment {segment}: the {missing.value} leg never arrived"
+        verdict = Verdict(CallStatus.ABNORMAL, AbnormalReason.HALF_CALL, detail, began + window)
+        return _absence(began, window, heard_since, verdict)
     return None
 
 
 def _all_ended(
-    state: CallState, open_legs: list[LegFacts], now: int, rules: Rules, heard_since: int
-) -> Verdict | None:
+    state: CallState, open_legs: list[LegFacts], rules: Rules, heard_since: int
+) -> Candidate | None:
     if open_legs:
         return None
     ends = [leg.end for leg in state.legs if leg.end is not None]
     last_end = max(end.at for end in ends)
-    if now - max(last_end, heard_since) < rules.us(rules.segment_window_s):
-        return None
     missing = [
         f"{leg.side.value} leg {leg.leg_id}: {leg.audio.chunk_count} of "
         f"{leg.end.chunk_count} announced chunks arrived"
@@ -183,17 +280,16 @@ def _all_ended(
         if leg.end is not None and leg.audio.chunk_count < leg.end.chunk_count
     ]
     if missing:
-        if now - max(last_end, heard_since) < rules.us(rules.missing_chunks_wait_s):
-            return None
-        return Verdict(CallStatus.ABNORMAL, AbnormalReason.OTHER, "; ".join(missing), last_end)
+        verdict = Verdict(CallStatus.ABNORMAL, AbnormalReason.OTHER, "; ".join(missing), last_end)
+        return _absence(last_end, rules.us(rules.missing_chunks_wait_s), heard_since, verdict)
     reasons = sorted({end.reason for end in ends})
     if all(reason in NORMAL_ENDS for reason in reasons):
-        return Verdict(CallStatus.COMPLETED, None, None, last_end)
-    odd = ", ".join(reason for reason in reasons if reason not in NORMAL_ENDS)
-    reason = (
-        AbnormalReason.OTHER if odd == "CODEC_MISMATCH" else AbnormalReason.ENDED_WITHOUT_BYE
-    )
-    return Verdict(CallStatus.ABNORMAL, reason, f"a leg ended with {odd}", last_end)
+        verdict = Verdict(CallStatus.COMPLETED, None, None, last_end)
+    else:
+        odd = ", ".join(reason for reason in reasons if reason not in NORMAL_ENDS)
+        why = AbnormalReason.OTHER if odd == "CODEC_MISMATCH" else AbnormalReason.ENDED_WITHOUT_BYE
+        verdict = Verdict(CallStatus.ABNORMAL, why, f"a leg ended with {odd}", last_end)
+    return _absence(last_end, rules.us(rules.segment_window_s), heard_since, verdict)
 
 
 def _close(state: CallState, verdict: Verdict) -> CallState:

@@ -1,9 +1,8 @@
-"""tick(): each verdict, when it comes, what it records; a verdict is never undone."""
+"""tick(): each verdict, when it comes, what it records (reopening: test_reopen.py)."""
 
 from __future__ import annotations
 
 from callrec.avro.events import AbnormalReason, CallStatus, Leg, LegChange, LegEndReason
-from callrec.streams.fold import apply
 from callrec.streams.outputs import EVICT, SNAPSHOT, Tally
 from callrec.streams.recorders import (
     RecordersView,
@@ -154,20 +153,6 @@ def test_codec_mismatch_is_abnormal_other() -> None:
     now = call.t0 + 10 * S
     out = ticked(state, now, alive("rec-a", "inc-1", now))
     assert out.verdict is not None and out.verdict.reason == AbnormalReason.OTHER
-
-
-def test_a_terminal_call_stays_terminal_and_still_counts_late_audio() -> None:
-    call = Call()
-    state = fold(both_started(call))
-    now = call.t0 + 7 * S
-    lost = ticked(state, now, alive("rec-a", "inc-1", call.t0))
-    assert lost.status == CallStatus.ABNORMAL
-    late, _ = apply(lost, call.chunk(Leg.NEAR_END, 0))
-    assert late is not None and late.status == CallStatus.ABNORMAL and late.unpublished
-    later = fold([call.started(Leg.NEAR_END, 8 * S, segment=1)], late)
-    assert later.status == CallStatus.ABNORMAL
-    published = ticked(later, now + 60 * S, alive("rec-a", "inc-1", now + 60 * S))
-    assert record(published).legs[0].chunk_count == 1 and published.version > lost.version
 
 
 def test_a_terminal_call_is_evicted_after_its_retention() -> None:

@@ -1,8 +1,9 @@
 """Archive one ended call: mix it, store it (retrying while the store is down), announce it.
 
-Every step is safe to repeat: the object key is deterministic and an existing object is kept, so
-a worker that died between the upload and the announcement is replaced by one that finds the
-object and announces it.
+Every step is safe to repeat: the object key is deterministic and an object already stored for
+this call version (or a newer one) is kept, so a worker that died between the upload and the
+announcement is replaced by one that finds the object and announces it. A call that reopened
+after its recording gets a new version of the same object.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from callrec.avro.events import AudioChunk, CallRecord, DeadLetter, RecordingArc
 from callrec.avro.topics import AUDIO
 from callrec.errors import RetriableError
 from callrec.eventlog import EventPublisher
+from callrec.sinks.calls import Archived
 from callrec.sinks.encode import recording_format
 from callrec.sinks.naming import archived_event, object_key, object_metadata
 from callrec.sinks.recording import MixedRecording, mix_call
@@ -51,10 +53,13 @@ class Archiver:
         entries: Sequence[Spooled],
         partition: int,
         cpu: asyncio.Semaphore,
-    ) -> MixedRecording:
-        """Mix (holding ``cpu``), store and announce one call; returns what was mixed.
+        previous: Archived | None = None,
+    ) -> RecordingArchived:
+        """Mix (holding ``cpu``), store and announce one call; returns the announcement.
 
-        ``entries`` are the call's spooled AudioChunks (offset, Kafka value, decoded or None)."""
+        ``entries`` are the call's spooled AudioChunks (offset, Kafka value, decoded or None).
+        ``previous``: the recording this one supersedes (the call reopened after it); the new
+        one is stored as a new version of the same object, the old version is kept."""
         async with cpu:
             chunks, mixed = await asyncio.to_thread(self._mix, call, entries)
         await self._dead_letter_failures(call, chunks, mixed, partition)
@@ -70,10 +75,16 @@ class Archiver:
             log.warning("%s already stored with sha256 %s (this mix: %s); keeping the stored one",
                         key, stored.sha256, mixed.sha256)
         event = _announce(call, mixed, stored, self.store.bucket, self.settings.mixer_producer_id)
+        if previous is not None:
+            event = event.model_copy(update={
+                "supersedes_version_id": previous.version_id,
+                "supersedes_call_version": previous.call_version,
+            })
         await self.retrying(f"announce {key}", lambda: self.publisher.publish(event))
-        log.info("archived %s: %s, %d ms, %d gap(s)%s", call.call_key, key, mixed.duration_ms,
-                 len(mixed.gaps), ", partial" if mixed.partial else "")
-        return mixed
+        log.info("archived %s: %s, %d ms, %d gap(s)%s%s", call.call_key, key, mixed.duration_ms,
+                 len(mixed.gaps), ", partial" if mixed.partial else "",
+                 f", superseding call version {previous.call_version}" if previous else "")
+        return event
 
     def _mix(
         self, call: CallRecord, entries: Sequence[Spooled]

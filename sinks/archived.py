@@ -1,7 +1,8 @@
 """Which calls are already archived: read back from rec.recordings.v1 when partitions arrive.
 
-The recordings topic is the mixer's tracking record: a call announced there is done, so a worker
-that re-reads audio from an old committed offset skips it instead of mixing it again.
+The recordings topic is the mixer's tracking record: a call announced there is done up to the
+CallRecord version it was mixed from, so a worker that re-reads audio from an old committed offset
+skips it instead of mixing it again, and mixes it again only for a newer version of the call.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ from callrec.avro import codec
 from callrec.avro.errors import ContractError
 from callrec.avro.events import RecordingArchived
 from callrec.avro.topics import RECORDINGS
+from callrec.sinks.calls import Archived
 
 
 async def load_archived(
     bootstrap: str, partitions: Sequence[int], lookback: timedelta
-) -> dict[int, set[str]]:
-    """Call keys announced in the given partitions over the last ``lookback``."""
+) -> dict[int, dict[str, Archived]]:
+    """The newest recording of each call announced in the partitions over ``lookback``."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
@@ -33,7 +35,7 @@ async def load_archived(
         for tp in tps:
             start = starts.get(tp)
             consumer.seek(tp, start.offset if start is not None else ends[tp])
-        done: dict[int, set[str]] = {p: set() for p in partitions}
+        done: dict[int, dict[str, Archived]] = {p: {} for p in partitions}
         pending = {tp for tp in tps if await consumer.position(tp) < ends[tp]}
         while pending:
             batches = await consumer.getmany(*pending, timeout_ms=1000)
@@ -44,7 +46,10 @@ async def load_archived(
                     except ContractError:
                         continue  # not ours to judge: the topic's consumers dead-letter it
                     if isinstance(event, RecordingArchived):
-                        done[tp.partition].add(event.call_key)
+                        calls = done[tp.partition]
+                        known = calls.get(event.call_key)
+                        if known is None or event.call_version >= known.call_version:
+                            calls[event.call_key] = Archived(event.call_version, event.version_id)
             pending = {tp for tp in pending if await consumer.position(tp) < ends[tp]}
         return done
     finally:

@@ -1,8 +1,9 @@
 """The object store adapter (minio SDK): a write-once bucket of recordings and manifests.
 
-Storing is idempotent: the key is deterministic and an existing object is never written again, so
-a retry after a lost response, or a second worker finishing the same call, finds the first object
-instead of making another. Object lock (WORM) and versioning are used where the server has them.
+Storing is idempotent: the key is deterministic and an object is never written again for the same
+call version, so a retry after a lost response, or a second worker finishing the same call, finds
+the first object instead of making another; only a newer call version (the call reopened) adds a
+version of the object. Object lock (WORM) and versioning are used where the server has them.
 """
 
 from __future__ import annotations
@@ -107,9 +108,11 @@ class RecordingStore:
         metadata: dict[str, str],
         retain_until: datetime | None,
     ) -> StoredObject:
-        """Write an object unless it already exists; either way return what is stored."""
+        """Write an object unless one of the same or a newer call version is stored; either way
+        return what is stored. A newer call version (a call that reopened after its recording)
+        becomes a new version of the object; versioning and object lock keep the old one."""
         existing = self.find(key)
-        if existing is not None:
+        if existing is not None and _call_version(existing) >= _call_version_of(metadata):
             return existing
         retention = None
         if retain_until is not None and self.object_lock:
@@ -150,6 +153,18 @@ class RecordingStore:
             for item in self.client.list_objects(self.bucket, prefix=prefix, recursive=True):
                 if item.object_name and not item.is_dir:
                     yield item.object_name
+
+
+def _call_version(stored: StoredObject) -> int:
+    return _call_version_of(stored.metadata)
+
+
+def _call_version_of(metadata: dict[str, str]) -> int:
+    """The CallRecord version a recording was mixed from (0 when the metadata lacks it)."""
+    try:
+        return int(metadata.get("call-version", "0"))
+    except ValueError:
+        return 0
 
 
 class _translated:

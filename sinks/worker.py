@@ -13,7 +13,6 @@ import asyncio
 import functools
 import logging
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,39 +22,22 @@ from aiokafka.errors import KafkaError
 
 from callrec.avro import codec
 from callrec.avro.errors import ContractError
-from callrec.avro.events import AudioChunk, CallRecord, CallStatus, Event
+from callrec.avro.events import AudioChunk, CallRecord, Event
 from callrec.avro.topics import AUDIO, CALLS
+from callrec.errors import RetriableError
 from callrec.eventlog import EventPublisher
 from callrec.sinks.archive import Archiver
 from callrec.sinks.archived import load_archived
+from callrec.sinks.calls import TERMINAL, Archived, Next, OpenCall, reopens
 from callrec.sinks.errors import SpoolFull
 from callrec.sinks.health import HealthReport
 from callrec.sinks.offsets import PartitionLedger
+from callrec.sinks.reread import reread_audio
 from callrec.sinks.settings import MixerSettings
 from callrec.sinks.spool import Spool
 
 log = logging.getLogger(__name__)
-TERMINAL = (CallStatus.COMPLETED, CallStatus.ABNORMAL)
 RETRY_FAILED_MIX_S = 30.0
-
-
-@dataclass
-class OpenCall:
-    key: str
-    partition: int
-    record: CallRecord | None = None
-    chunks: set[tuple[str, int]] = field(default_factory=set)
-    ended_at: float | None = None
-    task: asyncio.Task[None] | None = None
-    not_before: float = 0.0
-
-    def complete(self) -> bool:
-        """Every chunk the CallRecord counts is here (chunk_seq 0..last_chunk_seq of each leg)."""
-        assert self.record is not None
-        return all(
-            all((leg.leg_id, seq) in self.chunks for seq in range(leg.last_chunk_seq + 1))
-            for leg in self.record.legs
-        )
 
 
 class MixerWorker:
@@ -72,7 +54,7 @@ class MixerWorker:
         )
         self.calls: dict[str, OpenCall] = {}
         self.ledgers: dict[int, PartitionLedger] = {}
-        self.archived: dict[int, set[str]] = {}
+        self.archived: dict[int, dict[str, Archived]] = {}
         self.committed: dict[TopicPartition, int] = {}
         self.health = HealthReport(settings.mixer_health_file)
         self._mixing = asyncio.Semaphore(settings.mixer_concurrency)
@@ -162,17 +144,26 @@ class MixerWorker:
         if tp.topic == CALLS.name and isinstance(event, CallRecord):
             if event.call_key not in self.calls and self._expired(event):
                 return False
+            archived = self.archived.get(tp.partition, {}).get(event.call_key)
+            if archived is not None:
+                if not reopens(archived, event):
+                    return False
+                del self.archived[tp.partition][event.call_key]
+                log.info("%s changed after its recording (call version %d -> %d): archiving a "
+                         "new version", event.call_key, archived.call_version, event.version)
             call = self._call_for(event.call_key, tp.partition)
             if call is None:
                 return False
-            if call.record is None or event.version >= call.record.version:
-                call.record = event
+            if archived is not None:
+                call.previous, call.reread_pending = archived, True
+            call.take_record(event, time.monotonic())
+            # A reopened call's first audio lies behind the committed offset; it is re-read, so
+            # the offset does not move back for it.
             same_partition = event.first_audio_partition == tp.partition
             ledger.saw_snapshot(
-                call.key, offset, event.first_audio_offset if same_partition else None
+                call.key, offset,
+                event.first_audio_offset if same_partition and call.previous is None else None,
             )
-            if event.status in TERMINAL and call.ended_at is None:
-                call.ended_at = time.monotonic()
             return True
         return None
 
@@ -188,7 +179,7 @@ class MixerWorker:
         clusters = self.settings.clusters
         if clusters and call_key.split(":", 1)[0] not in clusters:
             return None
-        if call_key in self.archived.get(partition, ()):
+        if call_key in self.archived.get(partition, {}):
             return None
         call = self.calls.get(call_key)
         if call is None:
@@ -210,21 +201,51 @@ class MixerWorker:
     # --- archiving -----------------------------------------------------------------------------
 
     async def _start_ready_calls(self, consumer: AIOKafkaConsumer) -> None:
-        """Mix an ended call once its audio partition is read to the end and it has every chunk
-        its record counts, or the wait for the missing ones is over (they are lost)."""
+        """Mix each ended call that is ready (see calls.py), reading a reopened call's earlier
+        audio back first."""
         now = time.monotonic()
+        wait = self.settings.mixer_complete_wait_s
         for call in list(self.calls.values()):
             if call.task is not None or call.record is None or call.ended_at is None:
                 continue
-            if now < call.not_before:
-                continue
-            if not await self._audio_caught_up(consumer, call.partition):
-                continue  # chunks the record does not count yet may still be on their way
-            if not call.complete():
-                if now - call.ended_at < self.settings.mixer_complete_wait_s:
-                    continue
-                log.warning("%s ended without all its chunks; archiving what there is", call.key)
-            call.task = asyncio.create_task(self._archive(call), name=f"archive {call.key}")
+            caught_up = await self._audio_caught_up(consumer, call.partition)
+            step = call.next_step(now, caught_up, wait)
+            if step == Next.REREAD:
+                call.task = asyncio.create_task(self._reread(consumer, call),
+                                                name=f"reread {call.key}")
+            elif step in (Next.MIX, Next.MIX_INCOMPLETE):
+                if step == Next.MIX_INCOMPLETE:
+                    log.warning("%s ended without all its chunks; archiving what there is",
+                                call.key)
+                call.task = asyncio.create_task(self._archive(call), name=f"archive {call.key}")
+
+    async def _reread(self, consumer: AIOKafkaConsumer, call: OpenCall) -> None:
+        """Spool the audio of a reopened call that the worker read before it was archived."""
+        record = call.record
+        assert record is not None
+        try:
+            if record.first_audio_offset is not None and (
+                record.first_audio_partition == call.partition
+            ):
+                until: int = await consumer.position(TopicPartition(AUDIO.name, call.partition))
+                found = await reread_audio(self.settings.kafka_bootstrap, call.partition,
+                                           record.first_audio_offset, until, call.key)
+                if found.expired:
+                    log.error("%s: %d offsets of its audio are past rec.audio.v1's retention; "
+                              "the new version lacks them (the one it supersedes keeps them)",
+                              call.key, found.expired)
+                for offset, value, chunk in found.chunks:
+                    assert chunk is not None
+                    if (chunk.leg_id, chunk.chunk_seq) not in call.chunks:
+                        self.spool.add(call.key, offset, value, chunk)
+                        call.chunks.add((chunk.leg_id, chunk.chunk_seq))
+            call.reread_pending = False
+        except (RetriableError, SpoolFull) as e:
+            log.warning("re-reading %s failed (%s); trying again in %.0f s", call.key, e,
+                        RETRY_FAILED_MIX_S)
+            call.not_before = time.monotonic() + RETRY_FAILED_MIX_S
+        finally:
+            call.task = None
 
     async def _audio_caught_up(self, consumer: AIOKafkaConsumer, partition: int) -> bool:
         tp = TopicPartition(AUDIO.name, partition)
@@ -237,22 +258,30 @@ class MixerWorker:
         return position >= highwater
 
     async def _archive(self, call: OpenCall) -> None:
-        assert call.record is not None
+        record = call.record
+        assert record is not None
         try:
             entries = self.spool.values(call.key)
-            await self.archiver.archive(call.record, entries, call.partition, self._mixing)
+            announced = await self.archiver.archive(
+                record, entries, call.partition, self._mixing, call.previous
+            )
         except asyncio.CancelledError:
             call.task = None
             raise
-        except Exception:
+        except Exception:  # a bug or a bad chunk must not stop the worker's other calls
             log.exception("archiving %s failed; trying again in %.0f s", call.key,
                           RETRY_FAILED_MIX_S)
             call.task, call.not_before = None, time.monotonic() + RETRY_FAILED_MIX_S
             return
-        self._close(call)
+        self._close(call, Archived(announced.call_version, announced.version_id))
 
-    def _close(self, call: OpenCall) -> None:
-        self.archived.setdefault(call.partition, set()).add(call.key)
+    def _close(self, call: OpenCall, archived: Archived) -> None:
+        assert call.record is not None
+        if call.record.version > archived.call_version:
+            # A newer snapshot came while this one was mixed: mix again, superseding this one.
+            call.previous, call.task = archived, None
+            return
+        self.archived.setdefault(call.partition, {})[call.key] = archived
         ledger = self.ledgers.get(call.partition)
         if ledger is not None:
             ledger.closed(call.key)
@@ -316,7 +345,7 @@ class MixerWorker:
             log.warning("could not read %s back: %s", "rec.recordings.v1", e)
             done = {}
         for n in numbers:
-            self.archived[n] = done.get(n, set())
+            self.archived[n] = done.get(n, {})
         self._assigned.set()
         log.info("assigned partitions %s (%d calls already archived)", numbers,
                  sum(len(v) for v in done.values()))

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -112,6 +112,28 @@ class Cucm:
                 )
             )  # fmt: skip
         return list(await asyncio.gather(*(place_call(plan, self._route) for plan in plans)))
+
+    async def place_held_call(
+        self, seconds: float, hold_s: float,
+        during_hold: Callable[[], Awaitable[None]] | None = None,
+    ) -> list[CallReport]:
+        """One call put on hold once, as CUCM records it: BYE on both legs at the hold, and a
+        new INVITE pair with the same x-refci when the conversation resumes ``hold_s`` later
+        (cucm-recording.md). ``during_hold`` runs meanwhile (e.g. stop a recorder). One report
+        per segment."""
+        assert self._work_dir is not None, "use Cucm inside `async with`"
+        self._refci += 2
+        plan = LegPlan(
+            leg="near-end", cluster=self.cluster, refci=str(self._refci), seconds=seconds,
+            local_ip=self.local_ip, transport=self.transport,
+            invite_timeout_s=self.invite_timeout_s, work_dir=Path(self._work_dir.name),
+        )
+        first = await place_call(plan, self._route)
+        resume_at = time.monotonic() + hold_s
+        if during_hold is not None:
+            await during_hold()
+        await asyncio.sleep(max(0.0, resume_at - time.monotonic()))
+        return [first, await place_call(plan, self._route)]
 
     def _route(self, tried: list[str]) -> Destination | None:
         in_service = [n for n, state in self.states.items() if state is State.IN_SERVICE]

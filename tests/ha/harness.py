@@ -10,6 +10,8 @@ import signal
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,11 +45,14 @@ class Site:
     streams: list[StreamsWorker] = field(default_factory=list)
     mixers: list[ManagedProcess] = field(default_factory=list)
     mixer_env: dict[str, str] = field(default_factory=dict)
+    streams_env: dict[str, str] = field(default_factory=dict)
+    """Call-state settings over PRODUCTION_DETECTION (e.g. the production segment window)."""
 
     def start(self, sip_hosts: dict[str, str] | None = None) -> None:
         app_id = f"ha-{uuid.uuid4().hex[:8]}"
         self.streams = [StreamsWorker(self.kafka.bootstrap, app_id, self.run_dir, f"streams-{i}",
-                                      PRODUCTION_DETECTION) for i in (1, 2)]
+                                      {**PRODUCTION_DETECTION, **self.streams_env})
+                        for i in (1, 2)]
         self.streams[0].start()
         self.mixer_env = mixer_env(self.kafka, self.s3, self.run_dir, self.cluster)
         self.mixers = [ManagedProcess(f"mixer-{i}", self.run_dir) for i in (1, 2)]
@@ -99,6 +104,18 @@ class Site:
             mixer.stop()
         for worker in self.streams:
             worker.stop()
+
+
+@contextmanager
+def running_site(kafka: KafkaBroker, s3: S3Server, run_dir: Path,
+                 streams_env: dict[str, str] | None = None) -> Iterator[Site]:
+    """A started site, stopped (every process by PID) when the block ends."""
+    site = Site(kafka, s3, run_dir, streams_env=streams_env or {})
+    try:
+        site.start()
+        yield site
+    finally:
+        site.stop()
 
 
 @dataclass

@@ -28,6 +28,7 @@ from tests.ha.harness import (
     calls_placed_since,
     outcome,
     report,
+    running_site,
 )
 from tests.producers.harness import G711A_PCAP, pcap_rtp_payloads
 from tests.streams.harness import Reader
@@ -41,12 +42,8 @@ PCAP_S = PCAP_PACKETS * 0.030  # the pcap's RTP: 30 ms packets; a longer call is
 @pytest.fixture(scope="module")
 def site(kafka: KafkaBroker, s3: S3Server, tmp_path_factory: pytest.TempPathFactory
          ) -> Iterator[Site]:
-    site = Site(kafka, s3, tmp_path_factory.mktemp("ha"))
-    try:
-        site.start()
+    with running_site(kafka, s3, tmp_path_factory.mktemp("ha")) as site:
         yield site
-    finally:
-        site.stop()
 
 
 @pytest.fixture

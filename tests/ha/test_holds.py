@@ -15,7 +15,7 @@ import functools
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import numpy as np
 import pytest
@@ -27,6 +27,7 @@ from callrec.avro.events import (
     CallStatus,
     Event,
     GapCause,
+    Leg,
     RecordingArchived,
 )
 from callrec.avro.topics import AUDIO, RECORDINGS
@@ -36,8 +37,9 @@ from callrec.infra.kafka import KafkaBroker
 from callrec.infra.s3 import S3Server
 from tests.ha.harness import PINGS, Site, calls_placed_since, running_site
 from tests.producers.harness import G711A_PCAP, pcap_rtp_payloads
-from tests.sinks.factory import alaw_to_pcm
-from tests.sinks.harness import wait_for_events, wav_channels
+from tests.sinks.factory import alaw_to_pcm, chunked, payload_pcm, rtp_stream
+from tests.sinks.harness import publish, wait_for_events, wav_channels
+from tests.streams.factory import SECOND, Call, new_call_key
 from tests.streams.harness import Reader
 
 pytestmark = pytest.mark.slow
@@ -65,13 +67,20 @@ def cucm(site: Site) -> Cucm:
     return Cucm(site.destinations(), Distribution.TOP_DOWN, PINGS, cluster=site.cluster)
 
 
-async def final_recording(site: Site, reader: Reader, key: str, within_s: float = 120.0
+def completed(segments: int) -> Callable[[CallRecord], bool]:
+    def done(record: CallRecord) -> bool:
+        return record.status == CallStatus.COMPLETED and record.segments == segments
+    return done
+
+
+async def final_recording(site: Site, reader: Reader, key: str,
+                          done: Callable[[CallRecord], bool], within_s: float = 120.0,
                           ) -> tuple[CallRecord, RecordingArchived]:
-    """The call's settled record and the recording mixed from exactly that version."""
+    """The call's record once ``done``, and the recording mixed from that very version."""
     deadline = time.monotonic() + within_s
     while True:
         left = deadline - time.monotonic()
-        records = await reader.wait_for([key], lambda r: r.status != CallStatus.ACTIVE, left)
+        records = await reader.wait_for([key], done, left)
         found = await wait_for_events(
             site.kafka.bootstrap, RECORDINGS.name,
             functools.partial(mixed_from, records[key].version), 1,
@@ -133,8 +142,7 @@ async def test_a_held_call_is_one_recording_of_both_segments(
         segments = await emulator.place_held_call(SEGMENT_S, hold_s)
     key = segments[0].call_key
     assert all(leg.recorder for segment in segments for leg in segment.legs), segments
-    record, recording = await final_recording(site, reader, key)
-    assert record.status == CallStatus.COMPLETED and record.segments == 2, record
+    record, recording = await final_recording(site, reader, key, completed(2))
     assert record.reopened == (1 if hold_s > WINDOW_S else 0)
     assert recording.call_status == CallStatus.COMPLETED and not recording.partial
     if hold_s > WINDOW_S:
@@ -155,8 +163,8 @@ async def test_a_hold_across_a_recorder_failover_is_one_recording(
 
         segments = await emulator.place_held_call(SEGMENT_S, hold_s, during_hold=stop_a)
     assert [{leg.recorder for leg in s.legs} for s in segments] == [{"A"}, {"B"}]
-    record, recording = await final_recording(site, reader, segments[0].call_key)
-    assert record.status == CallStatus.COMPLETED and record.segments == 2
+    record, recording = await final_recording(site, reader, segments[0].call_key,
+                                              completed(2))
     assert {leg.recorder_id for leg in record.legs} == {
         site.recorders["A"].recorder_id, site.recorders["B"].recorder_id}
     assert_segments_in_order(read_wav(site, minio_client, recording), recording, hold_s)
@@ -186,8 +194,8 @@ async def test_a_frozen_recorder_that_resumes_loses_nothing_it_published(
         finally:
             os.kill(recorder.pid, signal.SIGCONT)
         await placing
-    record, recording = await final_recording(site, reader, key, within_s=180)
-    assert record.reopened >= 1 and record.status == CallStatus.COMPLETED, record
+    record, recording = await final_recording(site, reader, key, completed(1), within_s=180)
+    assert record.reopened >= 1, record
     published = await published_audio(site, key)
     pcm = read_wav(site, minio_client, recording)
     for channel, leg in ((0, "NEAR_END"), (1, "FAR_END")):
@@ -207,3 +215,43 @@ async def published_audio(site: Site, key: str) -> dict[str, np.ndarray]:
         by_leg.setdefault(chunk.leg.value, {})[chunk.chunk_seq] = payload
     return {leg: alaw_to_pcm(b"".join(seqs[s] for s in sorted(seqs)))
             for leg, seqs in by_leg.items()}
+
+
+async def test_a_five_minute_hold_reopens_the_call_and_keeps_every_segment(
+    site: Site, reader: Reader, minio_client: Minio
+) -> None:
+    """The 5-minute hold in event time: segment 0 ends 5 minutes before segment 1 starts, as a
+    recorder would have published them, through the site's call-state worker and mixer (a
+    hold of minutes has the same shape as one of 20 s, only its wall time is saved)."""
+    hold_us = 300 * SECOND
+    call = Call(key=new_call_key(site.cluster), t0=(int(time.time()) - 305) * SECOND)
+    segments = [held_segment(call, n, n * (hold_us + SECOND)) for n in (0, 1)]
+    await publish(site.kafka.bootstrap, segments[0][0])
+    first = await wait_for_events(site.kafka.bootstrap, RECORDINGS.name,
+                                  lambda e: isinstance(e, RecordingArchived), 1,
+                                  {call.key.encode()}, within=60)
+    assert first, "segment 0 was never archived on its own"
+    await publish(site.kafka.bootstrap, segments[1][0])
+    record, recording = await final_recording(site, reader, call.key, completed(2))
+    assert record.reopened == 1 and recording.supersedes_version_id is not None
+    pcm = read_wav(site, minio_client, recording)
+    hold = np.zeros(hold_us * RATE // SECOND, dtype=np.int16)
+    for channel, side in enumerate((Leg.NEAR_END, Leg.FAR_END)):
+        expected = np.concatenate(
+            [payload_pcm(segments[0][1][side]), hold, payload_pcm(segments[1][1][side])])
+        np.testing.assert_array_equal(pcm[:, channel], expected)
+    holds = [g for g in recording.gaps if g.cause == GapCause.HOLD]
+    assert sorted(g.duration_ms for g in holds) == [300_000, 300_000], recording.gaps
+
+
+def held_segment(call: Call, n: int, start_us: int
+                 ) -> tuple[list[Event], dict[Leg, list[AudioChunk]]]:
+    """One INVITE pair as the recorder publishes it: 1 s of PCMU per leg, then BYE."""
+    events: list[Event] = []
+    chunks: dict[Leg, list[AudioChunk]] = {}
+    for i, side in enumerate((Leg.NEAR_END, Leg.FAR_END)):
+        packets = rtp_stream(50, start_us=call.t0 + start_us, seed=2 * n + i, ssrc=n * 2 + i + 1)
+        chunks[side] = chunked(packets, call.key, side, call.leg_id(side, n))
+        events += [call.started(side, start_us, segment=n), *chunks[side],
+                   call.ended(side, start_us + SECOND + 20_000, segment=n, chunks=5)]
+    return events, chunks

@@ -14,8 +14,9 @@ from typing import Protocol
 
 from callrec.avro import codec
 from callrec.avro.errors import ContractError
-from callrec.avro.events import CallEvent, CallRecord, CallStatus, DeadLetter, MetricSample
+from callrec.avro.events import CallRecord, CallStatus, DeadLetter, MetricSample
 from callrec.eventlog import dead_letter_for
+from callrec.streams.admission import is_leg_event, refusal
 from callrec.streams.errors import InvariantViolated, LateEvent
 from callrec.streams.fold import apply, micros
 from callrec.streams.metrics import add, gauge_tallies, samples, window_at
@@ -118,14 +119,12 @@ class CallProcessor:
     ) -> None:
         try:
             event = codec.decode(record.value or b"")
-            if not isinstance(event, CallEvent):
-                raise InvariantViolated(f"{type(event).__name__} on {record.topic}")
             key = event.kafka_key
-            if record.key is not None and record.key != key:
-                raise InvariantViolated(
-                    f"Kafka key {record.key!r} is not the event's call key {event.call_key!r}"
-                )
             state = touched[key] if key in touched else self.get(key)
+            refused = refusal(state, event, record.key)
+            if refused is not None:
+                raise refused
+            assert is_leg_event(event)
             if state is None:
                 age = self.clock() - micros(event.event_time)
                 if age > self.rules.us(self.rules.terminal_retention_s):

@@ -8,11 +8,11 @@ before later facts arrived is judged again on all of them, so both agree.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from callrec.avro.events import CallEvent, Event, RecorderHeartbeat
-from callrec.streams.errors import InvariantViolated
+from callrec.avro.events import Event, RecorderHeartbeat
+from callrec.streams.admission import is_leg_event, refusal
 from callrec.streams.fold import apply, micros
 from callrec.streams.model import CallState, SourcePosition
 from callrec.streams.recorders import RecordersView, mark_ready, observe
@@ -44,20 +44,21 @@ def rebuild(history: Iterable[Positioned], rules: Rules, end: int, tick_s: float
             next_tick += step
         if isinstance(event, RecorderHeartbeat):
             view = observe(view, event)
-        elif isinstance(event, CallEvent):
+        else:
             _fold_one(result, event, position)
     _tick_all(result, end, view, rules)
     return result
 
 
-def _fold_one(result: Rebuilt, event: CallEvent, position: SourcePosition | None) -> None:
-    try:
-        state, _ = apply(result.calls.get(event.call_key), event, position)
-    except InvariantViolated as e:
-        result.rejected.append(((event, position), str(e)))
+def _fold_one(result: Rebuilt, event: Event, position: SourcePosition | None) -> None:
+    state = result.calls.get(event.call_key) if is_leg_event(event) else None
+    refused = refusal(state, event)
+    if refused is not None or not is_leg_event(event):
+        result.rejected.append(((event, position), str(refused)))
         return
-    if state is not None:
-        result.calls[event.call_key] = state
+    folded, _ = apply(state, event, position)
+    if folded is not None:
+        result.calls[event.call_key] = folded
 
 
 def _tick_all(result: Rebuilt, now: int, view: RecordersView, rules: Rules) -> bool:
@@ -68,7 +69,3 @@ def _tick_all(result: Rebuilt, now: int, view: RecordersView, rules: Rules) -> b
         if ticked is not None:
             result.calls[key] = ticked
     return bool(open_calls)
-
-
-def unpositioned(events: Iterable[Event]) -> Iterator[Positioned]:
-    return ((event, None) for event in events)

@@ -1,80 +1,184 @@
-"""The event log port: publish contract events to Kafka and read them back.
+"""The event log port: every Kafka client of every process is built here, and Kafka's errors
+become the project's here.
 
 Every producer is idempotent with acks=all, so a retried send never duplicates a record and an
 acknowledged record survives the loss of the leader. Consumers that cannot use a record publish
-it whole to the dead-letter topic with the reason and go on.
+it whole to the dead-letter topic with the reason and go on. aiokafka's errors are translated at
+this boundary into ``EventLogUnavailable`` (retriable: the broker is down, a leader is moving, a
+request timed out) or ``EventLogRefused`` (final: the record or request itself is refused, e.g.
+too large), so callers decide on ``retriable`` and never import aiokafka's errors.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
-from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition, errors
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 from aiokafka.structs import RecordMetadata
 
 from callrec.avro import codec
 from callrec.avro.errors import ContractError
 from callrec.avro.events import DeadLetter, Event
 from callrec.avro.topics import TOPIC_OF
-from callrec.errors import RetriableError
+from callrec.errors import CallrecError, RetriableError
 
 EVENT_TYPE_HEADER = "event-type"
+"""Carries the event's Avro full name (``callrec.v1.LegStarted``), as the contract names it."""
+PRODUCER_DEFAULTS: dict[str, Any] = {
+    "acks": "all",
+    "enable_idempotence": True,
+    "linger_ms": 5,
+    "max_request_size": 2 * 1024 * 1024,
+    "request_timeout_ms": 10_000,
+}
+REFUSED_FOR_GOOD: tuple[type[KafkaError], ...] = (
+    errors.MessageSizeTooLargeError, errors.RecordTooLargeError, errors.InvalidTopicError,
+    errors.TopicAuthorizationFailedError, errors.CorruptRecordException,
+    errors.UnsupportedVersionError, errors.UnsupportedForMessageFormatError,
+)
+"""Errors that say the record or the request is wrong: sending it again cannot help. Every
+other Kafka error (a broker down, a leader moving, a timeout) may pass."""
 
 
-class EventLogUnavailable(RetriableError):
+class EventLogError(CallrecError):
+    """Kafka failed a request; ``retriable`` says whether the same request may succeed later."""
+
+
+class EventLogUnavailable(EventLogError, RetriableError):
     """Kafka could not be reached or did not acknowledge in time."""
+
+
+class EventLogRefused(EventLogError):
+    """Kafka refused the record or request for good (too large, invalid, not authorized)."""
+
+
+def translated(error: KafkaError, what: str) -> EventLogError:
+    """The project's error for an aiokafka error, to ``raise ... from error``."""
+    kind = EventLogRefused if isinstance(error, REFUSED_FOR_GOOD) else EventLogUnavailable
+    return kind(f"{what}: {type(error).__name__}: {error}")
+
+
+@contextlib.contextmanager
+def kafka_errors(what: str) -> Iterator[None]:
+    """Translate the aiokafka errors raised in the block."""
+    try:
+        yield
+    except KafkaError as e:
+        raise translated(e, what) from e
+
+
+def new_producer(bootstrap: str, client_id: str, **overrides: Any) -> AIOKafkaProducer:
+    """An idempotent acks=all producer (not started)."""
+    return AIOKafkaProducer(bootstrap_servers=bootstrap, client_id=client_id,
+                            **{**PRODUCER_DEFAULTS, **overrides})
+
+
+def new_consumer(bootstrap: str, client_id: str, *topics: str, **options: Any
+                 ) -> AIOKafkaConsumer:
+    """A consumer (not started) that commits only when told to; outside any group unless
+    ``group_id`` is given."""
+    options.setdefault("enable_auto_commit", False)
+    options.setdefault("group_id", None)
+    return AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap, client_id=client_id, **options)
+
+
+def new_admin(bootstrap: str, **options: Any) -> AIOKafkaAdminClient:
+    options.setdefault("request_timeout_ms", 10_000)
+    return AIOKafkaAdminClient(bootstrap_servers=bootstrap, **options)
+
+
+@contextlib.asynccontextmanager
+async def reader(bootstrap: str, client_id: str) -> AsyncIterator[AIOKafkaConsumer]:
+    """A started consumer outside any group, for reading partitions by hand; stopped after."""
+    consumer = new_consumer(bootstrap, client_id)
+    try:
+        with kafka_errors(f"{client_id}: connect"):
+            await consumer.start()
+        yield consumer
+    finally:
+        await consumer.stop()
+
+
+async def read_to_end(
+    consumer: AIOKafkaConsumer, tps: Sequence[TopicPartition],
+    until: Mapping[TopicPartition, int] | None = None,
+) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
+    """Every record of the assigned ``tps`` from their current positions up to ``until`` (by
+    default their end offsets as of this call), in order per partition."""
+    with kafka_errors("read to the end"):
+        ends = dict(until) if until is not None else await consumer.end_offsets(list(tps))
+        pending = {tp for tp in tps if await consumer.position(tp) < ends[tp]}
+        while pending:
+            batches = await consumer.getmany(*pending, timeout_ms=1000, max_records=5000)
+            for tp, records in batches.items():
+                for record in records:
+                    if record.offset < ends[tp]:
+                        yield record
+            pending = {tp for tp in pending if await consumer.position(tp) < ends[tp]}
+
+
+async def topic_partitions(bootstrap: str, topics: Sequence[str]) -> list[TopicPartition]:
+    """Partitions of ``topics``, asked of the broker (a fresh consumer may not know them)."""
+    admin = new_admin(bootstrap)
+    with kafka_errors(f"describe {', '.join(topics)}"):
+        await admin.start()
+        try:
+            described = await admin.describe_topics(list(topics))
+        finally:
+            await admin.close()
+    found: list[TopicPartition] = []
+    for topic in described:
+        if topic["error_code"] != 0:
+            raise EventLogUnavailable(f"topic {topic['topic']} unavailable "
+                                      f"(error code {topic['error_code']})")
+        found += [TopicPartition(topic["topic"], p["partition"]) for p in topic["partitions"]]
+    return sorted(found)
 
 
 class EventPublisher:
     """Publishes contract events; one per process, shared by its tasks."""
 
     def __init__(self, bootstrap: str, client_id: str, **overrides: Any) -> None:
-        options: dict[str, Any] = {
-            "bootstrap_servers": bootstrap,
-            "client_id": client_id,
-            "acks": "all",
-            "enable_idempotence": True,
-            "linger_ms": 5,
-            "max_request_size": 2 * 1024 * 1024,
-            "request_timeout_ms": 10_000,
-        }
-        options.update(overrides)
         self.client_id = client_id
-        self._producer = AIOKafkaProducer(**options)
+        self._producer = new_producer(bootstrap, client_id, **overrides)
 
     async def start(self) -> None:
         try:
-            await self._producer.start()
-        except KafkaError as e:
+            with kafka_errors("cannot reach Kafka"):
+                await self._producer.start()
+        except EventLogError:
             await self._producer.stop()
-            raise EventLogUnavailable(f"cannot reach Kafka: {e}") from e
+            raise
 
     async def stop(self) -> None:
         await self._producer.stop()
 
     async def publish(self, event: Event) -> RecordMetadata:
         """Send and wait for the broker's acknowledgement."""
-        return await (await self.enqueue(event))
+        future = await self.enqueue(event)
+        with kafka_errors(f"{event.avro_name} to {TOPIC_OF[type(event)].name}"):
+            return await future
 
     async def enqueue(self, event: Event) -> asyncio.Future[RecordMetadata]:
-        """Hand the event to the producer's batch; the future resolves on acknowledgement."""
+        """Hand the event to the producer's batch; the future resolves on acknowledgement (its
+        error is aiokafka's: await it inside ``kafka_errors``)."""
         return await self.enqueue_encoded(
-            TOPIC_OF[type(event)].name, event.kafka_key, codec.encode(event), type(event).__name__
+            TOPIC_OF[type(event)].name, event.kafka_key, codec.encode(event), event.avro_name
         )
 
     async def enqueue_encoded(
         self, topic: str, key: bytes, value: bytes, event_type: str
     ) -> asyncio.Future[RecordMetadata]:
         """Send bytes already encoded (a spool replaying what it stored)."""
-        try:
+        with kafka_errors(f"send to {topic}"):
             future: asyncio.Future[RecordMetadata] = await self._producer.send(
                 topic, value=value, key=key, headers=[(EVENT_TYPE_HEADER, event_type.encode())]
             )
-        except (KafkaConnectionError, KafkaError) as e:
-            raise EventLogUnavailable(f"send to {topic} failed: {e}") from e
         return future
 
     async def dead_letter(self, record: ConsumerRecord[bytes, bytes], error: Exception) -> None:

@@ -18,6 +18,7 @@ from callrec.emulator.cli import summary
 from callrec.emulator.cucm import Cucm
 from callrec.emulator.errors import DemoFailed
 from callrec.emulator.model import Destination
+from callrec.eventlog import new_consumer
 from callrec.infra.stack import StackSettings
 
 
@@ -29,9 +30,7 @@ async def run_demo(
     within_s: float = 60.0,
 ) -> list[RecordingArchived]:
     """Place the calls against the stack's recorder and wait for each RecordingArchived."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=f"127.0.0.1:{settings.kafka_port}", enable_auto_commit=False
-    )
+    consumer = new_consumer(f"127.0.0.1:{settings.kafka_port}", "callrec-demo")
     await consumer.start()
     try:
         await _from_the_end(consumer, settings.partitions)  # before the calls: none is missed

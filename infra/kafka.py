@@ -16,9 +16,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
+from callrec.eventlog import new_admin
 from callrec.infra.errors import StartFailed
 from callrec.infra.procs import ManagedProcess, ensure_port_free, require_tool
 
@@ -183,7 +183,7 @@ class KafkaBroker:
 
 async def broker_answers(bootstrap: str, timeout_ms: int = 3000) -> bool:
     """True when a broker at ``bootstrap`` answers a metadata request."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=timeout_ms)
+    admin = new_admin(bootstrap, request_timeout_ms=timeout_ms)
     client_log = logging.getLogger("aiokafka")
     level = client_log.level
     client_log.setLevel(logging.CRITICAL)  # a refused connection is the answer here, not news

@@ -10,14 +10,13 @@ import asyncio
 import json
 import secrets
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from pydantic import Field
 
+from callrec.health import judge
 from callrec.infra.kafka import KafkaBroker, ensure_kafka_jars, kafka_libs_dir
 from callrec.infra.procs import ManagedProcess
 from callrec.infra.s3 import S3Server, ensure_versitygw, versitygw_path
@@ -143,13 +142,9 @@ def python_service(
                    f"{detail}  log {process.log_file}")
 
 
-def fresh_status(path: Path, max_age_s: float, ok: Callable[[dict[str, Any]], bool]) -> bool:
-    """A process's status file was rewritten lately and says it is well."""
-    try:
-        age = time.time() - path.stat().st_mtime
-        return age <= max_age_s and ok(json.loads(path.read_text()))
-    except (OSError, ValueError):
-        return False
+def fresh_status(path: Path, max_age_s: float) -> bool:
+    """A process's health record is fresh and says it is at work (callrec/health.py)."""
+    return judge(path, max_age_s)[0]
 
 
 def app_services(settings: StackSettings, s3: S3Server) -> list[Service]:
@@ -168,19 +163,17 @@ def app_services(settings: StackSettings, s3: S3Server) -> list[Service]:
     return [
         python_service(
             "streams", ["streams", "worker"], streams_env, streams_dir, "call state",
-            lambda: fresh_status(streams_dir / "health.json", 5, lambda s: True),
+            lambda: fresh_status(streams_dir / "health.json", 5),
         ),
         python_service(
             "mixer", ["mixer", "worker"], mixer_env, mixer_dir,
             f"recordings to s3://{settings.s3_bucket}",
-            lambda: fresh_status(mixer_dir / "health.json", 10,
-                                 lambda s: s.get("state") == "running"),
+            lambda: fresh_status(mixer_dir / "health.json", 10),
         ),
         python_service(
             "recorder", ["recorder", "run"], recorder_env, recorder_dir,
             f"SIP {settings.recorder_sip_host}:{settings.recorder_sip_port} (UDP+TCP)",
-            lambda: fresh_status(recorder_dir / "status.json", 3,
-                                 lambda s: s.get("health") == "HEALTHY"),
+            lambda: fresh_status(recorder_dir / "status.json", 3),
         ),
     ]
 

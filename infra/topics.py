@@ -10,6 +10,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from callrec.avro.topics import ALL_TOPICS, TopicSpec
+from callrec.eventlog import new_admin
 from callrec.infra.errors import InfraError
 
 
@@ -20,7 +21,7 @@ async def ensure_topics(
     topics: tuple[TopicSpec, ...] = ALL_TOPICS,
 ) -> list[str]:
     """Create missing topics and fix drifted configs; returns what it changed, in words."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    admin = new_admin(bootstrap)
     await admin.start()
     try:
         existing = {t["topic"]: t for t in await admin.describe_topics([t.name for t in topics])
@@ -65,7 +66,7 @@ async def _config_drift(admin: AIOKafkaAdminClient, spec: TopicSpec) -> dict[str
 
 async def topic_configs(bootstrap: str, topic: str) -> dict[str, str]:
     """Every config of a topic as the broker reports it (for status and tests)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = new_admin(bootstrap)
     await admin.start()
     try:
         [response] = await admin.describe_configs(

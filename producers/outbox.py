@@ -14,13 +14,12 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from aiokafka.errors import KafkaError
 from aiokafka.structs import RecordMetadata
 
 from callrec.avro import codec
 from callrec.avro.events import Event
 from callrec.avro.topics import TOPIC_OF
-from callrec.eventlog import EventLogUnavailable, EventPublisher
+from callrec.eventlog import EventLogError, EventLogUnavailable, EventPublisher, kafka_errors
 from callrec.producers.spool import Spool, SpooledRecord
 
 log = logging.getLogger(__name__)
@@ -48,7 +47,7 @@ class Outbox:
     def put(self, event: Event) -> None:
         """Make the event durable now (SpoolFull if the bound is reached); Kafka follows."""
         value = codec.encode(event)
-        self.put_encoded(TOPIC_OF[type(event)].name, event.kafka_key, type(event).__name__, value)
+        self.put_encoded(TOPIC_OF[type(event)].name, event.kafka_key, event.avro_name, value)
 
     def put_encoded(self, topic: str, key: bytes, event_type: str, value: bytes) -> None:
         """``put`` for bytes already encoded by the contract's codec (the audio hot path)."""
@@ -136,8 +135,9 @@ class Outbox:
                 continue
             record, _, future = self._inflight[0]
             try:
-                await asyncio.shield(future)
-            except KafkaError as e:
+                with kafka_errors(f"{record.topic} seq {record.seq}"):
+                    await asyncio.shield(future)
+            except EventLogError as e:
                 if e.retriable and self._rewind_to is None:
                     log.warning("Kafka gave up on seq %d (%r); resending from it", record.seq, e)
                     self._rewind_to = record.seq

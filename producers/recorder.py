@@ -8,15 +8,19 @@ value replaced whole) to answer OPTIONS and INVITEs.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
-from callrec.avro.events import Event, LegEndReason, RecorderHealth, RecorderHeartbeat
+from callrec.avro.events import (
+    AudioChunk,
+    Event,
+    LegEndReason,
+    RecorderHealth,
+    RecorderHeartbeat,
+)
+from callrec.health import write_health
 from callrec.producers.chunk_encoding import AUDIO_TOPIC, encode_chunk
 from callrec.producers.chunker import ClosedChunk, LegChunker
 from callrec.producers.errors import BadRtp, SpoolFull
@@ -213,7 +217,7 @@ class Recorder:
             self.outbox.put_encoded(
                 AUDIO_TOPIC,
                 live.state.call_key.encode(),
-                "AudioChunk",
+                AudioChunk.avro_name,
                 encode_chunk(live.state, chunk),
             )
         except SpoolFull as e:
@@ -281,27 +285,24 @@ class Recorder:
 
     def _write_status(self) -> None:
         """The stack's health probe: a JSON file rewritten every heartbeat (stale = dead)."""
-        status = {
-            "recorder_id": self.identity.recorder_id,
-            "incarnation": self.identity.incarnation,
-            "pid": os.getpid(),
-            "health": self.health.state.value,
-            "reasons": list(self.health.reasons),
-            "active_legs": len(self.legs),
-            "spool_bytes": self.outbox.spool.pending_bytes,
-            "spool_oldest_age_ms": self.outbox.spool.oldest_pending_age_ms(),
-            "spool_backlog_events": self.outbox.backlog,
-            "published_events": self.outbox.published,
-            "lost_events": self.lost_events,
-            "rejected_by_kafka": self.outbox.rejected,
-            "kafka_reachable": self.outbox.kafka_reachable,
-            "sip": self.sip_stats(),
-            "updated_at": datetime.now(UTC).isoformat(),
-        }
-        path = self.settings.data_dir / "status.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(status))
-        os.replace(tmp, path)
+        state = self.health.state
+        write_health(
+            self.settings.data_dir / "status.json", "recorder",
+            "running" if state == RecorderHealth.HEALTHY else state.value.lower(),
+            recorder_id=self.identity.recorder_id,
+            incarnation=self.identity.incarnation,
+            health=state.value,
+            reasons=list(self.health.reasons),
+            active_legs=len(self.legs),
+            spool_bytes=self.outbox.spool.pending_bytes,
+            spool_oldest_age_ms=self.outbox.spool.oldest_pending_age_ms(),
+            spool_backlog_events=self.outbox.backlog,
+            published_events=self.outbox.published,
+            lost_events=self.lost_events,
+            rejected_by_kafka=self.outbox.rejected,
+            kafka_reachable=self.outbox.kafka_reachable,
+            sip=self.sip_stats(),
+        )
 
     # -- lifetime ------------------------------------------------------------------------------
 

@@ -15,8 +15,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
-from aiokafka.errors import KafkaError
-
 from callrec.avro import codec
 from callrec.avro.events import AudioChunk, CallRecord, DeadLetter, RecordingArchived
 from callrec.avro.topics import AUDIO
@@ -123,12 +121,13 @@ class Archiver:
             await self.retrying("dead letter", functools.partial(self.publisher.publish, letter))
 
     async def retrying(self, what: str, attempt: Callable[[], Awaitable[T]]) -> T:
-        """Retry what failed for a reason that may pass, with capped exponential backoff."""
+        """Retry what failed for a reason that may pass (``retriable``), with capped exponential
+        backoff; an error that cannot pass is raised."""
         delay = FIRST_BACKOFF_S
         while True:
             try:
                 result = await attempt()
-            except (RetriableError, KafkaError) as e:
+            except RetriableError as e:
                 if self.failing_since is None:
                     self.failing_since = datetime.now(UTC).isoformat()
                 log.warning("%s failed (%s); retrying in %.1f s", what, e, delay)

@@ -11,12 +11,13 @@ import time
 from collections.abc import Sequence
 from datetime import timedelta
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from callrec.avro import codec
 from callrec.avro.errors import ContractError
 from callrec.avro.events import RecordingArchived
 from callrec.avro.topics import RECORDINGS
+from callrec.eventlog import kafka_errors, read_to_end, reader
 from callrec.sinks.calls import Archived
 
 
@@ -24,33 +25,25 @@ async def load_archived(
     bootstrap: str, partitions: Sequence[int], lookback: timedelta
 ) -> dict[int, dict[str, Archived]]:
     """The newest recording of each call announced in the partitions over ``lookback``."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
+    async with reader(bootstrap, "callrec-mixer-archived") as consumer:
         tps = [TopicPartition(RECORDINGS.name, p) for p in partitions]
         consumer.assign(tps)
         since_ms = int((time.time() - lookback.total_seconds()) * 1000)
-        starts = await consumer.offsets_for_times({tp: since_ms for tp in tps})
-        ends = await consumer.end_offsets(tps)
+        with kafka_errors(f"seek {RECORDINGS.name}"):
+            starts = await consumer.offsets_for_times({tp: since_ms for tp in tps})
+            ends = await consumer.end_offsets(tps)
         for tp in tps:
             start = starts.get(tp)
             consumer.seek(tp, start.offset if start is not None else ends[tp])
         done: dict[int, dict[str, Archived]] = {p: {} for p in partitions}
-        pending = {tp for tp in tps if await consumer.position(tp) < ends[tp]}
-        while pending:
-            batches = await consumer.getmany(*pending, timeout_ms=1000)
-            for tp, records in batches.items():
-                for record in records:
-                    try:
-                        event = codec.decode(record.value or b"")
-                    except ContractError:
-                        continue  # not ours to judge: the topic's consumers dead-letter it
-                    if isinstance(event, RecordingArchived):
-                        calls = done[tp.partition]
-                        known = calls.get(event.call_key)
-                        if known is None or event.call_version >= known.call_version:
-                            calls[event.call_key] = Archived(event.call_version, event.version_id)
-            pending = {tp for tp in pending if await consumer.position(tp) < ends[tp]}
+        async for record in read_to_end(consumer, tps, ends):
+            try:
+                event = codec.decode(record.value or b"")
+            except ContractError:
+                continue  # not ours to judge: the topic's consumers dead-letter it
+            if isinstance(event, RecordingArchived):
+                calls = done[record.partition]
+                known = calls.get(event.call_key)
+                if known is None or event.call_version >= known.call_version:
+                    calls[event.call_key] = Archived(event.call_version, event.version_id)
         return done
-    finally:
-        await consumer.stop()

@@ -12,14 +12,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka import TopicPartition
 
 from callrec.avro import codec
 from callrec.avro.errors import ContractError
 from callrec.avro.events import AudioChunk
 from callrec.avro.topics import AUDIO
-from callrec.eventlog import EventLogUnavailable
+from callrec.eventlog import kafka_errors, read_to_end, reader
 from callrec.sinks.spool import Spooled
 
 log = logging.getLogger(__name__)
@@ -39,28 +38,19 @@ async def reread_audio(
     """Every AudioChunk of ``call_key`` in [first_offset, until) of the audio partition."""
     tp = TopicPartition(AUDIO.name, partition)
     key = call_key.encode()
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                client_id="callrec-mixer-reread")
-    try:
-        await consumer.start()
+    async with reader(bootstrap, "callrec-mixer-reread") as consumer:
         consumer.assign([tp])
-        start = (await consumer.beginning_offsets([tp]))[tp]
-        expired = max(0, start - first_offset)
+        with kafka_errors(f"seek {AUDIO.name}/{partition}"):
+            start = (await consumer.beginning_offsets([tp]))[tp]
         consumer.seek(tp, max(first_offset, start))
         found: list[Spooled] = []
-        while await consumer.position(tp) < until:
-            batch = await consumer.getmany(tp, timeout_ms=1000, max_records=5000)
-            for record in batch.get(tp, []):
-                if record.offset >= until or record.key != key:
-                    continue
-                try:
-                    chunk = codec.decode(record.value or b"")
-                except ContractError:
-                    continue  # dead-lettered when the worker first read it
-                if isinstance(chunk, AudioChunk):
-                    found.append((record.offset, record.value or b"", chunk))
-        return Reread(found, expired)
-    except KafkaError as e:
-        raise EventLogUnavailable(f"re-reading {tp.topic}/{partition} for {call_key}: {e}") from e
-    finally:
-        await consumer.stop()
+        async for record in read_to_end(consumer, [tp], {tp: until}):
+            if record.key != key:
+                continue
+            try:
+                chunk = codec.decode(record.value or b"")
+            except ContractError:
+                continue  # dead-lettered when the worker first read it
+            if isinstance(chunk, AudioChunk):
+                found.append((record.offset, record.value or b"", chunk))
+        return Reread(found, max(0, start - first_offset))

@@ -18,14 +18,13 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
-from aiokafka.errors import KafkaError
 
 from callrec.avro import codec
 from callrec.avro.errors import ContractError
 from callrec.avro.events import AudioChunk, CallRecord, Event
 from callrec.avro.topics import AUDIO, CALLS
 from callrec.errors import RetriableError
-from callrec.eventlog import EventPublisher
+from callrec.eventlog import EventLogError, EventPublisher, kafka_errors, new_consumer
 from callrec.sinks.archive import Archiver
 from callrec.sinks.archived import load_archived
 from callrec.sinks.calls import TERMINAL, Archived, Next, OpenCall, reopens
@@ -63,11 +62,10 @@ class MixerWorker:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set, then finish the calls being archived and commit."""
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap,
+        consumer = new_consumer(
+            self.settings.kafka_bootstrap,
+            self.settings.mixer_producer_id,
             group_id=self.settings.mixer_group_id,
-            client_id=self.settings.mixer_producer_id,
-            enable_auto_commit=False,
             auto_offset_reset="earliest",
             partition_assignment_strategy=(RangePartitionAssignor,),
             session_timeout_ms=self.settings.mixer_session_timeout_ms,
@@ -310,8 +308,9 @@ class MixerWorker:
         if not offsets:
             return
         try:
-            await consumer.commit(offsets)
-        except KafkaError as e:
+            with kafka_errors("commit"):
+                await consumer.commit(offsets)
+        except EventLogError as e:
             log.warning("offset commit failed (will retry): %s", e)
             return
         self.committed.update(offsets)
@@ -341,7 +340,7 @@ class MixerWorker:
         lookback = timedelta(days=self.settings.mixer_archived_lookback_days)
         try:
             done = await load_archived(self.settings.kafka_bootstrap, numbers, lookback)
-        except KafkaError as e:  # a replayed call is then stored once but announced again
+        except EventLogError as e:  # a replayed call is then stored once but announced again
             log.warning("could not read %s back: %s", "rec.recordings.v1", e)
             done = {}
         for n in numbers:

@@ -23,18 +23,18 @@ the same worker, which owns the calls of partition p.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.errors import IllegalStateError
 
 from callrec.avro.topics import AUDIO, LIFECYCLE
+from callrec.eventlog import EventLogError, kafka_errors, new_consumer, new_producer
+from callrec.health import write_health as write_record
 from callrec.streams.changelog import end_offsets, recover
 from callrec.streams.outbox import Outbox
 from callrec.streams.processor import CallProcessor, Incoming
@@ -122,22 +122,21 @@ class CallStateWorker:
     async def _connect(self) -> tuple[AIOKafkaProducer, AIOKafkaConsumer]:
         s = self.settings
         while True:
-            producer = AIOKafkaProducer(
-                bootstrap_servers=s.kafka_bootstrap, client_id=s.streams_worker_id,
-                acks="all", enable_idempotence=True, linger_ms=5)
-            consumer = AIOKafkaConsumer(
-                bootstrap_servers=s.kafka_bootstrap, client_id=s.streams_worker_id,
-                group_id=s.streams_app_id, enable_auto_commit=False,
+            producer = new_producer(s.kafka_bootstrap, s.streams_worker_id)
+            consumer = new_consumer(
+                s.kafka_bootstrap, s.streams_worker_id,
+                group_id=s.streams_app_id,
                 auto_offset_reset="earliest", max_poll_records=s.streams_batch_max,
                 fetch_max_wait_ms=int(s.streams_batch_within_s * 1000),
                 session_timeout_ms=int(s.streams_session_timeout_s * 1000),
                 heartbeat_interval_ms=int(s.streams_heartbeat_interval_s * 1000),
                 partition_assignment_strategy=(RangePartitionAssignor,))
             try:
-                await producer.start()
-                await consumer.start()
+                with kafka_errors("connect"):
+                    await producer.start()
+                    await consumer.start()
                 return producer, consumer
-            except KafkaError as e:
+            except EventLogError as e:
                 log.warning("Kafka unavailable (%s); retrying in %.0f s", e, START_RETRY_S)
                 await consumer.stop()
                 await producer.stop()
@@ -170,12 +169,12 @@ class CallStateWorker:
         if not offsets:
             return
         try:
-            await self.consumer.commit(offsets)
-        except (CommitFailedError, IllegalStateError) as e:
-            # A rebalance took over; the next owner folds these records again (idempotent).
+            with kafka_errors("commit"):
+                await self.consumer.commit(offsets)
+        except EventLogError as e:
+            # A rebalance took over (the next owner folds these records again: idempotent), or
+            # the broker is away (the next commit covers them).
             log.info("offsets not committed: %s", e)
-        except KafkaError as e:
-            log.warning("offsets not committed (%s); the next commit covers them", e)
 
     def _highwaters(self, partition: int) -> dict[str, int | None]:
         assert self.consumer is not None
@@ -196,11 +195,13 @@ class CallStateWorker:
             await asyncio.sleep(self.settings.streams_tick_s)
             now = self.clock()
             try:
-                for partition in range(self.settings.streams_partitions):
-                    sent = await self.producer.send(self.settings.tick_topic, str(now).encode(),
-                                                    key=b"tick", partition=partition)
-                    sent.add_done_callback(report_lost_tick)
-            except KafkaError as e:
+                with kafka_errors("tick"):
+                    for partition in range(self.settings.streams_partitions):
+                        sent = await self.producer.send(
+                            self.settings.tick_topic, str(now).encode(), key=b"tick",
+                            partition=partition)
+                        sent.add_done_callback(report_lost_tick)
+            except EventLogError as e:
                 log.warning("tick not sent: %s", e)
             for sample in self.processor.metrics_due():
                 self.outbox.metric(sample)
@@ -262,8 +263,10 @@ class CallStateWorker:
         for tp in assigned:
             if tp.topic in CALL_TOPICS:
                 try:
-                    positions[(tp.topic, tp.partition)] = await self.consumer.committed(tp) or 0
-                except KafkaError as e:  # the time rules of this partition wait for a fold
+                    with kafka_errors(f"committed offset of {tp}"):
+                        committed = await self.consumer.committed(tp)
+                    positions[(tp.topic, tp.partition)] = committed or 0
+                except EventLogError as e:  # the time rules of this partition wait for a fold
                     log.warning("committed offset of %s unknown: %s", tp, e)
         return positions
 
@@ -285,23 +288,17 @@ class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 def write_health(settings: StreamsSettings, worker: CallStateWorker) -> None:
-    """The health file the stack polls: a fresh ``at_us`` means the fold loop is turning (it
+    """The health record the stack polls: a fresh ``at`` means the fold loop is turning (it
     comes back from Kafka every ``batch_within_s`` even with nothing to fold)."""
     processor = worker.processor
-    health = {
-        "worker_id": settings.streams_worker_id,
-        "pid": os.getpid(),
-        "at_us": worker.turned_at,
-        "assigned_partitions": sorted(worker.owned),
-        "recorders_ready": worker.board.view.ready,
-        "recorders_known": len(worker.board.view.seen),
-        "calls_in_memory": len(processor.states),
-        "events_folded": processor.folded,
-        "events_rejected": processor.rejected,
-        "ticks_deferred": processor.ticks_deferred,
-    }
-    path = settings.health_file
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(health))
-    tmp.replace(path)
+    write_record(
+        settings.health_file, "streams", "running", at=worker.turned_at / 1e6,
+        worker_id=settings.streams_worker_id,
+        assigned_partitions=sorted(worker.owned),
+        recorders_ready=worker.board.view.ready,
+        recorders_known=len(worker.board.view.seen),
+        calls_in_memory=len(processor.states),
+        events_folded=processor.folded,
+        events_rejected=processor.rejected,
+        ticks_deferred=processor.ticks_deferred,
+    )

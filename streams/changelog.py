@@ -11,31 +11,19 @@ end is where its own last write left it: otherwise someone else owned the partit
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterable, MutableMapping
+from collections.abc import Iterable, MutableMapping
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from callrec.avro.topics import TopicSpec
+from callrec.eventlog import kafka_errors, read_to_end, reader
 
 log = logging.getLogger(__name__)
 
 
 def changelog_spec(topic: str) -> TopicSpec:
     return TopicSpec(topic, {"cleanup.policy": "compact"})
-
-
-@contextlib.asynccontextmanager
-async def _reader(bootstrap: str) -> AsyncIterator[AIOKafkaConsumer]:
-    """A consumer outside the group: the changelog is read by partition, not shared."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
-                                enable_auto_commit=False, client_id="callrec-streams-recovery")
-    await consumer.start()
-    try:
-        yield consumer
-    finally:
-        await consumer.stop()
 
 
 async def recover(
@@ -47,23 +35,19 @@ async def recover(
     if not tps:
         return {}
     read = 0
-    async with _reader(bootstrap) as consumer:
+    async with reader(bootstrap, "callrec-streams-recovery") as consumer:
         consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        pending = {tp for tp in tps if await consumer.position(tp) < ends[tp]}
-        while pending:
-            batches = await consumer.getmany(*pending, timeout_ms=1000)
-            for tp, records in batches.items():
-                for record in records:
-                    if record.offset >= ends[tp] or record.key is None:
-                        continue
-                    if record.value is None:
-                        table.pop(record.key, None)
-                    else:
-                        table[record.key] = record.value
-                    read += 1
-            pending = {tp for tp in pending if await consumer.position(tp) < ends[tp]}
+        with kafka_errors(f"recover {topic}"):
+            await consumer.seek_to_beginning(*tps)
+            ends = await consumer.end_offsets(tps)
+        async for record in read_to_end(consumer, tps, ends):
+            if record.key is None:
+                continue
+            if record.value is None:
+                table.pop(record.key, None)
+            else:
+                table[record.key] = record.value
+            read += 1
     log.info("recovered partitions %s from %s: %d records", [tp.partition for tp in tps],
              topic, read)
     return {tp.partition: ends[tp] for tp in tps}
@@ -73,6 +57,7 @@ async def end_offsets(bootstrap: str, topic: str, partitions: Iterable[int]) -> 
     tps = [TopicPartition(topic, p) for p in sorted(partitions)]
     if not tps:
         return {}
-    async with _reader(bootstrap) as consumer:
-        ends = await consumer.end_offsets(tps)
+    async with reader(bootstrap, "callrec-streams-recovery") as consumer:
+        with kafka_errors(f"end offsets of {topic}"):
+            ends = await consumer.end_offsets(tps)
     return {tp.partition: ends[tp] for tp in tps}

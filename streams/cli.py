@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import sys
-import time
 
 import typer
 
+from callrec.health import judge
 from callrec.streams.settings import StreamsSettings
 
 app = typer.Typer(help="The call-state worker (streams/).", no_args_is_help=True)
@@ -24,15 +23,9 @@ def worker() -> None:
 @app.command()
 def health(max_age_s: float = typer.Option(5.0, help="Oldest acceptable health file.")) -> None:
     """Exit 0 if the worker's health file is fresh, 1 otherwise (for the stack's probe)."""
-    path = StreamsSettings().health_file
-    try:
-        status = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        typer.echo(f"unhealthy: {path}: {e}", err=True)
-        raise typer.Exit(1) from e
-    age = time.time() - status["at_us"] / 1e6
-    typer.echo(json.dumps({**status, "age_s": round(age, 2)}))
-    if age > max_age_s:
+    ok, why = judge(StreamsSettings().health_file, max_age_s)
+    typer.echo(why, err=not ok)
+    if not ok:
         raise typer.Exit(1)
 
 

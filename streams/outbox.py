@@ -13,13 +13,12 @@ import logging
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
 from aiokafka.structs import RecordMetadata
 
 from callrec.avro import codec
 from callrec.avro.events import CallRecord, DeadLetter, Event, MetricSample
 from callrec.avro.topics import CALLS, DEADLETTER, METRICS
-from callrec.eventlog import EVENT_TYPE_HEADER
+from callrec.eventlog import EVENT_TYPE_HEADER, EventLogError, kafka_errors
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +34,7 @@ class Outgoing:
 
 def outgoing_event(topic: str, event: Event, partition: int | None = None) -> Outgoing:
     return Outgoing(topic, partition, event.kafka_key, codec.encode(event),
-                    ((EVENT_TYPE_HEADER, type(event).__name__.encode()),))
+                    ((EVENT_TYPE_HEADER, event.avro_name.encode()),))
 
 
 class Outbox:
@@ -69,7 +68,7 @@ class Outbox:
             try:
                 written = await deliver(producer, batch)
                 break
-            except KafkaError as e:
+            except EventLogError as e:
                 log.warning("Kafka refused %d sends (%s); sending them again in %.0f s",
                             len(batch), e, self.retry_s)
                 await asyncio.sleep(self.retry_s)
@@ -80,6 +79,7 @@ class Outbox:
 
 
 async def deliver(producer: AIOKafkaProducer, batch: list[Outgoing]) -> list[RecordMetadata]:
-    acks = [await producer.send(o.topic, o.value, key=o.key, partition=o.partition,
-                                headers=list(o.headers)) for o in batch]
-    return list(await asyncio.gather(*acks))
+    with kafka_errors(f"{len(batch)} sends"):
+        acks = [await producer.send(o.topic, o.value, key=o.key, partition=o.partition,
+                                    headers=list(o.headers)) for o in batch]
+        return list(await asyncio.gather(*acks))

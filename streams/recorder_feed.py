@@ -12,15 +12,13 @@ import logging
 import time
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError
 
 from callrec.avro import codec
 from callrec.avro.errors import ContractError
 from callrec.avro.events import RecorderHeartbeat
 from callrec.avro.topics import RECORDERS
-from callrec.streams.errors import StreamsUnavailable
+from callrec.eventlog import EventLogError, kafka_errors, reader, topic_partitions
 from callrec.streams.recorders import RecordersView, mark_read_until, mark_ready, observe
-from callrec.streams.topic_partitions import topic_partitions
 
 log = logging.getLogger(__name__)
 READ_GAP_US = 3_000_000
@@ -42,18 +40,13 @@ async def follow_recorders(
 ) -> None:
     """Keep ``board`` up to date forever; Kafka outages are logged and retried."""
     while True:
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
-            client_id="callrec-streams-recorders",
-        )
         try:
-            await consumer.start()
-            tps = await topic_partitions(bootstrap, (RECORDERS.name,))
-            await _follow(consumer, tps, board, lookback_s)
-        except (KafkaError, StreamsUnavailable) as e:
+            async with reader(bootstrap, "callrec-streams-recorders") as consumer:
+                tps = await topic_partitions(bootstrap, (RECORDERS.name,))
+                with kafka_errors("recorder feed"):
+                    await _follow(consumer, tps, board, lookback_s)
+        except EventLogError as e:
             log.warning("recorder feed: Kafka unavailable (%s); retrying in %.0f s", e, retry_s)
-        finally:
-            await consumer.stop()
         await asyncio.sleep(retry_s)
 
 

@@ -15,19 +15,22 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
-from aiokafka.errors import KafkaError
-
 from callrec.avro import codec
 from callrec.avro.errors import ContractError
 from callrec.avro.events import CallRecord, CallStatus
 from callrec.avro.topics import AUDIO, CALLS, LIFECYCLE, RECORDERS
+from callrec.eventlog import (
+    EventLogError,
+    kafka_errors,
+    read_to_end,
+    reader,
+    topic_partitions,
+)
 from callrec.streams.errors import StreamsUnavailable
 from callrec.streams.model import SourcePosition
 from callrec.streams.projection import to_record
 from callrec.streams.rebuild import Positioned, rebuild
 from callrec.streams.settings import StreamsSettings
-from callrec.streams.topic_partitions import topic_partitions
 
 VOLATILE = {"event_id", "version", "producer_id"}
 ACTIVE_VOLATILE = VOLATILE | {"event_time", "legs"}
@@ -118,30 +121,13 @@ async def read_all(
     bootstrap: str, topics: tuple[str, ...]
 ) -> list[tuple[str, int, int, bytes]]:
     """Every record of ``topics`` from the beginning to their end as of now."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
-                                enable_auto_commit=False, client_id="callrec-streams-replay")
     try:
-        await consumer.start()
-        tps = await topic_partitions(bootstrap, topics)
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        pending = {tp for tp in tps if ends[tp] > 0}
-        out: list[tuple[str, int, int, bytes]] = []
-        while pending:
-            batches = await consumer.getmany(*pending, timeout_ms=1000, max_records=5000)
-            for tp, records in batches.items():
-                for record in records:
-                    if record.offset < ends[tp]:
-                        out.append((tp.topic, tp.partition, record.offset, record.value or b""))
-                if await consumer.position(tp) >= ends[tp]:
-                    pending.discard(tp)
-            for tp in list(pending):
-                if await consumer.position(tp) >= ends[tp]:
-                    pending.discard(tp)
-        return out
-    except KafkaError as e:
+        async with reader(bootstrap, "callrec-streams-replay") as consumer:
+            tps = await topic_partitions(bootstrap, topics)
+            consumer.assign(tps)
+            with kafka_errors("replay: seek"):
+                await consumer.seek_to_beginning(*tps)
+            return [(r.topic, r.partition, r.offset, r.value or b"")
+                    async for r in read_to_end(consumer, tps)]
+    except EventLogError as e:
         raise StreamsUnavailable(f"replay cannot read Kafka: {e}") from e
-    finally:
-        await consumer.stop()
-

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from callrec.health import write_health
 from callrec.streams.cli import app
 
 
@@ -17,8 +17,8 @@ def test_health_is_the_freshness_of_the_health_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, age_s: float, exit_code: int
 ) -> None:
     monkeypatch.setenv("CALLREC_STREAMS_DATA_DIR", str(tmp_path))
-    at_us = int((time.time() - age_s) * 1e6)
-    (tmp_path / "health.json").write_text(json.dumps({"at_us": at_us, "worker_id": "w"}))
+    write_health(tmp_path / "health.json", "streams", "running", at=time.time() - age_s,
+                 worker_id="w")
     result = CliRunner().invoke(app, ["health", "--max-age-s", "5"])
     assert result.exit_code == exit_code, result.output
 

@@ -195,14 +195,26 @@ def _chunk_audio(chunks: Sequence[AudioChunk], packets: list[_Packet]) -> Iterab
 
 
 class _Run:
-    """Packets of one source being collected, with its highest-sequence packet to extend from."""
+    """Packets of one source being collected: the highest-sequence packet to extend from, and
+    the arrival anchor so far (when the sample at timestamp ``ts0`` was spoken, at the latest)."""
 
-    __slots__ = ("head", "key", "packets")
+    __slots__ = ("head", "key", "origin_us", "packets", "ts0")
 
     def __init__(self, key: tuple[int, str], first: _Packet) -> None:
         self.key = key
         self.head = first
         self.packets = [first]
+        self.ts0 = first.ext_ts
+        self.origin_us = first.packet.arrival_time_us
+
+    def spoken_us(self, p: _Packet) -> int:
+        return self.origin_us + (p.ext_ts - self.ts0) * 1_000_000 // p.clock_rate
+
+    def join(self, p: _Packet) -> None:
+        self.packets.append(p)
+        if p.ext_seq > self.head.ext_seq:
+            self.head = p
+        self.origin_us += min(0, p.packet.arrival_time_us - self.spoken_us(p))
 
 
 def _split_runs(packets: list[_Packet]) -> Iterable[list[_Packet]]:
@@ -211,7 +223,7 @@ def _split_runs(packets: list[_Packet]) -> Iterable[list[_Packet]]:
     A packet stays in the current run of its source while its timestamp follows from its sequence
     number however late it arrived (a busy recorder or a buffering network must not move audio).
     A new run starts with a new SSRC or codec, or a timestamp jump the sequence does not explain
-    and the arrival clock does not confirm; a reordered packet may still join an older run.
+    and the arrival clock does not confirm; a late packet may still join an older run.
     """
     runs: list[_Run] = []
     for p in packets:
@@ -223,44 +235,47 @@ def _split_runs(packets: list[_Packet]) -> Iterable[list[_Packet]]:
         key = (p.packet.ssrc, p.codec_name)
         current = runs[-1] if runs else None
         if current is not None and current.key == key and _follows(current.head, p):
-            _join(current, p)
+            current.join(p)
             continue
-        older = next(
-            (r for r in reversed(runs[:-1]) if r.key == key
-             and p.ext_seq < r.head.ext_seq and _follows(r.head, p)),
-            None,
-        )  # fmt: skip
+        older = _straggler_of(runs, p)
         if older is not None:
-            _join(older, p)
+            older.join(p)
             continue
         runs.append(_Run(key, p))
     return (r.packets for r in runs)
 
 
-def _join(run: _Run, p: _Packet) -> None:
-    run.packets.append(p)
-    if p.ext_seq > run.head.ext_seq:
-        run.head = p
+def _straggler_of(runs: list[_Run], p: _Packet) -> _Run | None:
+    """The earlier run a late packet belongs to: same source, RTP-consistent, and (if it is past
+    that run's head) spoken before the next run began, not a resumption after it."""
+    key = (p.packet.ssrc, p.codec_name)
+    for i in range(len(runs) - 2, -1, -1):
+        run = runs[i]
+        if run.key != key or not _follows(run.head, p, pause=False):
+            continue
+        if p.ext_seq < run.head.ext_seq or run.spoken_us(p) < runs[i + 1].origin_us:
+            return run
+    return None
 
 
-def _follows(head: _Packet, p: _Packet) -> bool:
+def _follows(head: _Packet, p: _Packet, pause: bool = True) -> bool:
     """Whether ``p`` belongs to the stream ``head`` is in, judged by RTP first, arrival last.
 
     Sequence and timestamp moving together (each sequence step a plausible packet length, either
     way for a reordered packet) is the RTP truth. A forward timestamp jump larger than that (the
-    sender sent nothing for a while: DTX, a pause) is kept when the arrival clock saw the same
-    pause; anything else is a break in the stream.
+    sender sent nothing for a while: DTX, a pause) is kept when ``pause`` allows and the arrival
+    clock saw the same pause; anything else is a break in the stream.
     """
     steps = p.ext_seq - head.ext_seq
     ticks = p.ext_ts - head.ext_ts
     if steps == 0:
         return ticks == 0  # a duplicate, dropped when the run is built
-    if abs(steps) > REORDER_WINDOW and steps < 0:
+    if steps < -REORDER_WINDOW:
         return False
     longest = abs(steps) * p.clock_rate * MAX_PACKET_US // 1_000_000
     if 0 < ticks * _sign(steps) <= longest:
         return True
-    if steps < 0 or ticks <= 0:
+    if not pause or steps < 0 or ticks <= 0:
         return False
     paused_us = ticks * 1_000_000 // p.clock_rate
     arrived_us = p.packet.arrival_time_us - head.packet.arrival_time_us

@@ -152,6 +152,38 @@ def test_any_arrival_schedule_of_a_continuous_stream_renders_the_payload_in_orde
     assert near_gaps(rendered) == []
 
 
+@settings(max_examples=40, deadline=None)
+@given(
+    st.integers(3, 120).flatmap(
+        lambda n: st.tuples(
+            st.lists(st.integers(0, 10_000_000), min_size=n, max_size=n),
+            st.sets(st.integers(1, n - 2), max_size=n // 3),
+        )
+    )
+)
+def test_any_arrival_schedule_with_loss_renders_the_rest_in_place(
+    schedule: tuple[list[int], set[int]],
+) -> None:
+    delays_us, lost = schedule
+    sent = rtp_stream(len(delays_us), seed=len(delays_us))
+    arrivals = [p for p in delivered(sent, delays_us) if p.rtp_seq - sent[0].rtp_seq not in lost]
+    rendered = rendered_leg(recorder_chunks(arrivals))
+    np.testing.assert_array_equal(rendered.samples[:, 0], expected_pcm(sent, frozenset(lost)))
+    assert {cause for _, _, cause in near_gaps(rendered)} <= {GapCause.LOST_PACKETS}
+    assert sum(ms for _, ms, _ in near_gaps(rendered)) == len(lost) * PACKET_US // 1000
+
+
+def test_a_packet_of_the_old_ssrc_arriving_after_the_new_one_began_keeps_its_place() -> None:
+    first = rtp_stream(50, seed=1)
+    second = rtp_stream(50, start_us=T0_US + 1_000_000, ssrc=0x7777, ts0=9, seed=2)
+    straggler = first[-1].model_copy(update={"arrival_time_us": second[3].arrival_time_us + 1})
+    chunks = recorder_chunks(first[:-1] + second[:4] + [straggler] + second[4:])
+    plan = plan_leg(chunks)
+    assert plan is not None and len(plan.runs) == 2 and plan.shifted_runs == 0
+    rendered = rendered_leg(chunks)
+    np.testing.assert_array_equal(rendered.samples[:, 0], expected_pcm(first + second))
+
+
 def test_a_new_ssrc_whose_arrival_overlaps_the_run_before_follows_it() -> None:
     first = rtp_stream(50, seed=1)  # 1 s, but read 300 ms late throughout: anchored at 0.3 s
     first = delivered(first, [300_000] * 50)

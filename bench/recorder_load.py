@@ -37,6 +37,13 @@ from callrec.producers.rtp import build_rtp
 PARTITIONS = 6
 PTIME_S = 0.02
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAYLOADS = [bytes((n * 37 + k * 11) & 0xFF for k in range(160)) for n in range(251)]
+"""A different 20 ms PCMA frame per sequence number (251 of them, prime), so a recording can be
+checked frame by frame against what was sent."""
+
+
+def payload_of(seq: int) -> bytes:
+    return PAYLOADS[seq % len(PAYLOADS)]
 
 
 def cpu_seconds(pid: int) -> float:
@@ -115,10 +122,10 @@ def send_rtp(ports: list[int], stop: multiprocessing.synchronize.Event, sent: mu
     """The phones: one 20 ms PCMA packet per leg per tick, paced on the monotonic clock."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", 0))
-    payload = bytes(range(160))
     seq = 0
     start = time.monotonic()
     while not stop.is_set():
+        payload = payload_of(seq)
         for i, port in enumerate(ports):
             sock.sendto(build_rtp(seq, seq * 160, 1000 + i, 8, payload), ("127.0.0.1", port))
         seq += 1
@@ -204,9 +211,8 @@ def udp_drops(ports: range) -> int:
     return drops
 
 
-async def bench(args: argparse.Namespace, bootstrap: str, work: Path) -> None:
-    sip_port = free_port()
-    legs = args.calls * 2
+def start_recorder(bootstrap: str, work: Path, legs: int, sip_port: int) -> subprocess.Popen[bytes]:
+    """The recorder as the stack runs it, with RTP ports 40000 and up."""
     env = {
         **os.environ,
         "CALLREC_RECORDER_ID": "bench",
@@ -218,13 +224,31 @@ async def bench(args: argparse.Namespace, bootstrap: str, work: Path) -> None:
         "CALLREC_RECORDER_DRAIN_TIMEOUT_S": "5",
     }
     log = (work / "recorder.log").open("wb")
-    recorder = subprocess.Popen(  # noqa: ASYNC220 - started once, before the measurement
+    return subprocess.Popen(
         [sys.executable, "-m", "callrec.producers"],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+
+
+def open_calls(uac: Uac, calls: int, sender_port: int) -> list[tuple[str, str, str, str, int]]:
+    """``calls`` two-leg calls: (call_id, leg, refci, to_tag, rtp_port) per leg."""
+    opened = []
+    for n in range(calls):
+        refci = str(10**7 + n)
+        for leg in ("x-nearend", "x-farend"):
+            call_id = f"{uuid.uuid4().hex}-{leg}"
+            rtp_port, to_tag = uac.open_leg(call_id, leg, refci, sender_port)
+            opened.append((call_id, leg, refci, to_tag, rtp_port))
+    return opened
+
+
+async def bench(args: argparse.Namespace, bootstrap: str, work: Path) -> None:
+    sip_port = free_port()
+    legs = args.calls * 2
+    recorder = start_recorder(bootstrap, work, legs, sip_port)
     stop_tail = asyncio.Event()
     latencies: list[float] = []
     ended: dict[str, LegEnded] = {}
@@ -234,14 +258,7 @@ async def bench(args: argparse.Namespace, bootstrap: str, work: Path) -> None:
     try:
         await asyncio.sleep(3)
         uac = Uac(sip_port)
-        sender_port = free_port()
-        opened = []
-        for n in range(args.calls):
-            refci = str(10**7 + n)
-            for leg in ("x-nearend", "x-farend"):
-                call_id = f"{uuid.uuid4().hex}-{leg}"
-                rtp_port, to_tag = uac.open_leg(call_id, leg, refci, sender_port)
-                opened.append((call_id, leg, refci, to_tag, rtp_port))
+        opened = open_calls(uac, args.calls, free_port())
         print(f"{args.calls} calls ({legs} legs) set up", flush=True)
         stop_send = multiprocessing.Event()
         sent = multiprocessing.Value("l", 0)

@@ -8,6 +8,7 @@ value replaced whole) to answer OPTIONS and INVITEs.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -32,7 +33,7 @@ from callrec.producers.leg import (
     open_leg,
     start_leg,
 )
-from callrec.producers.media import PortPool, RtpReceiver
+from callrec.producers.media import PortPool, read_stamped
 from callrec.producers.outbox import Outbox
 from callrec.producers.rtp import parse_rtp
 from callrec.producers.settings import RecorderSettings
@@ -43,6 +44,8 @@ TICK_S = 0.05
 EARLY_PACKETS = 100  # RTP that beats the ACK: kept until the codec is known (~2 s)
 SPOOL_FAILURE_MEMORY_S = 10.0  # a failed spool write keeps new calls away this long
 DRAIN_LIMIT = 2000  # a socket's receive buffer holds ~1,500 G.711 packets
+"""RTP already in the kernel when the BYE came belongs to the call: read before closing (under
+load the event loop runs behind the sockets; closing one drops its queue silently)."""
 
 
 @dataclass(frozen=True)
@@ -64,7 +67,6 @@ class LiveLeg:
     def __init__(self, state: LegState) -> None:
         self.state = state
         self.chunker = LegChunker(state.codec)
-        self.transport: asyncio.DatagramTransport | None = None
         self.early: list[tuple[bytes, int]] = []
         self.bad_datagrams = 0
 
@@ -118,20 +120,10 @@ class Recorder:
     def _open(self, fact: DialogOpened) -> None:
         live = LiveLeg(open_leg(fact, self.identity))
         self.legs[fact.leg_id] = live
-        task = self._loop.create_datagram_endpoint(
-            lambda: RtpReceiver(lambda data, at: self._on_datagram(live, data, at)),
-            sock=fact.sock,
-        )
-        self._loop.create_task(self._attach(live, task))
+        on_datagram = functools.partial(self._on_datagram, live)
+        self._loop.add_reader(fact.sock.fileno(), read_stamped, fact.sock, on_datagram)
         if fact.media is not None:
             self._start(live, fact.at_us)
-
-    async def _attach(self, live: LiveLeg, endpoint: object) -> None:
-        transport, _ = await endpoint  # type: ignore[misc]
-        if live.state.leg_id in self.legs:
-            live.transport = transport
-        else:
-            transport.close()
 
     def _start(self, live: LiveLeg, at_us: int) -> None:
         live.state, started = start_leg(live.state, at_us)
@@ -169,11 +161,10 @@ class Recorder:
         live = self.legs.pop(leg_id, None)
         if live is None:
             return
-        self._drain_socket(live, at_us)
-        if live.transport is not None:
-            live.transport.close()
-        else:
-            live.state.opened.sock.close()
+        sock = live.state.opened.sock
+        self._loop.remove_reader(sock.fileno())
+        read_stamped(sock, functools.partial(self._on_datagram, live), DRAIN_LIMIT)
+        sock.close()
         self.ports.release(live.state.opened.local_port)
         if not live.state.started:
             return  # cancelled or never acknowledged: nothing was recorded, nothing to say
@@ -182,19 +173,6 @@ class Recorder:
         self._emit(end_leg(live.state, reason, totals, at_us, sip_reason, q850_cause))
 
     # -- media ---------------------------------------------------------------------------------
-
-    def _drain_socket(self, live: LiveLeg, at_us: int) -> None:
-        """RTP already in the kernel when the BYE came belongs to the call: read it before closing.
-
-        Under load the event loop runs behind the sockets; closing one drops its queue silently.
-        """
-        sock = live.state.opened.sock
-        for _ in range(DRAIN_LIMIT):
-            try:
-                data = sock.recv(2048)
-            except OSError:  # BlockingIOError: empty; anything else: nothing more to read
-                return
-            self._on_datagram(live, data, at_us)
 
     def _on_datagram(self, live: LiveLeg, data: bytes, arrival_us: int) -> None:
         if not live.state.started:

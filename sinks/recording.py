@@ -32,6 +32,8 @@ class MixedRecording:
     gaps: tuple[Gap, ...]
     partial: bool
     failures: tuple[DecodeFailure, ...]
+    shifted_runs: int = 0
+    """Runs placed after an earlier run of their leg instead of on their arrival (a metric)."""
 
 
 def plan_call(call: CallRecord, chunks: Iterable[AudioChunk]) -> list[LegPlan]:
@@ -75,6 +77,7 @@ def mix_call(
         gaps=rendered.gaps,
         partial=partial,
         failures=tuple(failures),
+        shifted_runs=rendered.shifted_runs,
     )
 
 

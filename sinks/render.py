@@ -2,7 +2,9 @@
 
 Every stretch of a channel that no decoded packet covers is a gap, and each gap says why: the
 cause a run recorded (lost packets, no audio sent, lost chunks), a chunk that did not decode, the
-pause between two runs or segments (a hold), or a side that never had a leg at all.
+pause between two segments of a side (CUCM's hold: a new INVITE pair), or a side that never had a
+leg at all. A pause between two runs of one leg is NO_AUDIO: late or bursty packets never make a
+HOLD, and the mixer is not told when an in-dialog re-INVITE put the leg on hold.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ class Rendered:
     sample_rate: int
     started_at_us: int
     gaps: tuple[Gap, ...]
+    shifted_runs: int = 0
+    """Runs moved to follow an earlier run of their leg instead of overlapping it (a metric)."""
 
     @property
     def duration_ms(self) -> int:
@@ -80,7 +84,8 @@ def render(
     if channels == 1:
         pcm = np.clip(pcm.sum(axis=1, keepdims=True), -32768, 32767)
     gaps.sort(key=lambda g: (g.start_ms, SIDES.index(g.leg) if g.leg else -1))
-    return Rendered(pcm.astype(np.int16), rate, start_us, tuple(gaps))
+    shifted = sum(leg.shifted_runs for leg in legs)
+    return Rendered(pcm.astype(np.int16), rate, start_us, tuple(gaps), shifted)
 
 
 class _Track:
@@ -90,7 +95,7 @@ class _Track:
         self.writes: list[tuple[int, Pcm]] = []
         self.audio: list[Interval] = []
         self.causes: list[tuple[int, int, GapCause]] = []
-        self.run_edges: list[Interval] = []
+        self.leg_spans: list[Interval] = []
 
     @property
     def end(self) -> int:
@@ -112,6 +117,7 @@ class _Track:
             leg_end = max(leg_end, last)
         if leg_start is None:
             return
+        self.leg_spans.append((leg_start, leg_end))
         chunk = leg.missing.chunk_us * rate // 1_000_000
         if leg.missing.before_first:
             lead = max(0, leg_start - leg.missing.before_first * chunk)
@@ -191,6 +197,13 @@ def _gaps_of(track: _Track, side: Leg, length: int, rate: int) -> list[Gap]:
     if not covered:
         return _to_gaps([(0, length, GapCause.MISSING_LEG)], side, rate)
     first, last = covered[0][0], covered[-1][1]
+
+    def positional(a: int, b: int) -> GapCause:
+        """A hole no run explains: inside a leg (between its runs), between legs, or outside."""
+        if b <= first or a >= last or any(s <= a and b <= e for s, e in track.leg_spans):
+            return GapCause.NO_AUDIO
+        return GapCause.HOLD
+
     labelled: list[tuple[int, int, GapCause]] = []
     causes = sorted(track.causes)
     for a, b in _holes(covered, length):
@@ -201,17 +214,12 @@ def _gaps_of(track: _Track, side: Leg, length: int, rate: int) -> list[Gap]:
                 continue
             lo = max(lo, cursor)
             if lo > cursor:
-                labelled.append((cursor, lo, _positional(cursor, lo, first, last)))
+                labelled.append((cursor, lo, positional(cursor, lo)))
             labelled.append((lo, hi, cause))
             cursor = hi
         if cursor < b:
-            labelled.append((cursor, b, _positional(cursor, b, first, last)))
+            labelled.append((cursor, b, positional(cursor, b)))
     return _to_gaps(labelled, side, rate)
-
-
-def _positional(a: int, b: int, first: int, last: int) -> GapCause:
-    """A hole no run explains: before or after the side's audio, or a pause between runs."""
-    return GapCause.NO_AUDIO if b <= first or a >= last else GapCause.HOLD
 
 
 def _to_gaps(labelled: list[tuple[int, int, GapCause]], side: Leg, rate: int) -> list[Gap]:

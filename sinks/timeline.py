@@ -1,11 +1,14 @@
 """One leg's chunks -> where each packet's samples belong, and why the holes between them exist.
 
-Inside a run of one RTP source the RTP timestamp is the truth: it survives jitter, reordering and
-loss, so lost packets become silence of exactly their length. Between runs (a new SSRC after a
-transfer, a codec change, media that paused and resumed with a frozen timestamp) only the arrival
-wall clock can say how far apart they are. Each run is anchored on the wall clock through its
-least-delayed packet, the best estimate of when its first sample was spoken; the two legs of a
-call are aligned the same way.
+Inside a run of one RTP source the RTP timestamp is the truth: it survives jitter, reordering,
+loss and any delay on the way (a busy recorder, a network that buffers and then bursts), so lost
+packets become silence of exactly their length and late packets land where they were spoken. A
+run ends only where the RTP stream itself breaks: a new SSRC (a transfer), a codec change, or a
+timestamp jump the sequence numbers do not explain and the arrival clock does not confirm. Only
+there does the arrival wall clock place audio: each run is anchored through its least-delayed
+packet, the best estimate of when its first sample was spoken (the two legs of a call are aligned
+the same way), and a run whose anchor would overlap the run before it follows that run instead,
+counted in ``LegPlan.shifted_runs``.
 
 Nothing here decodes audio: a packet's length follows from its payload size and the codec.
 """
@@ -15,15 +18,19 @@ from __future__ import annotations
 import bisect
 import itertools
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from callrec.avro.events import AudioChunk, GapCause, Leg, RtpPacket
 from callrec.sinks.codecs import AudioCodec, codec_named
 
 RTP_TS_MODULUS = 1 << 32
 RTP_SEQ_MODULUS = 1 << 16
-REANCHOR_US = 1_000_000
-"""Timestamp and wall clock may disagree by this much before a run is re-anchored on arrival."""
+PAUSE_AGREES_US = 1_000_000
+"""A timestamp jump the sequence does not explain is kept if arrival saw a pause this close."""
+MAX_PACKET_US = 200_000
+"""The longest packet (ptime) a sequence step may stand for; more is a jump, not a packet."""
+REORDER_WINDOW = 1024
+"""How far back (in sequence numbers, ~20 s of 20 ms packets) a late packet may still belong."""
 DEFAULT_CHUNK_US = 200_000
 DEFAULT_PACKET_US = 20_000
 
@@ -65,6 +72,11 @@ class MediaRun:
     def end(self) -> int:
         return max((s.position + s.samples for s in self.slots), default=0)
 
+    @property
+    def end_us(self) -> int:
+        """When the run's last sample ends on the wall clock (rounded up)."""
+        return self.origin_us + -(-self.end * 1_000_000 // self.sample_rate)
+
 
 @dataclass(frozen=True)
 class ChunkAudio:
@@ -93,6 +105,8 @@ class LegPlan:
     chunks: tuple[ChunkAudio, ...]
     missing: MissingChunks
     lost_chunk_seqs: tuple[int, ...] = field(default=())
+    shifted_runs: int = 0
+    """Runs whose arrival anchor overlapped an earlier run, so were moved to follow it."""
 
 
 @dataclass(slots=True)
@@ -130,12 +144,12 @@ def plan_leg(
     first = ordered[0]
     packets = _extend(ordered)
     audio_chunks = tuple(_chunk_audio(ordered, packets))
-    runs = tuple(_build_run(run, set(by_seq)) for run in _split_runs(packets))
+    runs, shifted = _without_overlap(_build_run(run, set(by_seq)) for run in _split_runs(packets))
     seen = sorted(by_seq)
     lost = tuple(s for s in range(seen[0], seen[-1] + 1) if s not in by_seq)
     tail = max(0, (last_chunk_seq if last_chunk_seq is not None else seen[-1]) - seen[-1])
     missing = MissingChunks(seen[0], tail, _chunk_us(runs, len(seen)))
-    return LegPlan(first.leg, first.leg_id, runs, audio_chunks, missing, lost)
+    return LegPlan(first.leg, first.leg_id, runs, audio_chunks, missing, lost, shifted)
 
 
 def _extend(chunks: Sequence[AudioChunk]) -> list[_Packet]:
@@ -180,30 +194,96 @@ def _chunk_audio(chunks: Sequence[AudioChunk], packets: list[_Packet]) -> Iterab
             yield ChunkAudio(chunk.chunk_seq, chunk.codec, members[0].codec, b"".join(parts))
 
 
+class _Run:
+    """Packets of one source being collected: the highest-sequence packet to extend from, and
+    the arrival anchor so far (when the sample at timestamp ``ts0`` was spoken, at the latest)."""
+
+    __slots__ = ("head", "key", "origin_us", "packets", "ts0")
+
+    def __init__(self, key: tuple[int, str], first: _Packet) -> None:
+        self.key = key
+        self.head = first
+        self.packets = [first]
+        self.ts0 = first.ext_ts
+        self.origin_us = first.packet.arrival_time_us
+
+    def spoken_us(self, p: _Packet) -> int:
+        return self.origin_us + (p.ext_ts - self.ts0) * 1_000_000 // p.clock_rate
+
+    def join(self, p: _Packet) -> None:
+        self.packets.append(p)
+        if p.ext_seq > self.head.ext_seq:
+            self.head = p
+        self.origin_us += min(0, p.packet.arrival_time_us - self.spoken_us(p))
+
+
 def _split_runs(packets: list[_Packet]) -> Iterable[list[_Packet]]:
-    """Cut the arrival-ordered packets where the timestamp stops tracking the wall clock."""
-    run: list[_Packet] = []
-    key: tuple[int, str] | None = None
-    origin_us = 0
-    ts0 = 0
+    """Cut the arrival-ordered packets only where the RTP stream itself breaks.
+
+    A packet stays in the current run of its source while its timestamp follows from its sequence
+    number however late it arrived (a busy recorder or a buffering network must not move audio).
+    A new run starts with a new SSRC or codec, or a timestamp jump the sequence does not explain
+    and the arrival clock does not confirm; a late packet may still join an older run.
+    """
+    runs: list[_Run] = []
     for p in packets:
         if not p.audio:
-            if run and p.packet.ssrc == run[0].packet.ssrc:
-                run.append(p)
+            owner = next((r for r in reversed(runs) if r.key[0] == p.packet.ssrc), None)
+            if owner is not None:
+                owner.packets.append(p)
             continue
-        p_key = (p.packet.ssrc, p.codec_name)
-        offset_us = (p.ext_ts - ts0) * 1_000_000 // p.clock_rate
-        if run and p_key == key and abs(p.packet.arrival_time_us - offset_us - origin_us) <= (
-            REANCHOR_US
-        ):
-            run.append(p)
-            origin_us = min(origin_us, p.packet.arrival_time_us - offset_us)
+        key = (p.packet.ssrc, p.codec_name)
+        current = runs[-1] if runs else None
+        if current is not None and current.key == key and _follows(current.head, p):
+            current.join(p)
             continue
-        if run:
-            yield run
-        run, key, ts0, origin_us = [p], p_key, p.ext_ts, p.packet.arrival_time_us
-    if run:
-        yield run
+        older = _straggler_of(runs, p)
+        if older is not None:
+            older.join(p)
+            continue
+        runs.append(_Run(key, p))
+    return (r.packets for r in runs)
+
+
+def _straggler_of(runs: list[_Run], p: _Packet) -> _Run | None:
+    """The earlier run a late packet belongs to: same source, RTP-consistent, and (if it is past
+    that run's head) spoken before the next run began, not a resumption after it."""
+    key = (p.packet.ssrc, p.codec_name)
+    for i in range(len(runs) - 2, -1, -1):
+        run = runs[i]
+        if run.key != key or not _follows(run.head, p, pause=False):
+            continue
+        if p.ext_seq < run.head.ext_seq or run.spoken_us(p) < runs[i + 1].origin_us:
+            return run
+    return None
+
+
+def _follows(head: _Packet, p: _Packet, pause: bool = True) -> bool:
+    """Whether ``p`` belongs to the stream ``head`` is in, judged by RTP first, arrival last.
+
+    Sequence and timestamp moving together (each sequence step a plausible packet length, either
+    way for a reordered packet) is the RTP truth. A forward timestamp jump larger than that (the
+    sender sent nothing for a while: DTX, a pause) is kept when ``pause`` allows and the arrival
+    clock saw the same pause; anything else is a break in the stream.
+    """
+    steps = p.ext_seq - head.ext_seq
+    ticks = p.ext_ts - head.ext_ts
+    if steps == 0:
+        return ticks == 0  # a duplicate, dropped when the run is built
+    if steps < -REORDER_WINDOW:
+        return False
+    longest = abs(steps) * p.clock_rate * MAX_PACKET_US // 1_000_000
+    if 0 < ticks * _sign(steps) <= longest:
+        return True
+    if not pause or steps < 0 or ticks <= 0:
+        return False
+    paused_us = ticks * 1_000_000 // p.clock_rate
+    arrived_us = p.packet.arrival_time_us - head.packet.arrival_time_us
+    return abs(arrived_us - paused_us) <= PAUSE_AGREES_US
+
+
+def _sign(n: int) -> int:
+    return 1 if n > 0 else -1
 
 
 def _build_run(packets: list[_Packet], present_chunks: set[int]) -> MediaRun:
@@ -243,6 +323,24 @@ def _build_run(packets: list[_Packet], present_chunks: set[int]) -> MediaRun:
             slots.append(Slot(p.chunk_seq, p.first_sample, p.samples, position))
         previous = p
     return MediaRun(codec, rate, origin_us, tuple(slots), tuple(gaps))
+
+
+def _without_overlap(runs: Iterable[MediaRun]) -> tuple[tuple[MediaRun, ...], int]:
+    """Runs in time order, none starting before the one before it ended: every sample is kept.
+
+    Two runs of one leg cannot both be playing at once; if their arrival anchors say so, the
+    anchor is what is wrong (a packet delayed in a burst), so the later run follows the earlier.
+    """
+    placed: list[MediaRun] = []
+    shifted = 0
+    end_us: int | None = None
+    for run in sorted(runs, key=lambda r: r.origin_us):
+        if end_us is not None and run.origin_us < end_us:
+            run = replace(run, origin_us=end_us)
+            shifted += 1
+        placed.append(run)
+        end_us = max(end_us or run.end_us, run.end_us)
+    return tuple(placed), shifted
 
 
 def _estimate_unknown_lengths(audio: list[_Packet]) -> None:

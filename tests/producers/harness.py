@@ -210,6 +210,27 @@ def pcap_rtp_payloads(path: Path) -> list[bytes]:
     return payloads
 
 
+def write_rtp_pcap(path: Path, payloads: list[bytes], ptime_ms: int = 20, pt: int = 8) -> Path:
+    """An Ethernet/IPv4/UDP pcap of one RTP stream (sipp's play_pcap_audio replays it in time)."""
+    samples = ptime_ms * 8
+    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]
+    for i, payload in enumerate(payloads):
+        rtp = struct.pack("!BBHII", 0x80, pt, i & 0xFFFF, (i * samples) & 0xFFFFFFFF, 0x15)
+        udp = struct.pack("!HHHH", 6000, 6001, 8 + len(rtp) + len(payload), 0) + rtp + payload
+        ip = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), i & 0xFFFF, 0x4000,
+                                   64, 17, 0, bytes([127, 0, 0, 1]), bytes([127, 0, 0, 1])))
+        words = sum(struct.unpack("!10H", ip))
+        while words > 0xFFFF:
+            words = (words & 0xFFFF) + (words >> 16)
+        ip[10:12] = struct.pack("!H", ~words & 0xFFFF)
+        frame = b"\x00" * 12 + b"\x08\x00" + bytes(ip) + udp
+        at_us = i * ptime_ms * 1000
+        out.append(struct.pack("<IIII", at_us // 1_000_000, at_us % 1_000_000, len(frame),
+                               len(frame)) + frame)  # fmt: skip
+    path.write_bytes(b"".join(out))
+    return path
+
+
 def send_udp(payload: bytes, port: int, source_ip: str = "127.0.0.1", wait: float = 1.0) -> bytes:
     """One datagram to the recorder's SIP port; the reply, or b'' if none came."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:

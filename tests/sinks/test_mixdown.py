@@ -102,15 +102,15 @@ def test_hold_between_segments_is_silence_of_the_holds_length() -> None:
     assert (500, 3000, GapCause.HOLD) in gaps_of(rendered, Leg.NEAR_END)
 
 
-def test_media_paused_with_a_frozen_timestamp_is_placed_by_arrival() -> None:
+def test_a_pause_inside_a_leg_is_no_audio_not_hold() -> None:
     before = rtp_stream(10)
-    after = [
+    after = [  # the sender paused 4.8 s and its RTP clock ran on: sequence contiguous
         p.model_copy(update={"arrival_time_us": p.arrival_time_us + 5_000_000})
-        for p in rtp_stream(10, ts0=1000 + 10 * PACKET_SAMPLES, seq0=110, seed=5)
+        for p in rtp_stream(10, ts0=1000 + 10 * PACKET_SAMPLES + 4_800 * 8, seq0=110, seed=5)
     ]
     chunks = chunked(before + after, KEY, Leg.NEAR_END, "near-0")
     rendered, _ = render_call(call_record(KEY, [leg_summary(chunks)]), chunks, 2)
-    assert gaps_of(rendered, Leg.NEAR_END) == [(200, 4800, GapCause.HOLD)]
+    assert gaps_of(rendered, Leg.NEAR_END) == [(200, 4800, GapCause.NO_AUDIO)]
     assert len(rendered.samples) == 10 * 160 + 5 * 8000
 
 

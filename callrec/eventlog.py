@@ -12,8 +12,9 @@ from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaConnectionError, KafkaError
-from aiokafka.structs import RecordMetadata
+from aiokafka.structs import RecordMetadata, TopicPartition
 
 from callrec.avro import codec
 from callrec.avro.errors import ContractError
@@ -122,3 +123,74 @@ async def read_events(
             continue
         yield record, event
 
+
+
+def log_reader(bootstrap: str, client_id: str, **overrides: Any) -> AIOKafkaConsumer:
+    """A consumer in no group: it reads partitions it assigns itself and commits nothing (a
+    process that rebuilds its view from the log on every start, e.g. the metrics exporter)."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": bootstrap, "client_id": client_id, "group_id": None,
+        "enable_auto_commit": False, "request_timeout_ms": 10_000,
+    }
+    options.update(overrides)
+    return AIOKafkaConsumer(**options)
+
+
+class LogAdmin:
+    """What the broker knows about topics and groups: partitions, and every group's lag.
+
+    Lag per topic is end offset minus committed offset, from what the groups committed (admin
+    client) and where the topics end (a group-less consumer), so it sees every group, ours and
+    anyone else's, without joining any.
+    """
+
+    def __init__(self, bootstrap: str, client_id: str) -> None:
+        self._admin = AIOKafkaAdminClient(
+            bootstrap_servers=bootstrap, client_id=client_id, request_timeout_ms=10_000)
+        self._ends = log_reader(bootstrap, client_id)
+
+    async def start(self) -> None:
+        try:
+            await self._admin.start()
+            await self._ends.start()
+        except KafkaError as e:
+            await self.stop()
+            raise EventLogUnavailable(f"cannot reach Kafka: {e}") from e
+
+    async def stop(self) -> None:
+        await self._ends.stop()
+        await self._admin.close()
+
+    async def partitions(self, topics: list[str]) -> list[TopicPartition]:
+        """Every partition of the topics, asked of the broker (a fresh consumer may not know)."""
+        try:
+            described = await self._admin.describe_topics(topics)
+        except KafkaError as e:
+            raise EventLogUnavailable(f"describing {topics} failed: {e}") from e
+        found: list[TopicPartition] = []
+        for topic in described:
+            if topic["error_code"] != 0:
+                raise EventLogUnavailable(
+                    f"topic {topic['topic']} unavailable (error code {topic['error_code']})")
+            found += [TopicPartition(topic["topic"], p["partition"]) for p in topic["partitions"]]
+        return sorted(found)
+
+    async def lags(self) -> dict[tuple[str, str], int]:
+        """(group, topic) -> records behind, for every group with committed offsets."""
+        try:
+            groups = sorted(str(group[0]) for group in await self._admin.list_consumer_groups())
+            committed: dict[str, dict[TopicPartition, int]] = {}
+            for group in groups:
+                offsets = await self._admin.list_consumer_group_offsets(group)
+                committed[group] = {tp: meta.offset for tp, meta in offsets.items()
+                                    if meta.offset >= 0}
+            wanted = {tp for offsets in committed.values() for tp in offsets}
+            ends = await self._ends.end_offsets(list(wanted)) if wanted else {}
+        except KafkaError as e:
+            raise EventLogUnavailable(f"reading consumer group offsets failed: {e}") from e
+        lags: dict[tuple[str, str], int] = {}
+        for group, offsets in committed.items():
+            for tp, offset in offsets.items():
+                key = (group, tp.topic)
+                lags[key] = lags.get(key, 0) + max(0, ends.get(tp, offset) - offset)
+        return lags

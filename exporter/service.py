@@ -13,6 +13,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
@@ -65,6 +66,9 @@ class Exporter:
             except (KafkaError, EventLogUnavailable) as e:
                 log.warning("Kafka unavailable (%s); reconnecting in %.1f s", e,
                             self.settings.exporter_retry_s)
+            except Exception:
+                # /metrics must outlive any one session: log the surprise, start a new one.
+                log.exception("exporter session failed; starting a new one")
             self.stats.kafka_up = False
             if not stopping.is_set():
                 await asyncio.sleep(self.settings.exporter_retry_s)
@@ -91,9 +95,8 @@ class Exporter:
             for task in done:
                 task.result()
         finally:
-            await publisher.stop()
-            await consumer.stop()
-            await admin.stop()
+            for close in (publisher.stop, consumer.stop, admin.stop):
+                await _close_quietly(close)
 
     async def _place(self, consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> None:
         """Resume where the last session stopped; else each topic at its start policy."""
@@ -146,6 +149,20 @@ class Exporter:
                 self.state.lags = lags
                 self.stats.lag_polled_at_us = int(time.time() * US)
             await asyncio.sleep(self.settings.exporter_lag_interval_s)
+
+
+async def _close_quietly(close: Callable[[], Awaitable[None]]) -> None:
+    """Close a Kafka client of a failed session. aiokafka's stop can raise what its own
+    cancelled background tasks raised (even CancelledError); only our own cancellation counts."""
+    try:
+        await close()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+        log.debug("a Kafka client raised CancelledError while closing")
+    except Exception as e:
+        log.debug("closing a Kafka client failed: %s", e)
 
 
 async def serve(settings: ExporterSettings, stopping: asyncio.Event) -> None:

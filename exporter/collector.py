@@ -113,17 +113,23 @@ class StateCollector(Collector):
     def _recordings(self, now_us: int) -> list[Metric]:
         state = self.state
         archived = CounterMetricFamily(
-            "callrec_recordings_archived", "Recordings in S3 (RecordingArchived), by the call's "
-            "status and whether audio is missing from them.", labels=["status", "partial"])
-        for (status, partial), count in sorted(state.recordings.items()):
-            archived.add_metric([status, partial], count)
+            "callrec_recordings_archived", "Recordings in S3 (RecordingArchived), by CUCM "
+            "cluster, the call's status and whether audio is missing from them.",
+            labels=["cluster", "status", "partial"])
+        for (cluster, status, partial), count in sorted(state.recordings.items()):
+            archived.add_metric([cluster, status, partial], count)
+        audio = CounterMetricFamily("callrec_recorded_audio_seconds",
+                                    "Audio archived, seconds of call time, by CUCM cluster.",
+                                    labels=["cluster"])
+        for cluster, seconds in sorted(state.recorded_audio_s.items()):
+            audio.add_metric([cluster], seconds)
+        size = CounterMetricFamily("callrec_recording_bytes",
+                                   "Bytes of recordings archived, by CUCM cluster.",
+                                   labels=["cluster"])
+        for cluster, count in sorted(state.recording_bytes.items()):
+            size.add_metric([cluster], count)
         return [
-            archived,
-            CounterMetricFamily("callrec_recorded_audio_seconds",
-                                "Audio archived, seconds of call time.",
-                                value=state.recorded_audio_s),
-            CounterMetricFamily("callrec_recording_bytes", "Bytes of recordings archived.",
-                                value=state.recording_bytes),
+            archived, audio, size,
             _histogram("callrec_archive_latency_seconds",
                        "A call's end (CallRecord.ended_at) to its RecordingArchived.",
                        state.archive_latency),

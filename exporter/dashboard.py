@@ -84,7 +84,8 @@ PANELS: tuple[PanelSpec, ...] = (
                                        "{{recorder}}"),)),
     PanelSpec("Mixer throughput", "Call audio archived per second of wall time (x real time) "
               "and calls still waiting for their recording.", "short",
-              (Query(f"sum(rate(callrec_recorded_audio_seconds_total{RATE}))", "x real time"),
+              (Query(f"sum by (cluster) (rate(callrec_recorded_audio_seconds_total{RATE}))",
+                     "{{cluster}} x real time"),
                Query("sum(callrec_calls_awaiting_recording)", "awaiting recording"))),
 )
 

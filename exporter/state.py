@@ -107,10 +107,11 @@ class ExporterState:
     """Call keys archived: call key -> when the recording was announced (us)."""
     archive_latency: Histogram = field(default_factory=lambda: Histogram(LATENCY_BUCKETS_S))
     chunk_delivery: Histogram = field(default_factory=lambda: Histogram(CHUNK_BUCKETS_S))
-    recordings: dict[tuple[str, str], int] = field(default_factory=dict)
-    """(call status, partial) -> recordings archived."""
-    recorded_audio_s: float = 0.0
-    recording_bytes: int = 0
+    recordings: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    """(CUCM cluster, call status, partial) -> recordings archived."""
+    recorded_audio_s: dict[str, float] = field(default_factory=dict)
+    """CUCM cluster -> seconds of call audio archived."""
+    recording_bytes: dict[str, int] = field(default_factory=dict)
     lags: dict[tuple[str, str], int] = field(default_factory=dict)
     """(consumer group, topic) -> records not yet consumed, as of the last admin poll."""
 
@@ -196,10 +197,12 @@ class ExporterState:
         if recording.call_key in self.archived:
             return
         self.archived[recording.call_key] = at
-        key = (recording.call_status.value, "true" if recording.partial else "false")
+        cluster = recording.call_key.rpartition(":")[0]
+        key = (cluster, recording.call_status.value, "true" if recording.partial else "false")
         self.recordings[key] = self.recordings.get(key, 0) + 1
-        self.recorded_audio_s += recording.duration_ms / 1000
-        self.recording_bytes += recording.size_bytes
+        self.recorded_audio_s[cluster] = (
+            self.recorded_audio_s.get(cluster, 0.0) + recording.duration_ms / 1000)
+        self.recording_bytes[cluster] = self.recording_bytes.get(cluster, 0) + recording.size_bytes
         ended = self.awaiting_recording.pop(recording.call_key, None)
         if ended is not None:
             self.archive_latency.observe(max(0.0, (at - ended) / US))

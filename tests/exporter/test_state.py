@@ -114,8 +114,11 @@ def test_archive_latency_is_the_calls_end_to_its_recording() -> None:
     assert series["callrec_archive_latency_seconds_sum"] == pytest.approx(1.5)
     assert series['callrec_archive_latency_seconds_bucket{le="1.0"}'] == 0
     assert series['callrec_archive_latency_seconds_bucket{le="2.5"}'] == 1
-    assert series['callrec_recordings_archived_total{partial="false",status="COMPLETED"}'] == 1
-    assert series["callrec_recorded_audio_seconds_total"] == 9
+    cluster = call.cluster
+    archived_series = (f'callrec_recordings_archived_total{{cluster="{cluster}",'
+                       'partial="false",status="COMPLETED"}')
+    assert series[archived_series] == 1
+    assert series[f'callrec_recorded_audio_seconds_total{{cluster="{cluster}"}}'] == 9
 
 
 def test_every_family_has_help() -> None:

@@ -47,6 +47,8 @@ def up(
         from callrec.emulator.demo import run_demo
 
         asyncio.run(run_demo(settings, typer.echo))
+        typer.echo(f"Prometheus: {settings.prometheus_url}  (alerts: "
+                   f"{settings.prometheus_url}/alerts; try sum(callrec_calls_completed_total))")
 
 
 @app.command()

@@ -67,7 +67,8 @@ class StateCollector(Collector):
         with self.lock:
             now_us = int(self.clock() * US)
             families = [*self._samples(now_us), *self._recorders(now_us),
-                        *self._recordings(now_us), *self._lags(), *self._self()]
+                        *self._recordings(now_us), *self._manifests(), *self._lags(),
+                        *self._self()]
         yield from families
 
     def _samples(self, now_us: int) -> list[Metric]:
@@ -143,6 +144,14 @@ class StateCollector(Collector):
                               "Time since the oldest ended call still without a recording ended.",
                               value=state.oldest_awaiting_recording_s(now_us)),
         ]
+
+    def _manifests(self) -> list[Metric]:
+        if self.state.manifest_day_s is None:
+            return []
+        return [GaugeMetricFamily(
+            "callrec_manifest_last_signed_day_timestamp_seconds",
+            "Start (Unix time, UTC) of the newest day whose integrity manifest is signed in S3; "
+            "0 if none within a week.", value=self.state.manifest_day_s)]
 
     def _lags(self) -> list[Metric]:
         lag = GaugeMetricFamily("callrec_consumer_group_lag_records",

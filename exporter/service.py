@@ -10,11 +10,13 @@ served from prometheus-client's HTTP thread the whole time; its series say Kafka
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from aiokafka.errors import KafkaError
@@ -25,8 +27,11 @@ from callrec.avro.topics import AUDIO, CALLS, METRICS, RECORDERS, RECORDINGS
 from callrec.eventlog import EventLogUnavailable, EventPublisher, LogAdmin, log_reader
 from callrec.exporter.collector import SelfStats, StateCollector
 from callrec.exporter.reader import DEAD_LETTERED, Read, route
+from callrec.exporter.manifests import day_start_s, last_signed_day
 from callrec.exporter.settings import ExporterSettings
 from callrec.exporter.state import US, ExporterState
+from callrec.sinks.errors import StoreUnavailable
+from callrec.sinks.store import RecordingStore, connect
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +147,25 @@ class Exporter:
         with self.lock:
             self.stats.count_rejected(record.topic, type(error).__name__)
 
+    async def watch_manifests(self, stopping: asyncio.Event) -> None:
+        """Every few minutes, which day last got its signed manifest (S3 settings given)."""
+        s = self.settings
+        if not (s.s3_access_key and s.s3_secret_key):
+            return
+        store = RecordingStore(connect(s.s3_endpoint, s.s3_access_key, s.s3_secret_key,
+                                       s.s3_secure), s.s3_bucket)
+        while not stopping.is_set():
+            try:
+                day = await asyncio.to_thread(last_signed_day,
+                                              lambda key: store.find(key) is not None,
+                                              datetime.now(UTC).date())
+                with self.lock:
+                    self.state.manifest_day_s = day_start_s(day) if day else 0.0
+            except StoreUnavailable as e:
+                log.warning("cannot check the signed manifests: %s", e)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), s.exporter_manifest_check_s)
+
     async def _poll_lag(self, admin: LogAdmin) -> None:
         while True:
             lags = await admin.lags()
@@ -172,7 +196,7 @@ async def serve(settings: ExporterSettings, stopping: asyncio.Event) -> None:
                                        registry=exporter.registry())
     log.info("serving http://%s:%d/metrics", settings.exporter_host, settings.exporter_port)
     try:
-        await exporter.run(stopping)
+        await asyncio.gather(exporter.run(stopping), exporter.watch_manifests(stopping))
     finally:
         server.shutdown()
         thread.join(timeout=5)

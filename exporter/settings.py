@@ -32,3 +32,12 @@ class ExporterSettings(CommonSettings):
     exporter_retry_s: float = 1.0
     """Wait before reconnecting after Kafka failed."""
     exporter_log_level: str = "info"
+    exporter_manifest_check_s: float = 300.0
+    """How often S3 is asked which day last got its signed manifest (needs the S3 settings)."""
+
+    s3_endpoint: str = "127.0.0.1:9000"
+    s3_secure: bool = False
+    s3_access_key: str | None = None
+    """Without S3 credentials the manifest is not checked (its series is absent)."""
+    s3_secret_key: str | None = None
+    s3_bucket: str = "recordings"

@@ -112,6 +112,9 @@ class ExporterState:
     recorded_audio_s: dict[str, float] = field(default_factory=dict)
     """CUCM cluster -> seconds of call audio archived."""
     recording_bytes: dict[str, int] = field(default_factory=dict)
+    manifest_day_s: float | None = None
+    """Start (Unix time) of the newest day with a signed manifest; 0 if none within a week;
+    None when the exporter has no S3 settings."""
     lags: dict[tuple[str, str], int] = field(default_factory=dict)
     """(consumer group, topic) -> records not yet consumed, as of the last admin poll."""
 

@@ -26,10 +26,18 @@ def value(series: Series, name: str, **labels: str) -> float | None:
 
 async def wait_until(check: Callable[[], bool], within_s: float, what: str,
                      every_s: float = 0.25) -> float:
-    """Poll ``check`` (run in a thread: it may do blocking I/O) until true; seconds it took."""
+    """Poll ``check`` (run in a thread: it may do blocking I/O) until true; seconds it took.
+    A server not listening yet (connection refused) counts as not yet."""
     started = time.monotonic()
-    while not await asyncio.to_thread(check):
+    while not await asyncio.to_thread(_quietly, check):
         if time.monotonic() - started > within_s:
             raise AssertionError(f"not within {within_s} s: {what}")
         await asyncio.sleep(every_s)
     return time.monotonic() - started
+
+
+def _quietly(check: Callable[[], bool]) -> bool:
+    try:
+        return check()
+    except OSError:
+        return False

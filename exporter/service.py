@@ -26,8 +26,8 @@ from prometheus_client import CollectorRegistry, start_http_server
 from callrec.avro.topics import AUDIO, CALLS, METRICS, RECORDERS, RECORDINGS
 from callrec.eventlog import EventLogUnavailable, EventPublisher, LogAdmin, log_reader
 from callrec.exporter.collector import SelfStats, StateCollector
-from callrec.exporter.reader import DEAD_LETTERED, Read, route
 from callrec.exporter.manifests import day_start_s, last_signed_day
+from callrec.exporter.reader import DEAD_LETTERED, Read, route
 from callrec.exporter.settings import ExporterSettings
 from callrec.exporter.state import US, ExporterState
 from callrec.sinks.errors import StoreUnavailable

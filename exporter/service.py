@@ -51,7 +51,8 @@ class Exporter:
 
     def __post_init__(self) -> None:
         self.state = ExporterState(
-            recorder_lost_after_s=self.settings.exporter_recorder_lost_after_s)
+            recorder_lost_after_s=self.settings.exporter_recorder_lost_after_s,
+            forget_after_s=self.settings.exporter_forget_after_s)
 
     def registry(self) -> CollectorRegistry:
         registry = CollectorRegistry(auto_describe=False)
@@ -172,6 +173,7 @@ class Exporter:
             with self.lock:
                 self.state.lags = lags
                 self.stats.lag_polled_at_us = int(time.time() * US)
+                self.state.prune(self.stats.lag_polled_at_us)
             await asyncio.sleep(self.settings.exporter_lag_interval_s)
 
 

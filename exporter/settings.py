@@ -29,6 +29,8 @@ class ExporterSettings(CommonSettings):
     """How often every consumer group's lag is read."""
     exporter_read_audio: bool = True
     """Read rec.audio.v1 for chunk delivery latency (only each chunk's header is decoded)."""
+    exporter_forget_after_s: float = 86_400.0
+    """Recorders silent, calls never archived, archived call keys: forgotten after this."""
     exporter_retry_s: float = 1.0
     """Wait before reconnecting after Kafka failed."""
     exporter_log_level: str = "info"

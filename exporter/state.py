@@ -90,9 +90,10 @@ class ExporterState:
     gauge_stale_s: float = 30.0
     """A worker whose newest gauge window is older than this has left; its gauges no longer
     count (another worker reports its partitions)."""
-    archived_memory_s: float = 86_400.0
-    """How long an archived call key is remembered, so a later snapshot of the same call does
-    not count it as waiting for its recording again."""
+    forget_after_s: float = 86_400.0
+    """How long the state keeps what went quiet: an archived call key (so a later snapshot of
+    the call does not count it as waiting again), a call that never got its recording, a
+    recorder silent since (a retired one stops alerting), a worker's windows."""
 
     counters: dict[SeriesKey, float] = field(default_factory=dict)
     gauges: dict[str, GaugeWindow] = field(default_factory=dict)
@@ -209,12 +210,18 @@ class ExporterState:
         ended = self.awaiting_recording.pop(recording.call_key, None)
         if ended is not None:
             self.archive_latency.observe(max(0.0, (at - ended) / US))
-        self._forget_archived_before(at - int(self.archived_memory_s * US))
 
-    def _forget_archived_before(self, cutoff_us: int) -> None:
-        if len(self.archived) % 1024:
-            return
-        self.archived = {key: at for key, at in self.archived.items() if at >= cutoff_us}
+    def prune(self, now_us: int) -> None:
+        """Forget what has been quiet for ``forget_after_s``, so memory stays bounded."""
+        cutoff = now_us - int(self.forget_after_s * US)
+        self.archived = {key: at for key, at in self.archived.items() if at >= cutoff}
+        self.awaiting_recording = {key: at for key, at in self.awaiting_recording.items()
+                                   if at >= cutoff}
+        self.recorders = {key: view for key, view in self.recorders.items()
+                          if view.heard_at_us >= cutoff}
+        self.last_window = {key: at for key, at in self.last_window.items() if at >= cutoff}
+        self.gauges = {key: window for key, window in self.gauges.items()
+                       if window.start_us >= cutoff}
 
     def oldest_awaiting_recording_s(self, now_us: int) -> float:
         if not self.awaiting_recording:

@@ -138,3 +138,15 @@ def test_event_time_is_read_from_the_header_of_any_event() -> None:
     with pytest.raises(UndecodableEvent):
         event_time_us(b"\xc3\x01" + bytes(8) + b"\x80")
 
+
+
+def test_what_went_quiet_for_a_day_is_forgotten() -> None:
+    state = ExporterState(forget_after_s=3600)
+    old, fresh = Call(t0=T0), Call(t0=T0 + us(3000))
+    state.apply_heartbeat(beat("retired", T0))
+    state.apply_heartbeat(beat("rec-1", T0 + us(3000)))
+    for call in (old, fresh):
+        state.apply_call(call_record(call, CallStatus.ABNORMAL, ended_s=1))
+    state.prune(T0 + us(3700))
+    assert set(state.recorders) == {"rec-1"}
+    assert set(state.awaiting_recording) == {fresh.key}

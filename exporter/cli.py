@@ -25,7 +25,9 @@ def serve() -> None:
     settings = ExporterSettings()
     logging.basicConfig(stream=sys.stderr, level=settings.exporter_log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("aiokafka").setLevel(logging.ERROR)
+    # During a broker outage aiokafka logs every reconnect attempt (dozens a second); the
+    # exporter's own warning per failed session says the same once.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
     async def main() -> None:
         stopping = asyncio.Event()

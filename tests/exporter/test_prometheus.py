@@ -168,7 +168,7 @@ async def test_every_panel_has_data_and_the_figures_are_the_calls(site: Site,
         await wait_until(lambda: value(scrape(site.exporter_url), "callrec_recorder_up",
                                        recorder=recorder) == 0, LOST_AFTER_S + 5,
                          "the exporter marks the silent recorder down")
-        bound = FOR_S + 2 * SCRAPE_S + 1
+        bound = FOR_S + SCRAPE_S + SCRAPE_S + 2  # for + a scrape + a rule evaluation + polling
         took = await wait_until(lambda: firing(prom, "RecorderDown", recorder), bound,
                                 "RecorderDown fires")
         print(f"RecorderDown fired {took:.1f} s after the exporter saw the recorder down")

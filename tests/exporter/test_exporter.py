@@ -128,3 +128,23 @@ async def test_the_exporter_survives_a_broker_restart_and_counts_each_window_onc
                           recorder=recorder) == 150)
 
     await wait_until(recovered, 60, "Kafka back, the second window counted, the first not again")
+
+
+async def test_a_restarted_exporter_reports_the_same_totals(kafka: KafkaBroker) -> None:
+    recorder = f"rec-{uuid.uuid4().hex[:8]}"
+    t0 = now_us()
+    await publish(kafka.bootstrap, [
+        sample("calls_started_total", n, {"recorder": recorder}, n, t0=t0) for n in (1, 2, 3)])
+    for _ in range(2):  # the same history read by two exporter processes, one after the other
+        settings = ExporterSettings(kafka_bootstrap=kafka.bootstrap, exporter_port=free_port(),
+                                    exporter_read_audio=False)
+        stopping = asyncio.Event()
+        task = asyncio.create_task(serve(settings, stopping))
+        try:
+            metrics = url(settings)
+            await wait_until(lambda: value(scrape(metrics), "callrec_calls_started_total",
+                                           recorder=recorder) == 6,
+                             30, "the three windows summed once")
+        finally:
+            stopping.set()
+            await asyncio.wait_for(task, 30)

@@ -135,16 +135,19 @@ async def test_a_restarted_exporter_reports_the_same_totals(kafka: KafkaBroker) 
     t0 = now_us()
     await publish(kafka.bootstrap, [
         sample("calls_started_total", n, {"recorder": recorder}, n, t0=t0) for n in (1, 2, 3)])
-    for _ in range(2):  # the same history read by two exporter processes, one after the other
+
+    async def one_exporter_run() -> None:
         settings = ExporterSettings(kafka_bootstrap=kafka.bootstrap, exporter_port=free_port(),
                                     exporter_read_audio=False)
         stopping = asyncio.Event()
         task = asyncio.create_task(serve(settings, stopping))
         try:
-            metrics = url(settings)
-            await wait_until(lambda: value(scrape(metrics), "callrec_calls_started_total",
+            await wait_until(lambda: value(scrape(url(settings)), "callrec_calls_started_total",
                                            recorder=recorder) == 6,
                              30, "the three windows summed once")
         finally:
             stopping.set()
             await asyncio.wait_for(task, 30)
+
+    await one_exporter_run()
+    await one_exporter_run()  # the same history, read again by a new process

@@ -10,6 +10,7 @@ import typer
 
 from callrec.emulator.cli import app as cucm_app
 from callrec.errors import CallrecError
+from callrec.exporter.cli import app as metrics_app
 from callrec.infra import stack
 from callrec.producers.cli import app as recorder_app
 from callrec.sinks.cli import app as mixer_app
@@ -21,6 +22,7 @@ app.add_typer(recorder_app, name="recorder")
 app.add_typer(streams_app, name="streams")
 app.add_typer(mixer_app, name="mixer")
 app.add_typer(cucm_app, name="cucm")
+app.add_typer(metrics_app, name="metrics")
 
 
 def _print_status(statuses: list[stack.ServiceStatus]) -> bool:
@@ -45,6 +47,8 @@ def up(
         from callrec.emulator.demo import run_demo
 
         asyncio.run(run_demo(settings, typer.echo))
+        typer.echo(f"Prometheus: {settings.prometheus_url}  (alerts: "
+                   f"{settings.prometheus_url}/alerts; try sum(callrec_calls_completed_total))")
 
 
 @app.command()

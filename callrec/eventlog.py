@@ -127,10 +127,15 @@ async def topic_partitions(bootstrap: str, topics: Sequence[str]) -> list[TopicP
     admin = new_admin(bootstrap)
     with kafka_errors(f"describe {', '.join(topics)}"):
         await admin.start()
-        try:
-            described = await admin.describe_topics(list(topics))
-        finally:
-            await admin.close()
+    try:
+        return await _described(admin, topics)
+    finally:
+        await admin.close()
+
+
+async def _described(admin: AIOKafkaAdminClient, topics: Sequence[str]) -> list[TopicPartition]:
+    with kafka_errors(f"describe {', '.join(topics)}"):
+        described = await admin.describe_topics(list(topics))
     found: list[TopicPartition] = []
     for topic in described:
         if topic["error_code"] != 0:
@@ -226,3 +231,57 @@ async def read_events(
             continue
         yield record, event
 
+
+
+def log_reader(bootstrap: str, client_id: str, **overrides: Any) -> AIOKafkaConsumer:
+    """A consumer in no group: it reads partitions it assigns itself and commits nothing (a
+    process that rebuilds its view from the log on every start, e.g. the metrics exporter)."""
+    return new_consumer(bootstrap, client_id, **{"request_timeout_ms": 10_000, **overrides})
+
+
+class LogAdmin:
+    """What the broker knows about topics and groups: partitions, and every group's lag.
+
+    Lag per topic is end offset minus committed offset, from what the groups committed (admin
+    client) and where the topics end (a group-less consumer), so it sees every group, ours and
+    anyone else's, without joining any.
+    """
+
+    def __init__(self, bootstrap: str, client_id: str) -> None:
+        self._admin = new_admin(bootstrap, client_id=client_id)
+        self._ends = log_reader(bootstrap, client_id)
+
+    async def start(self) -> None:
+        try:
+            with kafka_errors("cannot reach Kafka"):
+                await self._admin.start()
+                await self._ends.start()
+        except EventLogError:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        await self._ends.stop()
+        await self._admin.close()
+
+    async def partitions(self, topics: list[str]) -> list[TopicPartition]:
+        """Every partition of the topics, asked of the broker (a fresh consumer may not know)."""
+        return await _described(self._admin, topics)
+
+    async def lags(self) -> dict[tuple[str, str], int]:
+        """(group, topic) -> records behind, for every group with committed offsets."""
+        with kafka_errors("reading consumer group offsets"):
+            groups = sorted(str(group[0]) for group in await self._admin.list_consumer_groups())
+            committed: dict[str, dict[TopicPartition, int]] = {}
+            for group in groups:
+                offsets = await self._admin.list_consumer_group_offsets(group)
+                committed[group] = {tp: meta.offset for tp, meta in offsets.items()
+                                    if meta.offset >= 0}
+            wanted = {tp for offsets in committed.values() for tp in offsets}
+            ends = await self._ends.end_offsets(list(wanted)) if wanted else {}
+        lags: dict[tuple[str, str], int] = {}
+        for group, offsets in committed.items():
+            for tp, offset in offsets.items():
+                key = (group, tp.topic)
+                lags[key] = lags.get(key, 0) + max(0, ends.get(tp, offset) - offset)
+        return lags

@@ -1,4 +1,5 @@
-"""The whole recording stack on one machine: real Kafka, the S3 server, then our own processes.
+"""The whole recording stack on one machine: real Kafka, the S3 server, then our own processes,
+then the metrics exporter and Prometheus.
 
 Each part is a ``Service`` with start / stop / status, started in order and stopped in reverse,
 tracked by PID files under ``var/run`` so `up`, `status` and `down` work from any shell.
@@ -18,6 +19,7 @@ from pydantic import Field
 
 from callrec.health import judge
 from callrec.infra.kafka import KafkaBroker, ensure_kafka_jars, kafka_libs_dir
+from callrec.infra.monitoring import PrometheusServer, http_ok
 from callrec.infra.procs import ManagedProcess
 from callrec.infra.s3 import S3Server, ensure_versitygw, versitygw_path
 from callrec.infra.topics import ensure_topics
@@ -41,6 +43,14 @@ class StackSettings(CommonSettings):
     recorder_sip_host: str = "127.0.0.1"
     recorder_sip_port: int = 5060
     """Where the stack's recorder listens (its own settings read the same variables)."""
+    exporter_port: int = 9479
+    """The metrics exporter's /metrics on 127.0.0.1 (its own settings read the same variable)."""
+    prometheus_port: int = 9090
+    prometheus_scrape_interval_s: float = 5.0
+
+    @property
+    def prometheus_url(self) -> str:
+        return f"http://127.0.0.1:{self.prometheus_port}"
 
     @property
     def nas(self) -> Path:
@@ -112,6 +122,7 @@ def services(settings: StackSettings) -> list[Service]:
                 f"http://{s3.endpoint}  NAS {s3.data_dir}  credentials "
                 f"{settings.var_dir / 's3-credentials.json'}"),
         *app_services(settings, s3),
+        *monitoring_services(settings, s3),
     ]
 
 
@@ -175,6 +186,26 @@ def app_services(settings: StackSettings, s3: S3Server) -> list[Service]:
             f"SIP {settings.recorder_sip_host}:{settings.recorder_sip_port} (UDP+TCP)",
             lambda: fresh_status(recorder_dir / "status.json", 3),
         ),
+    ]
+
+
+def monitoring_services(settings: StackSettings, s3: S3Server) -> list[Service]:
+    """The exporter (Kafka -> /metrics), then Prometheus scraping it with the alert rules."""
+    run = settings.var_dir.resolve()
+    exporter_dir = run / "exporter"
+    metrics_url = f"http://127.0.0.1:{settings.exporter_port}/metrics"
+    prometheus = PrometheusServer(
+        data_dir=run / "prometheus", exporter=f"127.0.0.1:{settings.exporter_port}",
+        port=settings.prometheus_port, scrape_interval_s=settings.prometheus_scrape_interval_s)
+    return [
+        python_service(
+            "exporter", ["metrics", "serve"],
+            {**app_env(settings, s3), "CALLREC_EXPORTER_PORT": str(settings.exporter_port)},
+            exporter_dir, metrics_url, lambda: http_ok(metrics_url),
+        ),
+        Service("prometheus", prometheus.start, prometheus.stop, prometheus.process.pid,
+                prometheus.healthy, f"{prometheus.url}  alerts {prometheus.url}/alerts  "
+                f"data {prometheus.data_dir}"),
     ]
 
 

@@ -1,7 +1,8 @@
 """The README's first command, end to end: `callrec up --demo` on free ports starts Kafka, the S3
-server, the call-state worker, the mixer and a recorder, and records three calls through the CUCM
-emulator; sipp plays CUCM's two legs of one more call; the recording that lands in S3 holds the
-pcap's audio on both channels, sample-exact; `down` stops all.
+server, the call-state worker, the mixer, a recorder, the metrics exporter and Prometheus, and
+records three calls through the CUCM emulator, which Prometheus then counts; sipp plays CUCM's two
+legs of one more call; the recording that lands in S3 holds the pcap's audio on both channels,
+sample-exact; `down` stops all.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import json
 import os
 import subprocess
 import sys
+import urllib.parse
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,12 +25,13 @@ from minio import Minio
 from callrec.avro.events import CallStatus
 from callrec.infra.procs import free_port
 from tests.conftest import cache_dir
+from tests.exporter.harness import wait_until
 from tests.producers.harness import G711A_PCAP, leg_keys, pcap_rtp_payloads, run_sipp
 from tests.sinks.factory import alaw_to_pcm
 from tests.sinks.harness import archived, wav_channels
 
 pytestmark = pytest.mark.slow
-SERVICES = ["kafka", "s3", "streams", "mixer", "recorder"]
+SERVICES = ["kafka", "s3", "streams", "mixer", "recorder", "exporter", "prometheus"]
 
 
 @dataclass
@@ -66,6 +70,10 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
         "CALLREC_RECORDER_SIP_PORT": str(free_port()),
         "CALLREC_RECORDER_RTP_PORTS": f"{rtp}-{rtp + 99}",
         "CALLREC_STREAMS_SEGMENT_WINDOW_S": "2",
+        "CALLREC_STREAMS_METRICS_WINDOW_S": "2",
+        "CALLREC_EXPORTER_PORT": str(free_port()),
+        "CALLREC_PROMETHEUS_PORT": str(free_port()),
+        "CALLREC_PROMETHEUS_SCRAPE_INTERVAL_S": "1",
     }
     env.pop("CALLREC_KAFKA_BOOTSTRAP", None)
     (tmp_path / "var" / "sipp").mkdir(parents=True)
@@ -87,6 +95,10 @@ async def test_up_records_a_cucm_call_into_s3(stack: Stack) -> None:
     assert [line[1] for line in demo] == ["COMPLETED"] * 3, started.stdout
     nas_files = [Path(line[-1]) for line in demo]
     assert all(file.is_file() for file in nas_files)  # where the demo says each recording is
+    prometheus = f"http://127.0.0.1:{stack.env['CALLREC_PROMETHEUS_PORT']}"
+    assert f"Prometheus: {prometheus}" in started.stdout
+    await wait_until(lambda: completed_calls(prometheus) == 3, 40,
+                     "Prometheus counts the demo's 3 completed calls")
     status = stack.callrec("status")
     assert status.returncode == 0, status.stdout + status.stderr
     assert [line.split()[:2] for line in status.stdout.splitlines()] == [
@@ -116,6 +128,13 @@ async def test_up_records_a_cucm_call_into_s3(stack: Stack) -> None:
     # the object is a plain file on the NAS directory
     nas_file = stack.root / "var" / "nas" / event.bucket / event.object_key
     assert nas_file.read_bytes() == body
+
+
+def completed_calls(prometheus: str) -> float | None:
+    query = urllib.parse.urlencode({"query": "sum(callrec_calls_completed_total)"})
+    with urllib.request.urlopen(f"{prometheus}/api/v1/query?{query}", timeout=5) as response:
+        result = json.loads(response.read())["data"]["result"]
+    return float(result[0]["value"][1]) if result else None
 
 
 async def run_both(stack: Stack, refci: str, cluster: str) -> tuple[tuple[int, str], ...]:

@@ -93,6 +93,7 @@ async def test_up_records_a_cucm_call_into_s3(stack: Stack) -> None:
     assert started.returncode == 0, started.stdout + started.stderr
     demo = [line.split() for line in started.stdout.splitlines() if "  s3://" in line]
     assert [line[1] for line in demo] == ["COMPLETED"] * 3, started.stdout
+    assert sorted(line[2] for line in demo) == ["segments=1", "segments=1", "segments=2"]
     nas_files = [Path(line[-1]) for line in demo]
     assert all(file.is_file() for file in nas_files)  # where the demo says each recording is
     prometheus = f"http://127.0.0.1:{stack.env['CALLREC_PROMETHEUS_PORT']}"

@@ -17,10 +17,12 @@ from types import TracebackType
 from typing import Literal
 
 from callrec.emulator import routing
+from callrec.emulator.audio import write_loop
 from callrec.emulator.calls import LegPlan, place_call
 from callrec.emulator.errors import BadDestination, NotInService
 from callrec.emulator.model import CallReport, Destination, ServiceChange
 from callrec.emulator.options import UdpPinger, options_request, transmit_tcp
+from callrec.emulator.ports import PortBook
 from callrec.emulator.service import DestinationState, Outcome, PingTiming, State, on_ping
 
 
@@ -55,9 +57,13 @@ class Cucm:
         self._udp: dict[str, UdpPinger] = {}
         """One pinging socket per local address (per link)."""
         self._work_dir: tempfile.TemporaryDirectory[str] | None = None
+        self._ports = PortBook()
+        self._audio = Path()
+        """The payload file every leg streams, written in the work directory on entry."""
 
     async def __aenter__(self) -> Cucm:
         self._work_dir = tempfile.TemporaryDirectory(prefix="callrec-cucm-")
+        self._audio = write_loop(Path(self._work_dir.name))
         if self.transport == "udp":
             for local_ip in {self._local_ip(d) for d in self.destinations.values()}:
                 self._udp[local_ip] = await UdpPinger.open(local_ip)
@@ -101,6 +107,7 @@ class Cucm:
     async def place_calls(self, count: int, seconds: float) -> list[CallReport]:
         """``count`` recorded calls of ``seconds`` each, all offered at once."""
         assert self._work_dir is not None, "use Cucm inside `async with`"
+        work_dir = Path(self._work_dir.name)
         plans = []
         for _ in range(count):
             self._refci += 2  # the far end's refci is refci - 1
@@ -108,7 +115,8 @@ class Cucm:
                 LegPlan(
                     leg="near-end", cluster=self.cluster, refci=str(self._refci),
                     seconds=seconds, local_ip=self.local_ip, transport=self.transport,
-                    invite_timeout_s=self.invite_timeout_s, work_dir=Path(self._work_dir.name),
+                    invite_timeout_s=self.invite_timeout_s, work_dir=work_dir, audio=self._audio,
+                    ports=self._ports,
                 )
             )  # fmt: skip
         return list(await asyncio.gather(*(place_call(plan, self._route) for plan in plans)))

@@ -20,15 +20,14 @@ from callrec.avro.events import (
     LegUpdated,
     RecorderHeartbeat,
 )
+from callrec.emulator.audio import G711A_PCAP, pcap_rtp_payloads
 from callrec.infra.kafka import KafkaBroker
 from tests.producers.harness import (
     DTMF_PCAP,
-    G711A_PCAP,
     EventTap,
     RecorderProcess,
     leg_keys,
     options_request,
-    pcap_rtp_payloads,
     run_sipp,
     send_udp,
 )
@@ -82,14 +81,14 @@ async def test_two_leg_call_records_every_payload_byte(
     key = f"{cluster}:{refci}"
     near, far = await asyncio.gather(
         run_sipp(
-            "cucm_leg.xml",
+            "pcap_leg.xml",
             recorder,
             leg_keys("x-nearend", refci, cluster),
             8000,
             transport=transport,
         ),
         run_sipp(
-            "cucm_leg.xml",
+            "pcap_leg.xml",
             recorder,
             leg_keys("x-farend", refci, cluster),
             8000,
@@ -126,7 +125,7 @@ async def test_two_leg_call_records_every_payload_byte(
 async def test_telephone_events_are_kept_as_such(recorder: RecorderProcess, tap: EventTap) -> None:
     cluster, refci = new_call()
     keys = leg_keys("x-nearend", refci, cluster, pcap=str(DTMF_PCAP))
-    rc, err = await run_sipp("cucm_leg.xml", recorder, keys, 1000)
+    rc, err = await run_sipp("pcap_leg.xml", recorder, keys, 1000)
     assert rc == 0, err
     await tap.until(ended(f"{cluster}:{refci}"))
     chunks = audio_of(tap.of(f"{cluster}:{refci}"), Leg.NEAR_END)
@@ -142,7 +141,7 @@ async def test_codec_mismatch_ends_the_leg_with_cause_47(
 ) -> None:
     cluster, refci = new_call()
     keys = leg_keys("x-nearend", refci, cluster, codecs="3", cause="47")
-    rc, err = await run_sipp("cucm_leg.xml", recorder, keys, 0)
+    rc, err = await run_sipp("pcap_leg.xml", recorder, keys, 0)
     assert rc == 0, err
     events = await tap.until(ended(f"{cluster}:{refci}"))
     [end] = [e for e in events if isinstance(e, LegEnded) and e.call_key == f"{cluster}:{refci}"]
@@ -172,9 +171,9 @@ async def test_bye_on_one_leg_leaves_the_other_recording(
     cluster, refci = new_call()
     key = f"{cluster}:{refci}"
     far = asyncio.create_task(
-        run_sipp("cucm_leg.xml", recorder, leg_keys("x-farend", refci, cluster), 4000)
+        run_sipp("pcap_leg.xml", recorder, leg_keys("x-farend", refci, cluster), 4000)
     )
-    rc, err = await run_sipp("cucm_leg.xml", recorder, leg_keys("x-nearend", refci, cluster), 500)
+    rc, err = await run_sipp("pcap_leg.xml", recorder, leg_keys("x-nearend", refci, cluster), 500)
     assert rc == 0, err
     await tap.until(ended(key, 1))
     far_id = next(
@@ -254,8 +253,8 @@ async def test_kafka_restart_mid_call_loses_and_duplicates_nothing(
     cluster, refci = new_call()
     key = f"{cluster}:{refci}"
     legs = asyncio.gather(
-        run_sipp("cucm_leg.xml", recorder, leg_keys("x-nearend", refci, cluster), 9000),
-        run_sipp("cucm_leg.xml", recorder, leg_keys("x-farend", refci, cluster), 9000),
+        run_sipp("pcap_leg.xml", recorder, leg_keys("x-nearend", refci, cluster), 9000),
+        run_sipp("pcap_leg.xml", recorder, leg_keys("x-farend", refci, cluster), 9000),
     )
     await asyncio.sleep(1.5)
     await asyncio.to_thread(kafka.stop)

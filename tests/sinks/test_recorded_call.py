@@ -16,16 +16,10 @@ import pytest
 from minio import Minio
 
 from callrec.avro.events import AudioChunk, Leg, LegEnded
+from callrec.emulator.audio import G711A_PCAP, pcap_rtp_payloads
 from callrec.infra.kafka import KafkaBroker
 from callrec.infra.s3 import S3Server
-from tests.producers.harness import (
-    G711A_PCAP,
-    EventTap,
-    RecorderProcess,
-    leg_keys,
-    pcap_rtp_payloads,
-    run_sipp,
-)
+from tests.producers.harness import EventTap, RecorderProcess, leg_keys, run_sipp
 from tests.sinks.factory import alaw_to_pcm, call_record, leg_summary
 from tests.sinks.harness import archived, mixer_env, publish, settings_from, wav_channels
 from tests.sinks.test_worker import running
@@ -59,8 +53,8 @@ async def test_sipp_call_through_the_recorder_becomes_the_pcaps_audio_on_both_ch
     try:
         async with running(settings):
             near, far = await asyncio.gather(
-                run_sipp("cucm_leg.xml", recorder, leg_keys("x-nearend", refci, cluster), 7600),
-                run_sipp("cucm_leg.xml", recorder, leg_keys("x-farend", refci, cluster), 7600),
+                run_sipp("pcap_leg.xml", recorder, leg_keys("x-nearend", refci, cluster), 7600),
+                run_sipp("pcap_leg.xml", recorder, leg_keys("x-farend", refci, cluster), 7600),
             )
             assert near[0] == 0 and far[0] == 0, (near, far)
             await tap.until(

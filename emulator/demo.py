@@ -14,7 +14,6 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from callrec.avro import codec
 from callrec.avro.events import RecordingArchived
 from callrec.avro.topics import RECORDINGS
-from callrec.emulator.cli import summary
 from callrec.emulator.cucm import Cucm
 from callrec.emulator.errors import DemoFailed
 from callrec.emulator.model import Destination
@@ -42,7 +41,7 @@ async def run_demo(
         async with Cucm([recorder]) as cucm:
             reports = await cucm.place_calls(calls, seconds)
         for report in reports:
-            echo(summary(report))
+            echo(report.summary())
         lost = [r.call_key for r in reports if None in r.recorders]
         if lost:
             raise DemoFailed(f"the recorder did not take every leg of {lost}; see its log")

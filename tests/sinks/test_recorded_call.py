@@ -21,8 +21,14 @@ from callrec.infra.kafka import KafkaBroker
 from callrec.infra.s3 import S3Server
 from tests.producers.harness import EventTap, RecorderProcess, leg_keys, run_sipp
 from tests.sinks.factory import alaw_to_pcm, call_record, leg_summary
-from tests.sinks.harness import archived, mixer_env, publish, settings_from, wav_channels
-from tests.sinks.test_worker import running
+from tests.sinks.harness import (
+    archived,
+    mixer_env,
+    publish,
+    running,
+    settings_from,
+    wav_channels,
+)
 
 pytestmark = pytest.mark.slow
 

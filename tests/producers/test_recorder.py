@@ -197,12 +197,19 @@ async def test_cancel_before_answer_records_nothing(
     recorder: RecorderProcess, tap: EventTap
 ) -> None:
     cluster, refci = new_call()
+    key = f"{cluster}:{refci}"
     rc, err = await run_sipp("cancel.xml", recorder, leg_keys("x-nearend", refci, cluster))
     assert rc == 0, err
     recorder.wait_for(lambda s: s.get("active_legs") == 0, 5)
-    await asyncio.sleep(1)
-    await tap.until(lambda evs: True)
-    assert tap.of(f"{cluster}:{refci}") == []
+    # A barrier: the call's far end, answered, lands on the same partition (same call key)
+    # after anything the cancelled near end could have produced; once it has ended, all is read.
+    rc, err = await run_sipp("pcap_leg.xml", recorder, leg_keys("x-farend", refci, cluster), 0)
+    assert rc == 0, err
+    await tap.until(lambda evs: any(isinstance(e, LegEnded) and e.call_key == key
+                                    and e.leg is Leg.FAR_END for e in evs))  # fmt: skip
+    lifecycle = [(type(e).__name__, getattr(e, "leg", None)) for e in tap.of(key)
+                 if not isinstance(e, AudioChunk)]  # fmt: skip
+    assert lifecycle == [("LegStarted", Leg.FAR_END), ("LegEnded", Leg.FAR_END)]
 
 
 def test_sip_over_tcp_and_a_stream_that_cannot_be_framed(recorder: RecorderProcess) -> None:
@@ -256,8 +263,8 @@ async def test_kafka_restart_mid_call_loses_and_duplicates_nothing(
         run_sipp("pcap_leg.xml", recorder, leg_keys("x-nearend", refci, cluster), 9000),
         run_sipp("pcap_leg.xml", recorder, leg_keys("x-farend", refci, cluster), 9000),
     )
-    await asyncio.sleep(1.5)
-    await asyncio.to_thread(kafka.stop)
+    await asyncio.to_thread(recorder.wait_for, lambda s: s.get("active_legs") == 2, 10)
+    await asyncio.to_thread(kafka.stop)  # mid-call: both legs answered
     await asyncio.to_thread(recorder.wait_for, lambda s: s.get("health") == "UNAVAILABLE", 10)
     await asyncio.to_thread(kafka.start)
     near, far = await legs

@@ -12,9 +12,9 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
 from callrec.avro.events import Event, LegEndReason, RecorderHealth, RecorderHeartbeat
 from callrec.producers.chunk_encoding import AUDIO_TOPIC, encode_chunk
@@ -54,6 +54,16 @@ class Health:
 STARTING = Health(RecorderHealth.UNAVAILABLE, ("starting",))
 
 
+class SipRequests(Protocol):
+    """What the recorder asks of the SIP thread (``app.SipLink``); both are thread-safe."""
+
+    def hang_up(self, leg_id: str) -> None:
+        """Send the leg's BYE (a leg the recorder ends itself)."""
+
+    def stats(self) -> dict[str, int]:
+        """SIP requests seen, by method, for the status file."""
+
+
 class LiveLeg:
     """The runtime of one leg: its state value, its chunker and its socket."""
 
@@ -73,6 +83,7 @@ class Recorder:
         ports: PortPool,
         identity: RecorderIdentity,
         loop: asyncio.AbstractEventLoop,
+        sip: SipRequests,
     ) -> None:
         self.settings = settings
         self.outbox = outbox
@@ -80,8 +91,7 @@ class Recorder:
         self.identity = identity
         self.health = STARTING
         self.legs: dict[str, LiveLeg] = {}
-        self.sip_hang_up: Callable[[str], None] = lambda leg_id: None
-        self.sip_stats: Callable[[], dict[str, int]] = dict
+        self.sip = sip
         self.draining = False
         self.lost_events = 0
         self._spool_failed_at = -SPOOL_FAILURE_MEMORY_S
@@ -235,7 +245,7 @@ class Recorder:
             self._emit_chunk(live, live.chunker.tick(now_us))
             if live.state.expired(now_us):
                 log.warning("leg %s: no session refresh, expired", live.state.leg_id)
-                self.sip_hang_up(live.state.leg_id)
+                self.sip.hang_up(live.state.leg_id)
                 self._end(live.state.leg_id, LegEndReason.SESSION_EXPIRED, now_us)
         self.health = self._assess()
 
@@ -295,7 +305,7 @@ class Recorder:
             "lost_events": self.lost_events,
             "rejected_by_kafka": self.outbox.rejected,
             "kafka_reachable": self.outbox.kafka_reachable,
-            "sip": self.sip_stats(),
+            "sip": self.sip.stats(),
             "updated_at": datetime.now(UTC).isoformat(),
         }
         path = self.settings.data_dir / "status.json"
@@ -327,7 +337,7 @@ class Recorder:
             await asyncio.sleep(TICK_S)
         now_us = time.time_ns() // 1000
         for leg_id in list(self.legs):
-            self.sip_hang_up(leg_id)
+            self.sip.hang_up(leg_id)
             self._end(leg_id, LegEndReason.RECORDER_SHUTDOWN, now_us)
         self._emit(self._heartbeat())
         flushed = await self.outbox.flush(timeout_s=self.settings.flush_timeout_s)

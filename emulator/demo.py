@@ -19,14 +19,13 @@ from callrec.emulator.errors import DemoFailed
 from callrec.emulator.model import Destination
 from callrec.infra.stack import StackSettings
 
+CALLS = 3
+SECONDS = 8.0
+WITHIN_S = 60.0
+"""How long each call may take from its end to its RecordingArchived."""
 
-async def run_demo(
-    settings: StackSettings,
-    echo: Callable[[str], None],
-    calls: int = 3,
-    seconds: float = 8.0,
-    within_s: float = 60.0,
-) -> list[RecordingArchived]:
+
+async def run_demo(settings: StackSettings, echo: Callable[[str], None]) -> list[RecordingArchived]:
     """Place the calls against the stack's recorder and wait for each RecordingArchived."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=f"127.0.0.1:{settings.kafka_port}", enable_auto_commit=False
@@ -37,15 +36,15 @@ async def run_demo(
         recorder = Destination(
             name="recorder", host=settings.recorder_sip_host, port=settings.recorder_sip_port
         )
-        echo(f"placing {calls} recorded calls of {seconds:.0f} s through the CUCM emulator ...")
+        echo(f"placing {CALLS} recorded calls of {SECONDS:.0f} s through the CUCM emulator ...")
         async with Cucm([recorder]) as cucm:
-            reports = await cucm.place_calls(calls, seconds)
+            reports = await cucm.place_calls(CALLS, SECONDS)
         for report in reports:
             echo(report.summary())
         lost = [r.call_key for r in reports if None in r.recorders]
         if lost:
             raise DemoFailed(f"the recorder did not take every leg of {lost}; see its log")
-        archived = await _archived(consumer, {r.call_key for r in reports}, within_s)
+        archived = await _archived(consumer, {r.call_key for r in reports}, WITHIN_S)
     finally:
         await consumer.stop()
     for event in archived:

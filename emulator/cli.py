@@ -21,29 +21,18 @@ from callrec.errors import CallrecError
 
 app = typer.Typer(help="A CUCM emulator: OPTIONS pings and recorded calls.", no_args_is_help=True)
 
-FLAGS: dict[str, tuple[Any, str]] = {
-    "recorder": (
-        Annotated[list[str] | None,
-                  typer.Option("--recorder", help="NAME=HOST:PORT, repeat in priority order")],
-        "recorders",
-    ),
-    "routing": (Annotated[Distribution | None, typer.Option(help="Route group distribution")],
-                "routing"),
-    "ping_interval": (Annotated[float | None, typer.Option(help="Ping period in service, s")],
-                      "ping_interval_s"),
-    "oos_interval": (Annotated[float | None, typer.Option(help="Ping period out of service, s")],
-                     "out_of_service_ping_interval_s"),
-    "retries": (Annotated[int | None, typer.Option(help="OPTIONS retransmissions")],
-                "ping_retries"),
-    "retry_interval": (Annotated[float | None, typer.Option(help="Wait per transmission, s")],
-                       "ping_retry_interval_s"),
-    "local_ip": (Annotated[str | None, typer.Option(help="Local address for SIP and RTP")],
-                 "local_ip"),
-    "transport": (Annotated[str | None, typer.Option(help="udp or tcp")], "transport"),
-    "cluster_id": (Annotated[str | None, typer.Option(help="Cluster id of the calls")],
-                   "cluster_id"),
-}  # fmt: skip
-"""The flags `run` and `serve` share: each overrides one CALLREC_CUCM_* setting."""
+FLAGS: dict[str, tuple[Any, str, str]] = {
+    "recorder": (list[str], "recorders", "NAME=HOST:PORT, repeat in priority order"),
+    "routing": (Distribution, "routing", "Route group distribution"),
+    "ping_interval": (float, "ping_interval_s", "Ping period in service, s"),
+    "oos_interval": (float, "out_of_service_ping_interval_s", "Ping period out of service, s"),
+    "retries": (int, "ping_retries", "OPTIONS retransmissions"),
+    "retry_interval": (float, "ping_retry_interval_s", "Wait per transmission, s"),
+    "local_ip": (str, "local_ip", "Local address for SIP and RTP"),
+    "transport": (str, "transport", "udp or tcp"),
+    "cluster_id": (str, "cluster_id", "Cluster id of the calls"),
+}
+"""The flags `run` and `serve` share: type, the CALLREC_CUCM_* setting it overrides, help."""
 
 
 def settings_from(flags: dict[str, Any]) -> EmulatorSettings:
@@ -58,8 +47,13 @@ def with_settings(command: Callable[..., None]) -> Callable[..., None]:
     """Give a command the shared flags; it receives their result as ``settings``."""
     own = inspect.signature(command, eval_str=True).parameters.values()
     shared = [
-        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=hint)
-        for name, (hint, _) in FLAGS.items()
+        inspect.Parameter(
+            name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=None,
+            annotation=Annotated[kind | None, typer.Option(help=help_text)],
+        )
+        for name, (kind, _, help_text) in FLAGS.items()
     ]
 
     @functools.wraps(command)

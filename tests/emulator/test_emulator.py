@@ -61,10 +61,8 @@ def recorders(
 
 @pytest.fixture
 async def tap(kafka: KafkaBroker) -> AsyncIterator[EventTap]:
-    tap = EventTap(kafka.bootstrap)
-    await tap.start()
-    yield tap
-    await tap.stop()
+    async with EventTap(kafka.bootstrap) as tap:
+        yield tap
 
 
 def destinations(recorders: dict[str, RecorderProcess]) -> list[Destination]:

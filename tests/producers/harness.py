@@ -11,7 +11,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -148,6 +149,18 @@ def leg_keys(leg: str, refci: str, cluster: str, **extra: str) -> dict[str, str]
     }
 
 
+@contextmanager
+def running_recorder(data_dir: Path, bootstrap: str, **extra_env: str) -> Iterator[RecorderProcess]:
+    """A recorder process for the block: started, healthy, then stopped cleanly (exit 0)."""
+    proc = RecorderProcess(data_dir=data_dir, bootstrap=bootstrap, extra_env=extra_env)
+    proc.start()
+    try:
+        proc.wait_healthy()
+        yield proc
+    finally:
+        assert proc.stop() == 0, proc.log_tail()
+
+
 class EventTap:
     """Reads the contract topics from their current end; keeps events of the given call keys."""
 
@@ -167,6 +180,13 @@ class EventTap:
 
     async def stop(self) -> None:
         await self.consumer.stop()
+
+    async def __aenter__(self) -> EventTap:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
 
     async def until(
         self, done: Callable[[list[Event]], bool], limit_s: float = 30.0

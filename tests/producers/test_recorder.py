@@ -29,6 +29,7 @@ from tests.producers.harness import (
     leg_keys,
     options_request,
     run_sipp,
+    running_recorder,
     send_udp,
 )
 
@@ -37,26 +38,19 @@ from tests.producers.harness import (
 def recorder(
     kafka: KafkaBroker, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RecorderProcess]:
-    base = tmp_path_factory.mktemp("recorder")
-    proc = RecorderProcess(
-        data_dir=base / "data",
-        bootstrap=kafka.bootstrap,
-        extra_env={"CALLREC_RECORDER_ANSWER_DELAY_MS": "150", "CALLREC_RECORDER_MIN_SE_S": "1"},
-    )
-    proc.start()
-    try:
-        proc.wait_healthy()
+    with running_recorder(
+        tmp_path_factory.mktemp("recorder") / "data",
+        kafka.bootstrap,
+        CALLREC_RECORDER_ANSWER_DELAY_MS="150",
+        CALLREC_RECORDER_MIN_SE_S="1",
+    ) as proc:
         yield proc
-    finally:
-        assert proc.stop() == 0, proc.log_tail()
 
 
 @pytest.fixture
 async def tap(kafka: KafkaBroker) -> AsyncIterator[EventTap]:
-    tap = EventTap(kafka.bootstrap)
-    await tap.start()
-    yield tap
-    await tap.stop()
+    async with EventTap(kafka.bootstrap) as tap:
+        yield tap
 
 
 def new_call() -> tuple[str, str]:

@@ -10,7 +10,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from callrec.infra.kafka import KafkaBroker
-from tests.producers.harness import RecorderProcess, options_request, send_udp
+from tests.producers.harness import (
+    RecorderProcess,
+    options_request,
+    running_recorder,
+    send_udp,
+)
 
 INVITE = (
     b"INVITE sip:7878@127.0.0.1 SIP/2.0\r\n"
@@ -43,13 +48,8 @@ def mangled(draw: st.DrawFn) -> bytes:
 def fuzzed(
     kafka: KafkaBroker, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RecorderProcess]:
-    proc = RecorderProcess(tmp_path_factory.mktemp("fuzz") / "data", kafka.bootstrap)
-    proc.start()
-    try:
-        proc.wait_healthy()
+    with running_recorder(tmp_path_factory.mktemp("fuzz") / "data", kafka.bootstrap) as proc:
         yield proc
-    finally:
-        assert proc.stop() == 0, proc.log_tail()
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -19,7 +19,13 @@ from callrec.avro.events import AudioChunk, Leg, LegEnded
 from callrec.emulator.audio import G711A_PCAP, pcap_rtp_payloads
 from callrec.infra.kafka import KafkaBroker
 from callrec.infra.s3 import S3Server
-from tests.producers.harness import EventTap, RecorderProcess, leg_keys, run_sipp
+from tests.producers.harness import (
+    EventTap,
+    RecorderProcess,
+    leg_keys,
+    run_sipp,
+    running_recorder,
+)
 from tests.sinks.factory import alaw_to_pcm, call_record, leg_summary
 from tests.sinks.harness import (
     archived,
@@ -37,14 +43,9 @@ pytestmark = pytest.mark.slow
 def recorder(
     kafka: KafkaBroker, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RecorderProcess]:
-    base = tmp_path_factory.mktemp("mixer-recorder")
-    proc = RecorderProcess(data_dir=base / "data", bootstrap=kafka.bootstrap)
-    proc.start()
-    try:
-        proc.wait_healthy()
+    data_dir = tmp_path_factory.mktemp("mixer-recorder") / "data"
+    with running_recorder(data_dir, kafka.bootstrap) as proc:
         yield proc
-    finally:
-        assert proc.stop() == 0, proc.log_tail()
 
 
 async def test_sipp_call_through_the_recorder_becomes_the_pcaps_audio_on_both_channels(

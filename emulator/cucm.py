@@ -7,7 +7,6 @@ CUCM's schedule until the block ends; `place_calls` routes each INVITE to an in-
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -82,15 +81,17 @@ class Cucm:
         error: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        while pending := [task for task in self._tasks if not task.done()]:
+            for task in pending:
+                task.cancel()
+            await asyncio.wait(pending, timeout=1.0)  # cancelled again if one swallowed it
+        crashed = [e for t in self._tasks if not t.cancelled() and (e := t.exception()) is not None]
         for pinger in self._udp.values():
             pinger.close()
         if self._work_dir is not None:
             self._work_dir.cleanup()
+        if crashed:
+            raise crashed[0]
 
     @property
     def states(self) -> dict[str, State]:

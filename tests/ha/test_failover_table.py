@@ -166,7 +166,7 @@ async def test_5_recorder_killed_mid_call_abnormal_within_10_s_with_partial_reco
     async with cucm(site) as emulator:
         placing = asyncio.create_task(emulator.place_calls(3, 12.0))
         live = await calls_placed_since(reader, before, site.cluster, 3)
-        await asyncio.sleep(3.0)
+        await asyncio.sleep(3.0)  # not a wait: the partial recordings are to hold ~3 s of audio
         killed_at = time.time()
         site.kill_recorder("A")
         records = await reader.wait_for(live, lambda r: r.status != CallStatus.ACTIVE,
@@ -240,11 +240,13 @@ async def test_kafka_broker_restart_under_load_loses_and_duplicates_nothing(
     site: Site, reader: Reader, kafka: KafkaBroker
 ) -> None:
     site.ensure_up()
+    await reader.poll(1.0)
+    before = set(reader.records)
     async with cucm(site, Distribution.CIRCULAR) as emulator:
         placing = asyncio.create_task(emulator.place_calls(4, 10.0))
-        await asyncio.sleep(3.0)
+        await calls_placed_since(reader, before, site.cluster, 4)  # under way
         await asyncio.to_thread(kafka.stop)
-        await asyncio.sleep(3.0)
+        await asyncio.sleep(3.0)  # the outage
         await asyncio.to_thread(kafka.start)
         calls = await placing
     result = await outcome(site, reader, calls, within_s=120)

@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import os
+import socket
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,7 +33,7 @@ from callrec.producers.media import PortPool, RtpReceiver
 from callrec.producers.outbox import Outbox
 from callrec.producers.rtp import parse_rtp
 from callrec.producers.settings import RecorderSettings
-from callrec.producers.sip_facts import DialogClosed, DialogOpened, MediaNegotiated, SipFact
+from callrec.producers.sip_facts import DialogAccepted, DialogClosed, MediaNegotiated, SipFact
 
 log = logging.getLogger(__name__)
 TICK_S = 0.05
@@ -67,8 +68,9 @@ class SipRequests(Protocol):
 class LiveLeg:
     """The runtime of one leg: its state value, its chunker and its socket."""
 
-    def __init__(self, state: LegState) -> None:
+    def __init__(self, state: LegState, sock: socket.socket) -> None:
         self.state = state
+        self.sock = sock
         self.chunker = LegChunker(state.codec)
         self.transport: asyncio.DatagramTransport | None = None
         self.early: list[tuple[bytes, int]] = []
@@ -112,7 +114,7 @@ class Recorder:
 
     def _on_fact(self, fact: SipFact) -> None:
         try:
-            if isinstance(fact, DialogOpened):
+            if isinstance(fact, DialogAccepted):
                 self._open(fact)
             elif isinstance(fact, MediaNegotiated):
                 self._negotiated(fact)
@@ -121,12 +123,13 @@ class Recorder:
         except Exception:
             log.exception("recorder failed on %r", fact)
 
-    def _open(self, fact: DialogOpened) -> None:
-        live = LiveLeg(open_leg(fact, self.identity))
+    def _open(self, accepted: DialogAccepted) -> None:
+        fact = accepted.opened
+        live = LiveLeg(open_leg(fact, self.identity), accepted.sock)
         self.legs[fact.leg_id] = live
         task = self._loop.create_datagram_endpoint(
             lambda: RtpReceiver(lambda data, at: self._on_datagram(live, data, at)),
-            sock=fact.sock,
+            sock=accepted.sock,
         )
         self._loop.create_task(self._attach(live, task))
         if fact.media is not None:
@@ -179,7 +182,7 @@ class Recorder:
         if live.transport is not None:
             live.transport.close()
         else:
-            live.state.opened.sock.close()
+            live.sock.close()
         self.ports.release(live.state.opened.local_port)
         if not live.state.started:
             return  # cancelled or never acknowledged: nothing was recorded, nothing to say
@@ -194,10 +197,9 @@ class Recorder:
 
         Under load the event loop runs behind the sockets; closing one drops its queue silently.
         """
-        sock = live.state.opened.sock
         for _ in range(DRAIN_LIMIT):
             try:
-                data = sock.recv(2048)
+                data = live.sock.recv(2048)
             except OSError:  # BlockingIOError: empty; anything else: nothing more to read
                 return
             self._on_datagram(live, data, at_us)

@@ -140,7 +140,7 @@ async def test_a_call_longer_than_the_pcap_streams_audio_for_its_whole_life(
                    == PACKET_BYTES for a, b in itertools.pairwise(packets)), leg
         # ... from answer to BYE, which is the call's length less the INVITE's round trip ...
         audio_s = (packets[-1].arrival_time_us - packets[0].arrival_time_us) / 1e6
-        assert seconds - 1.0 < audio_s <= seconds, audio_s
+        assert seconds - 1.0 < audio_s < seconds + 0.5, audio_s  # give or take the jitter
         # ... and the pcap's A-law audio looped, byte for byte.
         payload = b"".join(p.payload for p in packets)
         assert len(payload) > len(loop_payload()) and payload == looped(len(payload))

@@ -69,8 +69,8 @@ def assert_complete(result: Outcome, seconds: float = CALL_S) -> None:
         assert abs(recording.duration_ms / 1000 - seconds) < 1.5, recording.duration_ms
         for leg in record.legs:
             assert leg.packets_lost == 0, record.legs
-            assert (seconds - 1.5) / PACKET_S < leg.packets_received <= seconds / PACKET_S + 1, (
-                record.legs)
+            assert (seconds - 1.5) / PACKET_S < leg.packets_received < (seconds + 0.5) / PACKET_S, (
+                record.legs)  # the stream runs from the ACK to the BYE, give or take the jitter
 
 
 def on(calls: list[CallReport]) -> set[str | None]:

@@ -10,18 +10,21 @@ import asyncio
 import re
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
 from callrec.emulator.model import Attempt, AttemptResult, CallReport, Destination, LegReport
-from callrec.infra.procs import free_port, require_tool
+from callrec.emulator.ports import PortBook
+from callrec.infra.procs import require_tool
 from callrec.producers.metadata import call_key
 
 CUCM_LEG_SCENARIO = Path(__file__).parent / "sipp" / "cucm_leg.xml"
-G711A_PCAP = Path("/usr/share/sip-tester/g711a.pcap")
 REFUSED = re.compile(r"received 'SIP/2\.0 ([3-6]\d\d)")
+UNBOUND = "Unable to bind"
+"""sipp's start-up error when a port we probed free was taken before sipp bound it."""
+BIND_RETRIES = 3
 LEG_FLAGS: dict[Literal["near-end", "far-end"], str] = {
     "near-end": "x-nearend",
     "far-end": "x-farend",
@@ -43,6 +46,9 @@ class LegPlan:
     transport: Literal["udp", "tcp"]
     invite_timeout_s: float
     work_dir: Path
+    audio: Path
+    """The raw A-law file the leg streams in a loop (`audio.write_loop`)."""
+    ports: PortBook = field(compare=False)
 
     def keys(self) -> dict[str, str]:
         """The scenario's -key values: the From parameters CUCM puts on this leg."""
@@ -53,7 +59,7 @@ class LegPlan:
             "cluster": self.cluster,
             "codecs": "8 101",
             "cause": "16",
-            "pcap": str(G711A_PCAP),
+            "stream": f"{self.audio},-1,8",
             "se": "1800",
         }
 
@@ -72,46 +78,16 @@ def classify(exit_code: int, answered: bool, errors: str) -> tuple[AttemptResult
 
 
 async def play_leg(plan: LegPlan, target: Destination) -> Attempt:
-    """Play one leg's dialog against one destination with sipp; always reaps the process."""
-    sipp = require_tool("sipp", "install the Debian package sip-tester")
-    run = plan.work_dir / f"{plan.refci}-{plan.leg}-{target.name}-{uuid.uuid4().hex[:6]}"
-    log, err = run.with_suffix(".log"), run.with_suffix(".err")
-    limit_s = plan.seconds + 2 * plan.invite_timeout_s + 10
-    local_ip = target.local_ip or plan.local_ip
-    argv = [
-        sipp, "-sf", str(CUCM_LEG_SCENARIO), "-m", "1", "-l", "1",
-        "-i", local_ip, "-p", str(free_port(local_ip)),
-        "-mi", local_ip, "-mp", str(free_port(local_ip)),
-        "-t", "t1" if plan.transport == "tcp" else "u1",
-        "-d", str(int(plan.seconds * 1000)),
-        "-recv_timeout", str(int(plan.invite_timeout_s * 1000)),
-        "-timeout", f"{int(limit_s)}s", "-nostdin",
-        "-trace_err", "-error_file", str(err), "-trace_logs", "-log_file", str(log),
-    ]  # fmt: skip
-    for name, value in plan.keys().items():
-        argv += ["-key", name, value]
-    argv.append(f"{target.host}:{target.port}")
+    """Play one leg's dialog against one destination with sipp; always reaps the process.
+
+    A sipp that could not bind its ports sent nothing, so it is started again on new ones.
+    """
     started = datetime.now(UTC)
-    proc = await asyncio.create_subprocess_exec(
-        *argv,
-        cwd=plan.work_dir,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        _, stderr = await asyncio.wait_for(proc.communicate(), limit_s + 5)
-    except TimeoutError:
-        stderr = b"killed: sipp outlived its time limit (timeout)"
-    finally:
-        if proc.returncode is None:  # timed out, or the caller was cancelled
-            proc.kill()
-            await proc.wait()
-    answered = log.exists() and "answered" in log.read_text(errors="replace")
-    errors = (err.read_text(errors="replace") if err.exists() else "") + stderr.decode(
-        errors="replace"
-    )
-    result, status = classify(proc.returncode or 0, answered, errors)
+    for _ in range(BIND_RETRIES):
+        exit_code, answered, errors = await _run_sipp(plan, target)
+        if answered or UNBOUND not in errors:
+            break
+    result, status = classify(exit_code, answered, errors)
     detail = "" if result is AttemptResult.COMPLETED else _last_event(errors)
     return Attempt(
         recorder=target.name,
@@ -121,6 +97,49 @@ async def play_leg(plan: LegPlan, target: Destination) -> Attempt:
         started_at=started,
         ended_at=datetime.now(UTC),
     )
+
+
+async def _run_sipp(plan: LegPlan, target: Destination) -> tuple[int, bool, str]:
+    """One sipp process on leased ports: its exit code, whether it was answered, its errors."""
+    sipp = require_tool("sipp", "install the Debian package sip-tester")
+    run = plan.work_dir / f"{plan.refci}-{plan.leg}-{target.name}-{uuid.uuid4().hex[:6]}"
+    log, err = run.with_suffix(".log"), run.with_suffix(".err")
+    limit_s = plan.seconds + 2 * plan.invite_timeout_s + 10
+    local_ip = target.local_ip or plan.local_ip
+    with plan.ports.lease(local_ip, plan.transport) as ports:
+        argv = [
+            sipp, "-sf", str(CUCM_LEG_SCENARIO), "-m", "1", "-l", "1",
+            "-i", local_ip, "-p", str(ports.sip), "-ci", local_ip, "-cp", str(ports.control),
+            "-mi", local_ip, "-mp", str(ports.media),
+            "-t", "t1" if plan.transport == "tcp" else "u1",
+            "-d", str(int(plan.seconds * 1000)),
+            "-recv_timeout", str(int(plan.invite_timeout_s * 1000)),
+            "-timeout", f"{int(limit_s)}s", "-nostdin",
+            "-trace_err", "-error_file", str(err), "-trace_logs", "-log_file", str(log),
+        ]  # fmt: skip
+        for name, value in plan.keys().items():
+            argv += ["-key", name, value]
+        argv.append(f"{target.host}:{target.port}")
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            cwd=plan.work_dir,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            _, stderr = await asyncio.wait_for(proc.communicate(), limit_s + 5)
+        except TimeoutError:
+            stderr = b"killed: sipp outlived its time limit (timeout)"
+        finally:
+            if proc.returncode is None:  # timed out, or the caller was cancelled
+                proc.kill()
+                await proc.wait()
+    answered = log.exists() and "answered" in log.read_text(errors="replace")
+    errors = (err.read_text(errors="replace") if err.exists() else "") + stderr.decode(
+        errors="replace"
+    )
+    return proc.returncode or 0, answered, errors
 
 
 def _last_event(errors: str) -> str:

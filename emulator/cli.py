@@ -3,70 +3,85 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from callrec.emulator.cucm import Cucm
-from callrec.emulator.model import CallReport, RunReport, ServiceChange
+from callrec.emulator.model import RunReport, ServiceChange
 from callrec.emulator.routing import Distribution
 from callrec.emulator.settings import EmulatorSettings
 from callrec.errors import CallrecError
 
 app = typer.Typer(help="A CUCM emulator: OPTIONS pings and recorded calls.", no_args_is_help=True)
 
-Recorders = Annotated[
-    list[str] | None, typer.Option("--recorder", help="NAME=HOST:PORT, repeat in priority order")
-]
-Routing = Annotated[Distribution | None, typer.Option(help="Route group distribution")]
-PingInterval = Annotated[float | None, typer.Option(help="Ping period in service, s")]
-OosInterval = Annotated[float | None, typer.Option(help="Ping period out of service, s")]
-Retries = Annotated[int | None, typer.Option(help="OPTIONS retransmissions")]
-RetryInterval = Annotated[float | None, typer.Option(help="Wait per transmission, s")]
-LocalIp = Annotated[str | None, typer.Option(help="Local address for SIP and RTP")]
-Transport = Annotated[str | None, typer.Option(help="udp or tcp")]
-Cluster = Annotated[str | None, typer.Option("--cluster-id", help="Cluster id of the calls")]
+FLAGS: dict[str, tuple[Any, str, str]] = {
+    "recorder": (list[str], "recorders", "NAME=HOST:PORT, repeat in priority order"),
+    "routing": (Distribution, "routing", "Route group distribution"),
+    "ping_interval": (float, "ping_interval_s", "Ping period in service, s"),
+    "oos_interval": (float, "out_of_service_ping_interval_s", "Ping period out of service, s"),
+    "retries": (int, "ping_retries", "OPTIONS retransmissions"),
+    "retry_interval": (float, "ping_retry_interval_s", "Wait per transmission, s"),
+    "local_ip": (str, "local_ip", "Local address for SIP and RTP"),
+    "transport": (str, "transport", "udp or tcp"),
+    "cluster_id": (str, "cluster_id", "Cluster id of the calls"),
+}
+"""The flags `run` and `serve` share: type, the CALLREC_CUCM_* setting it overrides, help."""
 
 
 def settings_from(flags: dict[str, Any]) -> EmulatorSettings:
     """CALLREC_CUCM_* settings with every flag that was given on top."""
-    names = {
-        "recorder": "recorders", "routing": "routing", "ping_interval": "ping_interval_s",
-        "oos_interval": "out_of_service_ping_interval_s", "retries": "ping_retries",
-        "retry_interval": "ping_retry_interval_s", "local_ip": "local_ip",
-        "transport": "transport", "cluster_id": "cluster_id",
-    }  # fmt: skip
-    given = {names[k]: v for k, v in flags.items() if k in names and v is not None}
+    given = {FLAGS[k][1]: v for k, v in flags.items() if k in FLAGS and v is not None}
     if "recorders" in given:
         given["recorders"] = ",".join(given["recorders"])
     return EmulatorSettings(**given)
 
 
+def with_settings(command: Callable[..., None]) -> Callable[..., None]:
+    """Give a command the shared flags; it receives their result as ``settings``."""
+    own = inspect.signature(command, eval_str=True).parameters.values()
+    shared = [
+        inspect.Parameter(
+            name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=None,
+            annotation=Annotated[kind | None, typer.Option(help=help_text)],
+        )
+        for name, (kind, _, help_text) in FLAGS.items()
+    ]
+
+    @functools.wraps(command)
+    def with_flags(**kwargs: Any) -> None:
+        flags = {name: kwargs.pop(name) for name in FLAGS}
+        command(settings=settings_from(flags), **kwargs)
+
+    mine = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own if p.name != "settings"]
+    with_flags.__signature__ = inspect.Signature(shared + mine)  # type: ignore[attr-defined]
+    return with_flags
+
+
 @app.command()
+@with_settings
 def run(
-    recorder: Recorders = None,
-    routing: Routing = None,
-    ping_interval: PingInterval = None,
-    oos_interval: OosInterval = None,
-    retries: Retries = None,
-    retry_interval: RetryInterval = None,
-    local_ip: LocalIp = None,
-    transport: Transport = None,
-    cluster_id: Cluster = None,
+    settings: EmulatorSettings,
     calls: Annotated[int, typer.Option(help="Concurrent recorded calls")] = 3,
-    seconds: Annotated[float, typer.Option(help="Length of each call, s")] = 8.0,
+    seconds: Annotated[
+        float, typer.Option(help="Length of each call, s; its legs stream audio throughout")
+    ] = 8.0,
     report: Annotated[Path | None, typer.Option(help="Write the JSON report here")] = None,
 ) -> None:
     """Ping every recorder once, place the calls, print who got each leg; exit 1 if one was lost."""
-    settings = settings_from(locals())
     result = asyncio.run(_run(settings.cucm(), calls, seconds))
     for change in result.service_history:
         typer.echo(f"{change.at:%H:%M:%S.%f}  {change.destination:<12} {change.state}")
     for call in result.calls:
-        typer.echo(summary(call))
+        typer.echo(call.summary())
     if report is not None:
         report.write_text(result.model_dump_json(indent=2))
         typer.echo(f"report: {report}")
@@ -80,39 +95,16 @@ async def _run(cucm: Cucm, calls: int, seconds: float) -> RunReport:
     return RunReport(calls=placed, service_history=cucm.service_history)
 
 
-def summary(call: CallReport) -> str:
-    """One line per call, plus one per leg that needed more than one attempt."""
-    seconds = (call.ended_at - call.started_at).total_seconds()
-    legs = ", ".join(f"{leg.leg} -> {leg.recorder or 'NOT RECORDED'}" for leg in call.legs)
-    lines = [f"{call.call_key}  {legs}  ({seconds:.1f} s)"]
-    for leg in call.legs:
-        if len(leg.attempts) > 1 or leg.recorder is None:
-            tries = "; ".join(
-                f"{a.recorder} {a.result}{f' {a.status}' if a.status else ''}" for a in leg.attempts
-            )
-            lines.append(f"    {leg.leg}: {tries or 'no member in service'}")
-    return "\n".join(lines)
-
-
 @app.command()
-def serve(
-    recorder: Recorders = None,
-    routing: Routing = None,
-    ping_interval: PingInterval = None,
-    oos_interval: OosInterval = None,
-    retries: Retries = None,
-    retry_interval: RetryInterval = None,
-    local_ip: LocalIp = None,
-    transport: Transport = None,
-    cluster_id: Cluster = None,
-) -> None:
+@with_settings
+def serve(settings: EmulatorSettings) -> None:
     """Keep pinging; read JSON commands from stdin, write JSON events to stdout, one per line.
 
     Commands: {"place": N, "seconds": S}, {"status": true}, {"quit": true} (or end of input).
     Events: "service" (a destination changed state), "ready", "calls" (a placed batch),
     "status", "error", "bye".
     """
-    asyncio.run(_serve(settings_from(locals())))
+    asyncio.run(_serve(settings))
 
 
 def emit(event: str, **fields: Any) -> None:

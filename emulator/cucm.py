@@ -7,7 +7,6 @@ CUCM's schedule until the block ends; `place_calls` routes each INVITE to an in-
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -17,10 +16,12 @@ from types import TracebackType
 from typing import Literal
 
 from callrec.emulator import routing
+from callrec.emulator.audio import write_loop
 from callrec.emulator.calls import LegPlan, place_call
 from callrec.emulator.errors import BadDestination, NotInService
 from callrec.emulator.model import CallReport, Destination, ServiceChange
 from callrec.emulator.options import UdpPinger, options_request, transmit_tcp
+from callrec.emulator.ports import PortBook
 from callrec.emulator.service import DestinationState, Outcome, PingTiming, State, on_ping
 
 
@@ -55,9 +56,13 @@ class Cucm:
         self._udp: dict[str, UdpPinger] = {}
         """One pinging socket per local address (per link)."""
         self._work_dir: tempfile.TemporaryDirectory[str] | None = None
+        self._ports = PortBook()
+        self._audio = Path()
+        """The payload file every leg streams, written in the work directory on entry."""
 
     async def __aenter__(self) -> Cucm:
         self._work_dir = tempfile.TemporaryDirectory(prefix="callrec-cucm-")
+        self._audio = write_loop(Path(self._work_dir.name))
         if self.transport == "udp":
             for local_ip in {self._local_ip(d) for d in self.destinations.values()}:
                 self._udp[local_ip] = await UdpPinger.open(local_ip)
@@ -76,15 +81,17 @@ class Cucm:
         error: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        while pending := [task for task in self._tasks if not task.done()]:
+            for task in pending:
+                task.cancel()
+            await asyncio.wait(pending, timeout=1.0)  # cancelled again if one swallowed it
+        crashed = [e for t in self._tasks if not t.cancelled() and (e := t.exception()) is not None]
         for pinger in self._udp.values():
             pinger.close()
         if self._work_dir is not None:
             self._work_dir.cleanup()
+        if crashed:
+            raise crashed[0]
 
     @property
     def states(self) -> dict[str, State]:
@@ -104,14 +111,18 @@ class Cucm:
         plans = []
         for _ in range(count):
             self._refci += 2  # the far end's refci is refci - 1
-            plans.append(
-                LegPlan(
-                    leg="near-end", cluster=self.cluster, refci=str(self._refci),
-                    seconds=seconds, local_ip=self.local_ip, transport=self.transport,
-                    invite_timeout_s=self.invite_timeout_s, work_dir=Path(self._work_dir.name),
-                )
-            )  # fmt: skip
+            plans.append(self._plan(seconds))
         return list(await asyncio.gather(*(place_call(plan, self._route) for plan in plans)))
+
+    def _plan(self, seconds: float) -> LegPlan:
+        """The near-end leg of the call of the current refci (the far end's follows from it)."""
+        assert self._work_dir is not None, "use Cucm inside `async with`"
+        return LegPlan(
+            leg="near-end", cluster=self.cluster, refci=str(self._refci), seconds=seconds,
+            local_ip=self.local_ip, transport=self.transport,
+            invite_timeout_s=self.invite_timeout_s, work_dir=Path(self._work_dir.name),
+            audio=self._audio, ports=self._ports,
+        )
 
     async def place_held_call(
         self, seconds: float, hold_s: float,
@@ -123,11 +134,7 @@ class Cucm:
         per segment."""
         assert self._work_dir is not None, "use Cucm inside `async with`"
         self._refci += 2
-        plan = LegPlan(
-            leg="near-end", cluster=self.cluster, refci=str(self._refci), seconds=seconds,
-            local_ip=self.local_ip, transport=self.transport,
-            invite_timeout_s=self.invite_timeout_s, work_dir=Path(self._work_dir.name),
-        )
+        plan = self._plan(seconds)
         first = await place_call(plan, self._route)
         resume_at = time.monotonic() + hold_s
         if during_hold is not None:

@@ -15,26 +15,23 @@ from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from callrec.avro import codec
+from callrec.avro import codec, topics
 from callrec.avro.events import CallRecord, CallStatus, RecordingArchived
-from callrec.avro.topics import CALLS, RECORDINGS
-from callrec.emulator.cli import summary
 from callrec.emulator.cucm import Cucm
 from callrec.emulator.errors import DemoFailed
 from callrec.emulator.model import CallReport, Destination
 from callrec.eventlog import new_consumer
 from callrec.infra.stack import StackSettings
 
+CALL_COUNT = 3
+SECONDS = 8.0
 HOLD_S = 10.0
+"""One of the calls is put on hold this long: longer than the segment window, so it reopens."""
+WITHIN_S = 90.0
+"""How long the calls may take, from the last one's end to every final RecordingArchived."""
 
 
-async def run_demo(
-    settings: StackSettings,
-    echo: Callable[[str], None],
-    calls: int = 3,
-    seconds: float = 8.0,
-    within_s: float = 90.0,
-) -> list[RecordingArchived]:
+async def run_demo(settings: StackSettings, echo: Callable[[str], None]) -> list[RecordingArchived]:
     """Place the calls (the last one held for ``HOLD_S``) against the stack's recorder and wait
     for each call's final recording."""
     consumer = new_consumer(f"127.0.0.1:{settings.kafka_port}", "callrec-demo")
@@ -44,20 +41,20 @@ async def run_demo(
         recorder = Destination(
             name="recorder", host=settings.recorder_sip_host, port=settings.recorder_sip_port
         )
-        echo(f"placing {calls} recorded calls of {seconds:.0f} s through the CUCM emulator, "
+        echo(f"placing {CALL_COUNT} recorded calls of {SECONDS:.0f} s through the CUCM emulator, "
              f"one of them put on hold for {HOLD_S:.0f} s ...")
         async with Cucm([recorder]) as cucm:
             plain, held = await asyncio.gather(
-                cucm.place_calls(calls - 1, seconds),
-                cucm.place_held_call(seconds, HOLD_S),
+                cucm.place_calls(CALL_COUNT - 1, SECONDS),
+                cucm.place_held_call(SECONDS, HOLD_S),
             )
         reports: list[CallReport] = [*plain, *held]
         for report in reports:
-            echo(summary(report))
+            echo(report.summary())
         lost = [r.call_key for r in reports if None in r.recorders]
         if lost:
             raise DemoFailed(f"the recorder did not take every leg of {lost}; see its log")
-        settled = await _settled(consumer, {r.call_key for r in reports}, within_s)
+        settled = await _settled(consumer, {r.call_key for r in reports}, WITHIN_S)
     finally:
         await consumer.stop()
     for record, event in settled:
@@ -70,7 +67,7 @@ async def run_demo(
 
 
 async def _from_the_end(consumer: AIOKafkaConsumer, count: int) -> None:
-    partitions = [TopicPartition(topic, p) for topic in (CALLS.name, RECORDINGS.name)
+    partitions = [TopicPartition(topic, p) for topic in (topics.CALLS.name, topics.RECORDINGS.name)
                   for p in range(count)]
     consumer.assign(partitions)
     await consumer.seek_to_end(*partitions)

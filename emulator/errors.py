@@ -17,3 +17,7 @@ class NotInService(EmulatorError):
 
 class DemoFailed(EmulatorError):
     """A demo call was not recorded and archived in time."""
+
+
+class NoFreePorts(EmulatorError):
+    """No free block of local ports was found for a sipp process."""

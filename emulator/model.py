@@ -81,6 +81,20 @@ class CallReport(BaseModel):
     def recorders(self) -> set[str | None]:
         return {leg.recorder for leg in self.legs}
 
+    def summary(self) -> str:
+        """One line per call, plus one per leg that needed more than one attempt."""
+        seconds = (self.ended_at - self.started_at).total_seconds()
+        legs = ", ".join(f"{leg.leg} -> {leg.recorder or 'NOT RECORDED'}" for leg in self.legs)
+        lines = [f"{self.call_key}  {legs}  ({seconds:.1f} s)"]
+        for leg in self.legs:
+            if len(leg.attempts) > 1 or leg.recorder is None:
+                tries = "; ".join(
+                    f"{a.recorder} {a.result}{f' {a.status}' if a.status else ''}"
+                    for a in leg.attempts
+                )
+                lines.append(f"    {leg.leg}: {tries or 'no member in service'}")
+        return "\n".join(lines)
+
 
 class ServiceChange(BaseModel):
     destination: str

@@ -79,7 +79,10 @@ class UdpPinger(asyncio.DatagramProtocol):
         future = self.pending.setdefault(call_id, asyncio.get_running_loop().create_future())
         self.transport.sendto(request, (target.host, target.port))
         try:
-            return Response(await asyncio.wait_for(asyncio.shield(future), wait_s))
+            # Not asyncio.wait_for: on Python 3.11 it swallows a cancel that arrives as the
+            # answer does (gh-86296), and the ping loop then outlived `async with Cucm`.
+            async with asyncio.timeout(wait_s):
+                return Response(await asyncio.shield(future))
         except TimeoutError:
             return NoResponse()
 

@@ -3,7 +3,8 @@
 sippy's dispatcher is a process-wide singleton bound to the thread that imported it and owns
 signal handling, so it keeps the main thread; the recorder (RTP, chunking, Kafka) runs in a
 second thread with its own asyncio loop. They meet only through ``Recorder.submit`` (SIP facts
-in), ``Recorder.health`` (an immutable value out) and ``SipUas.hang_up`` (posted to sippy's loop).
+in), ``Recorder.health`` (an immutable value out) and ``SipLink`` (hang-ups posted to sippy's
+loop); the recorder thread hands its loop over once, as a ``RecorderLoop`` through a Future.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import signal
 import sys
 import threading
 import uuid
+from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import Any
 
 from sippy.Core.EventDispatcher import ED2
@@ -36,6 +39,38 @@ KAFKA_REQUEST_TIMEOUT_MS = 120_000
 KAFKA_BATCH_BYTES = 512 * 1024
 
 
+@dataclass(frozen=True)
+class RecorderLoop:
+    """What the recorder thread hands the main thread once its loop runs."""
+
+    recorder: Recorder
+    loop: asyncio.AbstractEventLoop
+    stop: asyncio.Event
+
+
+class SipLink:
+    """The recorder's requests to the SIP thread, posted to sippy's loop.
+
+    The UAS is built after the recorder (it answers with the recorder's health), so it is
+    attached once it listens. A hang-up before that is a wiring error and raises, rather than
+    silently sending no BYE.
+    """
+
+    def __init__(self) -> None:
+        self._uas: SipUas | None = None
+
+    def attach(self, uas: SipUas) -> None:
+        self._uas = uas
+
+    def hang_up(self, leg_id: str) -> None:
+        if self._uas is None:
+            raise RuntimeError(f"hang-up of {leg_id} before the SIP side is attached")
+        ED2.callFromThread(self._uas.hang_up, leg_id)
+
+    def stats(self) -> dict[str, int]:
+        return {} if self._uas is None else dict(self._uas.stats)
+
+
 def run_recorder(settings: RecorderSettings) -> int:
     """Run until SIGTERM / SIGINT, then drain; returns the process exit code."""
     logging.basicConfig(
@@ -47,8 +82,9 @@ def run_recorder(settings: RecorderSettings) -> int:
     identity = RecorderIdentity(settings.id, uuid.uuid4().hex)
     ports = PortPool(settings.rtp_bind_host, settings.rtp_port_range)
     spool = Spool(settings.data_dir / "spool", settings.spool_max_bytes)
-    ready = threading.Event()
-    parts: dict[str, Any] = {}
+    link = SipLink()
+    started: Future[RecorderLoop] = Future()
+    failed = threading.Event()
 
     async def record() -> None:
         loop = asyncio.get_running_loop()
@@ -61,10 +97,9 @@ def run_recorder(settings: RecorderSettings) -> int:
                 max_batch_size=KAFKA_BATCH_BYTES,
             ),
         )
-        recorder = Recorder(settings, outbox, ports, identity, loop)
+        recorder = Recorder(settings, outbox, ports, identity, loop, link)
         stop = asyncio.Event()
-        parts.update(recorder=recorder, loop=loop, stop=stop)
-        ready.set()
+        started.set_result(RecorderLoop(recorder, loop, stop))
         await recorder.run(stop, settings.drain_timeout_s)
 
     def recorder_thread() -> None:
@@ -72,23 +107,25 @@ def run_recorder(settings: RecorderSettings) -> int:
             asyncio.run(record())
         except Exception:
             log.exception("recorder loop failed")
-            parts["failed"] = True
+            failed.set()
         finally:
-            ready.set()
+            if not started.done():
+                started.set_exception(RuntimeError("the recorder loop ended before it ran"))
             ED2.callFromThread(ED2.breakLoop)
 
     thread = threading.Thread(target=recorder_thread, name="recorder", daemon=True)
     thread.start()
-    ready.wait()
-    if "recorder" not in parts:
+    try:
+        running = started.result()
+    except Exception:
+        thread.join()
         return 1
-    recorder: Recorder = parts["recorder"]
-    loop: asyncio.AbstractEventLoop = parts["loop"]
+    recorder = running.recorder
 
     def request_stop(*_: Any) -> None:
         log.info("stop requested; draining")
         recorder.begin_drain()
-        loop.call_soon_threadsafe(parts["stop"].set)
+        running.loop.call_soon_threadsafe(running.stop.set)
 
     sip = SipUas(settings, ports, health=lambda: recorder.health, submit=recorder.submit)
     try:
@@ -98,8 +135,7 @@ def run_recorder(settings: RecorderSettings) -> int:
         request_stop()
         thread.join()
         return 1
-    recorder.sip_hang_up = lambda leg_id: ED2.callFromThread(sip.hang_up, leg_id)
-    recorder.sip_stats = lambda: dict(sip.stats)
+    link.attach(sip)
     ED2.regSignal(signal.SIGTERM, request_stop)
     ED2.regSignal(signal.SIGINT, request_stop)
     log.info(
@@ -113,4 +149,4 @@ def run_recorder(settings: RecorderSettings) -> int:
     if thread.is_alive():
         ED2.loop()
     thread.join()
-    return 1 if parts.get("failed") else 0
+    return 1 if failed.is_set() else 0

@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import socket
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from callrec.avro.events import (
     AudioChunk,
@@ -37,7 +38,7 @@ from callrec.producers.media import PortPool, read_stamped
 from callrec.producers.outbox import Outbox
 from callrec.producers.rtp import parse_rtp
 from callrec.producers.settings import RecorderSettings
-from callrec.producers.sip_facts import DialogClosed, DialogOpened, MediaNegotiated, SipFact
+from callrec.producers.sip_facts import DialogAccepted, DialogClosed, MediaNegotiated, SipFact
 
 log = logging.getLogger(__name__)
 TICK_S = 0.05
@@ -61,11 +62,22 @@ class Health:
 STARTING = Health(RecorderHealth.UNAVAILABLE, ("starting",))
 
 
+class SipRequests(Protocol):
+    """What the recorder asks of the SIP thread (``app.SipLink``); both are thread-safe."""
+
+    def hang_up(self, leg_id: str) -> None:
+        """Send the leg's BYE (a leg the recorder ends itself)."""
+
+    def stats(self) -> dict[str, int]:
+        """SIP requests seen, by method, for the status file."""
+
+
 class LiveLeg:
     """The runtime of one leg: its state value, its chunker and its socket."""
 
-    def __init__(self, state: LegState) -> None:
+    def __init__(self, state: LegState, sock: socket.socket) -> None:
         self.state = state
+        self.sock = sock
         self.chunker = LegChunker(state.codec)
         self.early: list[tuple[bytes, int]] = []
         self.bad_datagrams = 0
@@ -79,6 +91,7 @@ class Recorder:
         ports: PortPool,
         identity: RecorderIdentity,
         loop: asyncio.AbstractEventLoop,
+        sip: SipRequests,
     ) -> None:
         self.settings = settings
         self.outbox = outbox
@@ -86,8 +99,7 @@ class Recorder:
         self.identity = identity
         self.health = STARTING
         self.legs: dict[str, LiveLeg] = {}
-        self.sip_hang_up: Callable[[str], None] = lambda leg_id: None
-        self.sip_stats: Callable[[], dict[str, int]] = dict
+        self.sip = sip
         self.draining = False
         self.lost_events = 0
         self._spool_failed_at = -SPOOL_FAILURE_MEMORY_S
@@ -108,7 +120,7 @@ class Recorder:
 
     def _on_fact(self, fact: SipFact) -> None:
         try:
-            if isinstance(fact, DialogOpened):
+            if isinstance(fact, DialogAccepted):
                 self._open(fact)
             elif isinstance(fact, MediaNegotiated):
                 self._negotiated(fact)
@@ -117,11 +129,12 @@ class Recorder:
         except Exception:
             log.exception("recorder failed on %r", fact)
 
-    def _open(self, fact: DialogOpened) -> None:
-        live = LiveLeg(open_leg(fact, self.identity))
+    def _open(self, accepted: DialogAccepted) -> None:
+        fact = accepted.opened
+        live = LiveLeg(open_leg(fact, self.identity), accepted.sock)
         self.legs[fact.leg_id] = live
         on_datagram = functools.partial(self._on_datagram, live)
-        self._loop.add_reader(fact.sock.fileno(), read_stamped, fact.sock, on_datagram)
+        self._loop.add_reader(accepted.sock.fileno(), read_stamped, accepted.sock, on_datagram)
         if fact.media is not None:
             self._start(live, fact.at_us)
 
@@ -161,7 +174,7 @@ class Recorder:
         live = self.legs.pop(leg_id, None)
         if live is None:
             return
-        sock = live.state.opened.sock
+        sock = live.sock
         self._loop.remove_reader(sock.fileno())
         read_stamped(sock, functools.partial(self._on_datagram, live), DRAIN_LIMIT)
         sock.close()
@@ -217,7 +230,7 @@ class Recorder:
             self._emit_chunk(live, live.chunker.tick(now_us))
             if live.state.expired(now_us):
                 log.warning("leg %s: no session refresh, expired", live.state.leg_id)
-                self.sip_hang_up(live.state.leg_id)
+                self.sip.hang_up(live.state.leg_id)
                 self._end(live.state.leg_id, LegEndReason.SESSION_EXPIRED, now_us)
         self.health = self._assess()
 
@@ -279,7 +292,7 @@ class Recorder:
             lost_events=self.lost_events,
             rejected_by_kafka=self.outbox.rejected,
             kafka_reachable=self.outbox.kafka_reachable,
-            sip=self.sip_stats(),
+            sip=self.sip.stats(),
         )
 
     # -- lifetime ------------------------------------------------------------------------------
@@ -306,7 +319,7 @@ class Recorder:
             await asyncio.sleep(TICK_S)
         now_us = time.time_ns() // 1000
         for leg_id in list(self.legs):
-            self.sip_hang_up(leg_id)
+            self.sip.hang_up(leg_id)
             self._end(leg_id, LegEndReason.RECORDER_SHUTDOWN, now_us)
         self._emit(self._heartbeat())
         flushed = await self.outbox.flush(timeout_s=self.settings.flush_timeout_s)

@@ -1,7 +1,9 @@
 """What the SIP side tells the recorder about its dialogs, and the header values it reads.
 
 The SIP stack runs in its own thread; these frozen values are all that crosses to the asyncio
-side, so the two never share mutable state.
+side, so the two never share mutable state. The one live object that crosses is the RTP socket
+of an accepted dialog, handed over beside its facts (``DialogAccepted``), never inside them, so
+the leg's state (``leg.py``) stays a pure value.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ Q850_CODEC_MISMATCH = 47  # "bearer capability not implemented": CUCM's BYE afte
 
 @dataclass(frozen=True)
 class DialogOpened:
-    """An INVITE was accepted; RTP for it may arrive on ``sock`` from now on."""
+    """An INVITE was accepted; RTP for it may arrive on ``local_port`` from now on."""
 
     leg_id: str
     meta: CallMetadata
@@ -30,7 +32,6 @@ class DialogOpened:
     destination: str
     signaling_peer: str
     local_port: int
-    sock: socket.socket
     session_expires_s: int | None
     media: RemoteMedia | None  # known now when the INVITE carried the offer
     at_us: int
@@ -57,7 +58,16 @@ class DialogClosed:
     at_us: int
 
 
-SipFact = DialogOpened | MediaNegotiated | DialogClosed
+@dataclass(frozen=True)
+class DialogAccepted:
+    """A dialog's facts and the socket bound for its RTP (bound before the 200 OK, so RTP that
+    beats the ACK waits in the kernel); the recorder owns the socket from here on."""
+
+    opened: DialogOpened
+    sock: socket.socket
+
+
+SipFact = DialogAccepted | MediaNegotiated | DialogClosed
 
 _CAUSE = re.compile(r"cause\s*=\s*(\d+)", re.IGNORECASE)
 

@@ -34,6 +34,7 @@ from callrec.producers.recorder import Health
 from callrec.producers.sdp import RemoteMedia, build_answer, build_offer, parse_sdp
 from callrec.producers.settings import RecorderSettings
 from callrec.producers.sip_facts import (
+    DialogAccepted,
     DialogClosed,
     DialogOpened,
     MediaNegotiated,
@@ -236,23 +237,21 @@ class SipUas:
         dialog.send_bye = bye_sender(self.tm, req, t, resp)
         self._answer_sdp(resp, dialog, offer, req)
         add_session_timer(resp, session_expires)
-        self.submit(
-            DialogOpened(
-                leg_id=dialog.leg_id,
-                meta=meta,
-                sip_call_id=call_id,
-                from_tag=req.getHFBody("from").getTag() or "",
-                to_tag=local_tag,
-                cisco_guid=header(req, "cisco-guid"),
-                destination=req.getRURI().username or "",
-                signaling_peer=self._peer(req),
-                local_port=port,
-                sock=sock,
-                session_expires_s=session_expires,
-                media=offer,
-                at_us=_now_us(),
-            )
+        opened = DialogOpened(
+            leg_id=dialog.leg_id,
+            meta=meta,
+            sip_call_id=call_id,
+            from_tag=req.getHFBody("from").getTag() or "",
+            to_tag=local_tag,
+            cisco_guid=header(req, "cisco-guid"),
+            destination=req.getRURI().username or "",
+            signaling_peer=self._peer(req),
+            local_port=port,
+            session_expires_s=session_expires,
+            media=offer,
+            at_us=_now_us(),
         )
+        self.submit(DialogAccepted(opened, sock))
         t.cancel_cb = partial(self._cancelled, dialog)
         t.noack_cb = partial(self._never_acked, dialog)
         # With an offer in the INVITE the ACK carries nothing new; a delayed offer's ACK answers.

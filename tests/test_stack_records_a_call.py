@@ -23,10 +23,11 @@ import pytest
 from minio import Minio
 
 from callrec.avro.events import CallStatus
+from callrec.emulator.audio import G711A_PCAP, pcap_rtp_payloads
 from callrec.infra.procs import free_port
 from tests.conftest import cache_dir
 from tests.exporter.harness import wait_until
-from tests.producers.harness import G711A_PCAP, leg_keys, pcap_rtp_payloads, run_sipp
+from tests.producers.harness import leg_keys, run_sipp
 from tests.sinks.factory import alaw_to_pcm
 from tests.sinks.harness import archived, wav_channels
 
@@ -142,6 +143,6 @@ async def run_both(stack: Stack, refci: str, cluster: str) -> tuple[tuple[int, s
     import asyncio
 
     return tuple(await asyncio.gather(
-        run_sipp("cucm_leg.xml", stack, leg_keys("x-nearend", refci, cluster), 7600),  # type: ignore[arg-type]
-        run_sipp("cucm_leg.xml", stack, leg_keys("x-farend", refci, cluster), 7600),  # type: ignore[arg-type]
+        run_sipp("pcap_leg.xml", stack, leg_keys("x-nearend", refci, cluster), 7600),  # type: ignore[arg-type]
+        run_sipp("pcap_leg.xml", stack, leg_keys("x-farend", refci, cluster), 7600),  # type: ignore[arg-type]
     ))

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
-import fastavro
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -14,16 +12,7 @@ from callrec.avro import codec
 from callrec.avro.errors import UndecodableEvent
 from callrec.avro.events import EVENT_TYPES, Event, LegEnded, LegEndReason
 from tests.avro.strategies import datum
-
-SCHEMAS = {
-    model: codec.load_schema(codec.SCHEMA_DIR / f"{model.__name__}.avsc") for model in EVENT_TYPES
-}
-
-
-def write_with_schema(schema: dict[str, Any], record: dict[str, Any]) -> bytes:
-    out = io.BytesIO()
-    fastavro.schemaless_writer(out, fastavro.parse_schema(schema, named_schemas={}), record)
-    return codec.MARKER + codec.schema_fingerprint(schema) + out.getvalue()
+from tests.avro.writer import SCHEMAS, write_with_schema
 
 
 @pytest.mark.parametrize("model", EVENT_TYPES, ids=lambda m: m.__name__)

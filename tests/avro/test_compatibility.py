@@ -6,6 +6,7 @@ import io
 import json
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,44 +23,111 @@ REPO = Path(__file__).resolve().parents[2]
 SCHEMA_FILES = sorted(codec.SCHEMA_DIR.glob("*.avsc"))
 
 
-def git(*args: str) -> str | None:
-    result = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=False)
+def git(*args: str, repo: Path = REPO) -> str | None:
+    result = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=False)
     return result.stdout if result.returncode == 0 else None
 
 
-def last_committed_version(path: Path) -> dict[str, Any] | None:
+def last_committed_version(path: Path, repo: Path = REPO) -> dict[str, Any] | None:
     """The schema as last committed, or (when the tree equals HEAD) as before its last change."""
-    rel = path.relative_to(REPO).as_posix()
-    at_head = git("show", f"HEAD:{rel}")
+    rel = path.relative_to(repo).as_posix()
+    at_head = git("show", f"HEAD:{rel}", repo=repo)
     if at_head is not None and json.loads(at_head) != json.loads(path.read_text()):
         return dict(json.loads(at_head))
-    last_change = (git("log", "-n", "1", "--format=%H", "HEAD", "--", rel) or "").strip()
-    before = git("show", f"{last_change}^:{rel}") if last_change else None
+    last_change = (git("log", "-n", "1", "--format=%H", "HEAD", "--", rel, repo=repo) or "").strip()
+    before = git("show", f"{last_change}^:{rel}", repo=repo) if last_change else None
     return dict(json.loads(before)) if before else None
 
 
-@pytest.mark.skipif(shutil.which("git") is None or git("rev-parse", "HEAD") is None,
-                    reason="needs a git checkout with history")
+needs_git = pytest.mark.skipif(shutil.which("git") is None or git("rev-parse", "HEAD") is None,
+                               reason="needs a git checkout with history")
+
+
+@needs_git
 @pytest.mark.parametrize("path", SCHEMA_FILES, ids=lambda p: p.stem)
 def test_current_schema_reads_what_the_last_committed_one_wrote(path: Path) -> None:
     old = last_committed_version(path)
     if old is None:
-        return  # a new event type: nothing was ever written with an older schema
+        pytest.skip("no earlier version in git: nothing was written with an older schema")
     assert incompatibilities(old, codec.load_schema(path)) == []
 
 
-@pytest.mark.parametrize("path", SCHEMA_FILES, ids=lambda p: p.stem)
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+@pytest.mark.parametrize(
+    ("change", "breaks"),
+    [({"name": "b", "type": "string"}, True),
+     ({"name": "b", "type": ["null", "string"], "default": None}, False)],
+)  # fmt: skip
+def test_the_last_committed_version_is_found_and_a_breaking_change_caught(
+    tmp_path: Path, change: dict[str, Any], breaks: bool
+) -> None:
+    # given a repository where a schema was committed, then changed
+    schema = tmp_path / "E.avsc"
+    for args in (["init", "-q"], ["config", "user.email", "t@t"], ["config", "user.name", "t"]):
+        git(*args, repo=tmp_path)
+    schema.write_text(json.dumps(RECORD))
+    git("add", "E.avsc", repo=tmp_path)
+    git("commit", "-q", "-m", "v1", repo=tmp_path)
+    changed = with_fields(change)
+    schema.write_text(json.dumps(changed))
+    for committed in (False, True):  # first in the work tree only, then committed
+        if committed:
+            git("commit", "-q", "-am", "v2", repo=tmp_path)
+        # when the version before it is looked up, then it is v1, and the change judged
+        old = last_committed_version(schema, repo=tmp_path)
+        assert old == RECORD
+        assert bool(incompatibilities(old, changed)) is breaks
+
+
+def older_shape(schema: dict[str, Any]) -> dict[str, Any] | None:
+    """The schema as it was before its optional fields (those with a default) were added."""
+    fields = [f for f in schema["fields"] if "default" not in f]
+    return None if len(fields) == len(schema["fields"]) else {**schema, "fields": fields}
+
+
+def older_versions() -> list[tuple[str, dict[str, Any]]]:
+    """Every writer version current code must read: those kept in avro/history, and a version
+    built here for each schema that has optional fields (history/ may be empty)."""
+    kept = [(p.stem.split(".")[0], codec.load_schema(p))
+            for p in sorted(codec.HISTORY_DIR.glob("*.avsc"))]  # fmt: skip
+    built = [(p.stem, old) for p in SCHEMA_FILES
+             if (old := older_shape(codec.load_schema(p))) is not None]  # fmt: skip
+    return kept + built
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The decoder, knowing the versions of `older_versions` as avro/history would hold them."""
+    directory = tmp_path_factory.mktemp("history")
+    for n, (name, schema) in enumerate(older_versions()):
+        (directory / f"{name}.{n}.avsc").write_text(json.dumps(schema))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(codec, "HISTORY_DIR", directory)
+        codec._registry.cache_clear()
+        yield
+    codec._registry.cache_clear()
+
+
+@pytest.mark.parametrize(("name", "old"), older_versions(),
+                         ids=[f"{n}-{i}" for i, (n, _) in enumerate(older_versions())])
 @settings(max_examples=10, deadline=None)
 @given(data=st.data())
-def test_history_schemas_resolve_into_current_models(path: Path, data: st.DataObject) -> None:
-    # Each retained old version (avro/history/<Type>.<n>.avsc) must still decode to a model.
-    for old_path in sorted(codec.HISTORY_DIR.glob(f"{path.stem}.*.avsc")):
-        old = codec.load_schema(old_path)
-        body = io.BytesIO()
-        fastavro.schemaless_writer(body, fastavro.parse_schema(old, named_schemas={}),
-                                   data.draw(datum(old)))
-        encoded = codec.MARKER + codec.schema_fingerprint(old) + body.getvalue()
-        assert type(codec.decode(encoded)).__name__ == path.stem
+def test_older_versions_resolve_into_current_models(
+    history: None, name: str, old: dict[str, Any], data: st.DataObject
+) -> None:
+    # given bytes an older writer produced (its own fingerprint)
+    body = io.BytesIO()
+    fastavro.schemaless_writer(body, fastavro.parse_schema(old, named_schemas={}),
+                               data.draw(datum(old)))  # fmt: skip
+    encoded = codec.MARKER + codec.schema_fingerprint(old) + body.getvalue()
+    # when decoded by today's code, then it is today's model, the missing fields at their default
+    event = codec.decode(encoded)
+    assert type(event).__name__ == name
+    current = codec.load_schema(codec.SCHEMA_DIR / f"{name}.avsc")
+    have = {f["name"] for f in old["fields"]}
+    for field in current["fields"]:
+        if field["name"] not in have:
+            assert getattr(event, field["name"]) == field["default"], field["name"]
 
 
 RECORD = {"type": "record", "name": "E", "fields": [{"name": "a", "type": "int"}]}

@@ -7,6 +7,7 @@ LegStarted comes from the recorder the report says answered it.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import signal
@@ -20,7 +21,8 @@ from typing import Any, Literal
 
 import pytest
 
-from callrec.avro.events import LegStarted
+from callrec.avro.events import AudioChunk, Leg, LegEnded, LegEndReason, LegStarted
+from callrec.emulator.audio import PACKET_BYTES, loop_payload, looped
 from callrec.emulator.cucm import Cucm
 from callrec.emulator.model import AttemptResult, CallReport, Destination
 from callrec.emulator.routing import Distribution
@@ -59,10 +61,8 @@ def recorders(
 
 @pytest.fixture
 async def tap(kafka: KafkaBroker) -> AsyncIterator[EventTap]:
-    tap = EventTap(kafka.bootstrap)
-    await tap.start()
-    yield tap
-    await tap.stop()
+    async with EventTap(kafka.bootstrap) as tap:
+        yield tap
 
 
 def destinations(recorders: dict[str, RecorderProcess]) -> list[Destination]:
@@ -116,6 +116,34 @@ async def test_circular_routes_each_invite_on_its_own(
     assert leg_recorders(calls) == ["A", "B"] * 3  # near-end, far-end, call after call
     assert all(call.recorders == {"A", "B"} for call in calls)  # each call split across both
     await assert_recorded_where_reported(tap, recorders, calls)
+
+
+async def test_a_call_longer_than_the_pcap_streams_audio_for_its_whole_life(
+    recorders: dict[str, RecorderProcess], tap: EventTap
+) -> None:
+    seconds = 13.0  # the pcap is 7.08 s: played once, the last 6 s would be silent
+    async with Cucm(destinations(recorders), Distribution.TOP_DOWN, FAST) as cucm:
+        [call] = await cucm.place_calls(1, seconds)
+    assert call.recorders == {"A"}, call
+    key = call.call_key
+    await tap.until(lambda evs: sum(isinstance(e, LegEnded) and e.call_key == key
+                                    for e in evs) == 2)  # fmt: skip
+    events = tap.of(key)
+    for leg in (Leg.NEAR_END, Leg.FAR_END):
+        [end] = [e for e in events if isinstance(e, LegEnded) and e.leg is leg]
+        assert end.reason is LegEndReason.BYE and end.packets_lost == 0, end
+        chunks = sorted((e for e in events if isinstance(e, AudioChunk) and e.leg is leg),
+                        key=lambda c: c.chunk_seq)  # fmt: skip
+        packets = [p for c in chunks for p in c.packets]
+        # One running stream: consecutive sequence numbers, 20 ms of timestamp apart ...
+        assert all((b.rtp_seq - a.rtp_seq) % 65536 == 1 and b.rtp_timestamp - a.rtp_timestamp
+                   == PACKET_BYTES for a, b in itertools.pairwise(packets)), leg
+        # ... from answer to BYE, which is the call's length less the INVITE's round trip ...
+        audio_s = (packets[-1].arrival_time_us - packets[0].arrival_time_us) / 1e6
+        assert seconds - 1.0 < audio_s < seconds + 0.5, audio_s  # give or take the jitter
+        # ... and the pcap's A-law audio looped, byte for byte.
+        payload = b"".join(p.payload for p in packets)
+        assert len(payload) > len(loop_payload()) and payload == looped(len(payload))
 
 
 @pytest.mark.slow

@@ -15,12 +15,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aiokafka.partitioner import murmur2
+
 from callrec.avro.events import CallRecord, CallStatus, RecordingArchived
 from callrec.emulator.model import CallReport, Destination
 from callrec.emulator.service import PingTiming
 from callrec.infra.kafka import KafkaBroker
 from callrec.infra.procs import ManagedProcess, free_port
 from callrec.infra.s3 import S3Server
+from tests.conftest import TEST_PARTITIONS
 from tests.producers.harness import RecorderProcess
 from tests.sinks.harness import archived, mixer_env
 from tests.streams.harness import Reader, StreamsWorker
@@ -92,6 +95,26 @@ class Site:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(5)
 
+    def mixer_partitions(self, index: int) -> list[int]:
+        """The rec.calls.v1 partitions a mixer reports it holds (its health file)."""
+        try:
+            health = json.loads((self.run_dir / f"mixer-{index + 1}" / "health.json").read_text())
+        except (OSError, ValueError):
+            return []
+        partitions: list[int] = health.get("partitions", [])
+        return partitions
+
+    def wait_mixers_share_partitions(self, within_s: float = 60.0) -> None:
+        """Until each running mixer holds some partitions and together they hold them all once."""
+        deadline = time.monotonic() + within_s
+        while True:
+            held = [self.mixer_partitions(i) for i, m in enumerate(self.mixers) if m.pid()]
+            flat = sorted(p for partitions in held for p in partitions)
+            if all(held) and flat == list(range(TEST_PARTITIONS)):
+                return
+            assert time.monotonic() < deadline, f"mixers hold {held}"
+            time.sleep(0.2)
+
     def destinations(self) -> list[Destination]:
         """The route group CUCM dials: A first (Top Down's active recorder), then B."""
         return [Destination(name=name, host=r.extra_env["CALLREC_RECORDER_SIP_HOST"],
@@ -154,6 +177,11 @@ async def calls_placed_since(reader: Reader, before: set[str], cluster: str, cou
         assert time.monotonic() < deadline, f"only {len(keys)} of {count} calls in the event log"
         await reader.poll()
     return keys
+
+
+def partition_of(call_key: str) -> int:
+    """The partition of a call's events: Kafka's default partitioner (murmur2 of the key)."""
+    return (murmur2(call_key.encode()) & 0x7FFFFFFF) % TEST_PARTITIONS
 
 
 def report(scenario: str, detection_s: float | None, result: Outcome, path: Path) -> None:

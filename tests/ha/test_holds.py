@@ -31,21 +31,20 @@ from callrec.avro.events import (
     RecordingArchived,
 )
 from callrec.avro.topics import AUDIO, RECORDINGS
+from callrec.emulator.audio import looped
 from callrec.emulator.cucm import Cucm
 from callrec.emulator.routing import Distribution
 from callrec.infra.kafka import KafkaBroker
 from callrec.infra.s3 import S3Server
 from tests.ha.harness import PINGS, Site, calls_placed_since, running_site
-from tests.producers.harness import G711A_PCAP, pcap_rtp_payloads
 from tests.sinks.factory import alaw_to_pcm, chunked, payload_pcm, rtp_stream
 from tests.sinks.harness import publish, wait_for_events, wav_channels
 from tests.streams.factory import SECOND, Call, new_call_key
 from tests.streams.harness import Reader
 
 pytestmark = pytest.mark.slow
-SEGMENT_S = 7.6  # the pcap's 7.08 s of audio, then BYE
+SEGMENT_S = 5.0  # each leg streams the emulator's looped payload from its ACK to its BYE
 WINDOW_S = 5.0
-PCAP_PCM = alaw_to_pcm(b"".join(pcap_rtp_payloads(G711A_PCAP)))
 RATE = 8000
 
 
@@ -119,16 +118,17 @@ def read_wav(site: Site, minio: Minio, recording: RecordingArchived) -> np.ndarr
 
 def assert_segments_in_order(pcm: np.ndarray, recording: RecordingArchived, hold_s: float
                              ) -> None:
-    """Each channel: the pcap's audio, the hold as silence listed as HOLD, the pcap's audio."""
+    """Each channel: what each segment's legs streamed (the looped payload, from its start, for
+    the segment's length), the hold between them as silence listed as HOLD."""
     for channel, leg in ((0, "NEAR_END"), (1, "FAR_END")):
         blocks = audio_blocks(pcm[:, channel])
         assert len(blocks) == 2, (leg, blocks)
         for start, end in blocks:
-            np.testing.assert_array_equal(pcm[start:end, channel], PCAP_PCM)
+            assert abs((end - start) / RATE - SEGMENT_S) < 1.0, (leg, blocks)
+            np.testing.assert_array_equal(pcm[start:end, channel],
+                                          alaw_to_pcm(looped(end - start)))
         silence_s = (blocks[1][0] - blocks[0][1]) / RATE
-        # The hold as sent: the pause between the segments' INVITE pairs, plus the time each
-        # segment's BYE came after its last packet (SEGMENT_S - the pcap's length).
-        assert abs(silence_s - (hold_s + SEGMENT_S - len(PCAP_PCM) / RATE)) < 1.0, silence_s
+        assert abs(silence_s - hold_s) < 1.0, silence_s  # the pause between the INVITE pairs
         holds = [g for g in recording.gaps if g.cause == GapCause.HOLD and g.leg == leg]
         assert len(holds) == 1 and abs(holds[0].duration_ms / 1000 - silence_s) < 0.05, holds
 

@@ -20,7 +20,7 @@ from callrec.eventlog import EventLogUnavailable, EventPublisher, read_events
 from callrec.infra.kafka import KafkaBroker
 from callrec.infra.procs import free_port
 from tests.avro.strategies import datum
-from tests.avro.test_codec import SCHEMAS, write_with_schema
+from tests.avro.writer import SCHEMAS, write_with_schema
 
 
 def samples() -> list[Event]:

@@ -12,7 +12,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,13 +21,12 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from callrec.avro import codec
 from callrec.avro.events import AudioChunk, Event
-from callrec.emulator.calls import CUCM_LEG_SCENARIO
+from callrec.emulator.audio import G711A_PCAP
 from callrec.infra.procs import free_port
 from tests.conftest import TEST_PARTITIONS
 
 SIPP_DIR = Path(__file__).parent / "sipp"
-"""The test-only scenarios; the plain CUCM leg is the emulator's own (CUCM_LEG_SCENARIO)."""
-G711A_PCAP = Path("/usr/share/sip-tester/g711a.pcap")
+"""The test-only scenarios (pcap_leg.xml: the emulator's CUCM leg playing a given pcap once)."""
 DTMF_PCAP = Path("/usr/share/sip-tester/dtmf_2833_1.pcap")
 TOPICS = ("rec.lifecycle.v1", "rec.audio.v1", "rec.recorders.v1")
 
@@ -114,7 +114,7 @@ async def run_sipp(
     """Play one dialog with sipp; returns its exit code and its error log."""
     sip_port, media_port = free_port(local_ip), free_port(local_ip)
     err = recorder.data_dir.parent / f"sipp-{uuid.uuid4().hex[:8]}.err"
-    path = CUCM_LEG_SCENARIO if scenario == CUCM_LEG_SCENARIO.name else SIPP_DIR / scenario
+    path = SIPP_DIR / scenario
     argv = [
         "sipp", "-sf", str(path), "-m", "1", "-l", "1",
         "-i", local_ip, "-p", str(sip_port), "-mi", local_ip, "-mp", str(media_port),
@@ -150,6 +150,18 @@ def leg_keys(leg: str, refci: str, cluster: str, **extra: str) -> dict[str, str]
     }
 
 
+@contextmanager
+def running_recorder(data_dir: Path, bootstrap: str, **extra_env: str) -> Iterator[RecorderProcess]:
+    """A recorder process for the block: started, healthy, then stopped cleanly (exit 0)."""
+    proc = RecorderProcess(data_dir=data_dir, bootstrap=bootstrap, extra_env=extra_env)
+    proc.start()
+    try:
+        proc.wait_healthy()
+        yield proc
+    finally:
+        assert proc.stop() == 0, proc.log_tail()
+
+
 class EventTap:
     """Reads the contract topics from their current end; keeps events of the given call keys."""
 
@@ -169,6 +181,13 @@ class EventTap:
 
     async def stop(self) -> None:
         await self.consumer.stop()
+
+    async def __aenter__(self) -> EventTap:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
 
     async def until(
         self, done: Callable[[list[Event]], bool], limit_s: float = 30.0
@@ -193,21 +212,6 @@ def summary(events: list[Event]) -> list[str]:
         for e in events
         if not isinstance(e, AudioChunk) and type(e).__name__ != "RecorderHeartbeat"
     ]
-
-
-def pcap_rtp_payloads(path: Path) -> list[bytes]:
-    """RTP payloads of an Ethernet/IPv4/UDP pcap, in file order."""
-    data = path.read_bytes()
-    pos, payloads = 24, []
-    while pos + 16 <= len(data):
-        incl = struct.unpack_from("<I", data, pos + 8)[0]
-        frame = data[pos + 16 : pos + 16 + incl]
-        pos += 16 + incl
-        ip = frame[14:]
-        udp = ip[(ip[0] & 0x0F) * 4 :]
-        rtp = udp[8:]
-        payloads.append(rtp[12 + 4 * (rtp[0] & 0x0F) :])
-    return payloads
 
 
 def write_rtp_pcap(path: Path, payloads: list[bytes], ptime_ms: int = 20, pt: int = 8) -> Path:

@@ -1,5 +1,3 @@
-import socket
-from collections.abc import Iterator
 
 import pytest
 
@@ -31,17 +29,14 @@ def sdp(direction: str = "sendonly", pts: str = "8 101", addr: str = "10.0.0.9")
 
 
 @pytest.fixture
-def leg() -> Iterator[LegState]:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        opened = DialogOpened(
-            "r1:c1", call_metadata(FROM, "d"), "c1", "9", "t", "1-2-3-4", "7878",
-            "127.0.0.1:5060", 20000, sock, 1800, None, 1_000_000,
-        )  # fmt: skip
-        state = open_leg(opened, RecorderIdentity("r1", "inc"))
-        state, _ = negotiate(
-            state, MediaNegotiated("r1:c1", "INVITE", parse_sdp(sdp()), None, {}, 2)
-        )
-        yield state
+def leg() -> LegState:
+    opened = DialogOpened(
+        "r1:c1", call_metadata(FROM, "d"), "c1", "9", "t", "1-2-3-4", "7878",
+        "127.0.0.1:5060", 20000, 1800, None, 1_000_000,
+    )  # fmt: skip
+    state = open_leg(opened, RecorderIdentity("r1", "inc"))
+    state, _ = negotiate(state, MediaNegotiated("r1:c1", "INVITE", parse_sdp(sdp()), None, {}, 2))
+    return state
 
 
 def test_the_ack_answer_starts_the_leg(leg: LegState) -> None:

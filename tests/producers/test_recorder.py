@@ -20,16 +20,16 @@ from callrec.avro.events import (
     LegUpdated,
     RecorderHeartbeat,
 )
+from callrec.emulator.audio import G711A_PCAP, pcap_rtp_payloads
 from callrec.infra.kafka import KafkaBroker
 from tests.producers.harness import (
     DTMF_PCAP,
-    G711A_PCAP,
     EventTap,
     RecorderProcess,
     leg_keys,
     options_request,
-    pcap_rtp_payloads,
     run_sipp,
+    running_recorder,
     send_udp,
 )
 
@@ -38,26 +38,19 @@ from tests.producers.harness import (
 def recorder(
     kafka: KafkaBroker, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RecorderProcess]:
-    base = tmp_path_factory.mktemp("recorder")
-    proc = RecorderProcess(
-        data_dir=base / "data",
-        bootstrap=kafka.bootstrap,
-        extra_env={"CALLREC_RECORDER_ANSWER_DELAY_MS": "150", "CALLREC_RECORDER_MIN_SE_S": "1"},
-    )
-    proc.start()
-    try:
-        proc.wait_healthy()
+    with running_recorder(
+        tmp_path_factory.mktemp("recorder") / "data",
+        kafka.bootstrap,
+        CALLREC_RECORDER_ANSWER_DELAY_MS="150",
+        CALLREC_RECORDER_MIN_SE_S="1",
+    ) as proc:
         yield proc
-    finally:
-        assert proc.stop() == 0, proc.log_tail()
 
 
 @pytest.fixture
 async def tap(kafka: KafkaBroker) -> AsyncIterator[EventTap]:
-    tap = EventTap(kafka.bootstrap)
-    await tap.start()
-    yield tap
-    await tap.stop()
+    async with EventTap(kafka.bootstrap) as tap:
+        yield tap
 
 
 def new_call() -> tuple[str, str]:
@@ -82,14 +75,14 @@ async def test_two_leg_call_records_every_payload_byte(
     key = f"{cluster}:{refci}"
     near, far = await asyncio.gather(
         run_sipp(
-            "cucm_leg.xml",
+            "pcap_leg.xml",
             recorder,
             leg_keys("x-nearend", refci, cluster),
             8000,
             transport=transport,
         ),
         run_sipp(
-            "cucm_leg.xml",
+            "pcap_leg.xml",
             recorder,
             leg_keys("x-farend", refci, cluster),
             8000,
@@ -126,7 +119,7 @@ async def test_two_leg_call_records_every_payload_byte(
 async def test_telephone_events_are_kept_as_such(recorder: RecorderProcess, tap: EventTap) -> None:
     cluster, refci = new_call()
     keys = leg_keys("x-nearend", refci, cluster, pcap=str(DTMF_PCAP))
-    rc, err = await run_sipp("cucm_leg.xml", recorder, keys, 1000)
+    rc, err = await run_sipp("pcap_leg.xml", recorder, keys, 1000)
     assert rc == 0, err
     await tap.until(ended(f"{cluster}:{refci}"))
     chunks = audio_of(tap.of(f"{cluster}:{refci}"), Leg.NEAR_END)
@@ -142,7 +135,7 @@ async def test_codec_mismatch_ends_the_leg_with_cause_47(
 ) -> None:
     cluster, refci = new_call()
     keys = leg_keys("x-nearend", refci, cluster, codecs="3", cause="47")
-    rc, err = await run_sipp("cucm_leg.xml", recorder, keys, 0)
+    rc, err = await run_sipp("pcap_leg.xml", recorder, keys, 0)
     assert rc == 0, err
     events = await tap.until(ended(f"{cluster}:{refci}"))
     [end] = [e for e in events if isinstance(e, LegEnded) and e.call_key == f"{cluster}:{refci}"]
@@ -172,9 +165,9 @@ async def test_bye_on_one_leg_leaves_the_other_recording(
     cluster, refci = new_call()
     key = f"{cluster}:{refci}"
     far = asyncio.create_task(
-        run_sipp("cucm_leg.xml", recorder, leg_keys("x-farend", refci, cluster), 4000)
+        run_sipp("pcap_leg.xml", recorder, leg_keys("x-farend", refci, cluster), 4000)
     )
-    rc, err = await run_sipp("cucm_leg.xml", recorder, leg_keys("x-nearend", refci, cluster), 500)
+    rc, err = await run_sipp("pcap_leg.xml", recorder, leg_keys("x-nearend", refci, cluster), 500)
     assert rc == 0, err
     await tap.until(ended(key, 1))
     far_id = next(
@@ -198,12 +191,19 @@ async def test_cancel_before_answer_records_nothing(
     recorder: RecorderProcess, tap: EventTap
 ) -> None:
     cluster, refci = new_call()
+    key = f"{cluster}:{refci}"
     rc, err = await run_sipp("cancel.xml", recorder, leg_keys("x-nearend", refci, cluster))
     assert rc == 0, err
     recorder.wait_for(lambda s: s.get("active_legs") == 0, 5)
-    await asyncio.sleep(1)
-    await tap.until(lambda evs: True)
-    assert tap.of(f"{cluster}:{refci}") == []
+    # A barrier: the call's far end, answered, lands on the same partition (same call key)
+    # after anything the cancelled near end could have produced; once it has ended, all is read.
+    rc, err = await run_sipp("pcap_leg.xml", recorder, leg_keys("x-farend", refci, cluster), 0)
+    assert rc == 0, err
+    await tap.until(lambda evs: any(isinstance(e, LegEnded) and e.call_key == key
+                                    and e.leg is Leg.FAR_END for e in evs))  # fmt: skip
+    lifecycle = [(type(e).__name__, getattr(e, "leg", None)) for e in tap.of(key)
+                 if not isinstance(e, AudioChunk)]  # fmt: skip
+    assert lifecycle == [("LegStarted", Leg.FAR_END), ("LegEnded", Leg.FAR_END)]
 
 
 def test_sip_over_tcp_and_a_stream_that_cannot_be_framed(recorder: RecorderProcess) -> None:
@@ -254,11 +254,11 @@ async def test_kafka_restart_mid_call_loses_and_duplicates_nothing(
     cluster, refci = new_call()
     key = f"{cluster}:{refci}"
     legs = asyncio.gather(
-        run_sipp("cucm_leg.xml", recorder, leg_keys("x-nearend", refci, cluster), 9000),
-        run_sipp("cucm_leg.xml", recorder, leg_keys("x-farend", refci, cluster), 9000),
+        run_sipp("pcap_leg.xml", recorder, leg_keys("x-nearend", refci, cluster), 9000),
+        run_sipp("pcap_leg.xml", recorder, leg_keys("x-farend", refci, cluster), 9000),
     )
-    await asyncio.sleep(1.5)
-    await asyncio.to_thread(kafka.stop)
+    await asyncio.to_thread(recorder.wait_for, lambda s: s.get("active_legs") == 2, 10)
+    await asyncio.to_thread(kafka.stop)  # mid-call: both legs answered
     await asyncio.to_thread(recorder.wait_for, lambda s: s.get("health") == "UNAVAILABLE", 10)
     await asyncio.to_thread(kafka.start)
     near, far = await legs

@@ -7,12 +7,14 @@ import io
 import time
 import uuid
 import wave
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import numpy as np
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import RecordMetadata
+from minio import Minio
 
 from callrec.avro import codec
 from callrec.avro.events import DeadLetter, Event, RecordingArchived
@@ -20,6 +22,7 @@ from callrec.avro.topics import AUDIO, DEADLETTER, RECORDINGS
 from callrec.eventlog import EventPublisher
 from callrec.infra.kafka import KafkaBroker
 from callrec.infra.s3 import S3Server
+from callrec.sinks.service import serve
 from callrec.sinks.settings import MixerSettings
 
 
@@ -145,3 +148,19 @@ def wav_channels(data: bytes) -> tuple[int, np.ndarray]:
     with wave.open(io.BytesIO(data)) as w:
         frames = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
         return w.getframerate(), frames.reshape(-1, w.getnchannels())
+
+
+@asynccontextmanager
+async def running(settings: MixerSettings) -> AsyncIterator[None]:
+    """A mixer worker in this process for the block's length."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(serve(settings, stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 60)
+
+
+def versions(client: Minio, bucket: str, key: str) -> int:
+    return sum(1 for _ in client.list_objects(bucket, prefix=key, include_version=True))

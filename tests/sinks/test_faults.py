@@ -28,10 +28,11 @@ from tests.sinks.harness import (
     mixer_env,
     new_cluster,
     publish,
+    running,
     settings_from,
+    versions,
     wav_channels,
 )
-from tests.sinks.test_worker import running, versions
 
 pytestmark = pytest.mark.slow
 

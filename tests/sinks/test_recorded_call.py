@@ -18,20 +18,26 @@ import pytest
 from minio import Minio
 
 from callrec.avro.events import AudioChunk, GapCause, Leg, LegEnded, RecordingArchived
+from callrec.emulator.audio import G711A_PCAP, pcap_rtp_payloads
 from callrec.infra.kafka import KafkaBroker
 from callrec.infra.s3 import S3Server
 from tests.producers.harness import (
-    G711A_PCAP,
     EventTap,
     RecorderProcess,
     leg_keys,
-    pcap_rtp_payloads,
     run_sipp,
+    running_recorder,
     write_rtp_pcap,
 )
 from tests.sinks.factory import alaw_to_pcm, call_record, leg_summary
-from tests.sinks.harness import archived, mixer_env, publish, settings_from, wav_channels
-from tests.sinks.test_worker import running
+from tests.sinks.harness import (
+    archived,
+    mixer_env,
+    publish,
+    running,
+    settings_from,
+    wav_channels,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -40,14 +46,9 @@ pytestmark = pytest.mark.slow
 def recorder(
     kafka: KafkaBroker, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RecorderProcess]:
-    base = tmp_path_factory.mktemp("mixer-recorder")
-    proc = RecorderProcess(data_dir=base / "data", bootstrap=kafka.bootstrap)
-    proc.start()
-    try:
-        proc.wait_healthy()
+    data_dir = tmp_path_factory.mktemp("mixer-recorder") / "data"
+    with running_recorder(data_dir, kafka.bootstrap) as proc:
         yield proc
-    finally:
-        assert proc.stop() == 0, proc.log_tail()
 
 
 async def record_with_sipp(
@@ -65,7 +66,7 @@ async def record_with_sipp(
         async with running(settings):
             limit = duration_ms / 1000 + 30
             near, far, _ = await asyncio.gather(
-                *(run_sipp("cucm_leg.xml", recorder, leg_keys(leg, refci, cluster, pcap=str(pcap)),
+                *(run_sipp("pcap_leg.xml", recorder, leg_keys(leg, refci, cluster, pcap=str(pcap)),
                            duration_ms, limit_s=limit) for leg in ("x-nearend", "x-farend")),
                 meanwhile or asyncio.sleep(0),
             )  # fmt: skip

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import io
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,8 +15,6 @@ from callrec.avro.events import CallStatus, GapCause, Leg
 from callrec.avro.topics import AUDIO
 from callrec.infra.kafka import KafkaBroker
 from callrec.infra.s3 import S3Server
-from callrec.sinks.service import serve
-from callrec.sinks.settings import MixerSettings
 from tests.sinks.factory import (
     T0_US,
     call_record,
@@ -36,24 +31,11 @@ from tests.sinks.harness import (
     new_cluster,
     publish,
     publish_raw,
+    running,
     settings_from,
+    versions,
     wav_channels,
 )
-
-
-@asynccontextmanager
-async def running(settings: MixerSettings) -> AsyncIterator[None]:
-    stop = asyncio.Event()
-    task = asyncio.create_task(serve(settings, stop))
-    try:
-        yield
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 60)
-
-
-def versions(client: Minio, bucket: str, key: str) -> int:
-    return sum(1 for _ in client.list_objects(bucket, prefix=key, include_version=True))
 
 
 async def test_a_completed_call_becomes_a_stereo_wav_of_its_two_legs(

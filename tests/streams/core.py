@@ -45,3 +45,18 @@ def semantic(record: CallRecord) -> dict[str, object]:
 
 def record(state: CallState) -> CallRecord:
     return to_record(state, "test-worker")
+
+
+def fold_positioned(events: list[tuple[Event, int]]) -> CallState:
+    state: CallState | None = None
+    for event, offset in events:
+        state, _ = apply(state, event, SourcePosition("rec.audio.v1", 1, offset))
+    assert state is not None
+    return state
+
+
+def live_view(now: int) -> RecordersView:
+    view = mark_ready(RecordersView())
+    for recorder in ("rec-a", "rec-b"):
+        view = observe(view, heartbeat(recorder, "inc-1", now))
+    return view

@@ -7,8 +7,8 @@ from hypothesis import given, settings
 
 from callrec.streams.state_codec import UnreadableState, decode_state, encode_state
 from callrec.streams.verdict import tick
-from tests.streams.core import RULES
-from tests.streams.test_properties import SEGMENT_US, fold_positioned, live_view, reordered
+from tests.streams.core import RULES, fold_positioned, live_view
+from tests.streams.strategies import SEGMENT_US, reordered
 
 
 @settings(max_examples=100, deadline=None)

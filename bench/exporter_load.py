@@ -36,8 +36,8 @@ from callrec.avro.events import AbnormalReason, Leg, MetricSample
 from callrec.avro.topics import ALL_TOPICS, AUDIO, METRICS
 from callrec.eventlog import EventPublisher
 from callrec.exporter.collector import SelfStats, StateCollector
+from callrec.exporter.loop import Exporter
 from callrec.exporter.reader import Read, route
-from callrec.exporter.service import Exporter
 from callrec.exporter.settings import ExporterSettings
 from callrec.exporter.state import ExporterState
 from callrec.infra.kafka import KafkaBroker, ensure_kafka_jars

@@ -17,12 +17,12 @@ from typing import Literal
 
 from callrec.emulator import routing
 from callrec.emulator.audio import write_loop
+from callrec.emulator.availability import DestinationState, Outcome, PingTiming, State, on_ping
 from callrec.emulator.calls import LegPlan, place_call
 from callrec.emulator.errors import BadDestination, NotInService
 from callrec.emulator.model import CallReport, Destination, ServiceChange
 from callrec.emulator.options import UdpPinger, options_request, transmit_tcp
 from callrec.emulator.ports import PortBook
-from callrec.emulator.service import DestinationState, Outcome, PingTiming, State, on_ping
 
 
 class Cucm:

@@ -11,8 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from callrec.emulator.availability import State
 from callrec.emulator.errors import BadDestination
-from callrec.emulator.service import State
 
 
 class Destination(BaseModel):

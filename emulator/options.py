@@ -11,8 +11,8 @@ import re
 import uuid
 from typing import cast
 
+from callrec.emulator.availability import ConnectFailed, NoResponse, Outcome, Response
 from callrec.emulator.model import Destination
-from callrec.emulator.service import ConnectFailed, NoResponse, Outcome, Response
 
 STATUS_LINE = re.compile(rb"^SIP/2\.0 (\d{3})")
 CALL_ID = re.compile(rb"^(?:Call-ID|i)\s*:\s*(\S+)", re.IGNORECASE | re.MULTILINE)

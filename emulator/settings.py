@@ -7,10 +7,10 @@ from typing import Literal
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from callrec.emulator.availability import PingTiming
 from callrec.emulator.cucm import Cucm
 from callrec.emulator.model import Destination, ServiceChange
 from callrec.emulator.routing import Distribution
-from callrec.emulator.service import PingTiming
 
 
 class EmulatorSettings(BaseSettings):

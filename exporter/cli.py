@@ -20,7 +20,7 @@ DASHBOARD = Path("infra/grafana/dashboards/callrec.json")
 @app.command()
 def serve() -> None:
     """Serve /metrics (all settings from CALLREC_* / CALLREC_EXPORTER_* variables)."""
-    from callrec.exporter.service import serve as serve_metrics
+    from callrec.exporter.loop import serve as serve_metrics
 
     settings = ExporterSettings()
     logging.basicConfig(stream=sys.stderr, level=settings.exporter_log_level.upper(),

@@ -2,7 +2,7 @@
 
 import sys
 
-from callrec.producers.app import run_recorder
+from callrec.producers.main import run_recorder
 from callrec.producers.settings import RecorderSettings
 
 if __name__ == "__main__":

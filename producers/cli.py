@@ -25,7 +25,7 @@ def run(
     drain_timeout_s: Annotated[float | None, typer.Option(help="Seconds to let calls end")] = None,
 ) -> None:
     """Run a recorder until SIGTERM, then drain."""
-    from callrec.producers.app import run_recorder
+    from callrec.producers.main import run_recorder
 
     flags: dict[str, Any] = {
         "id": id,

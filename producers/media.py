@@ -52,10 +52,6 @@ class PortPool:
         with self._lock:
             self._free.append(port)
 
-    @property
-    def free(self) -> int:
-        return len(self._free)
-
 
 def read_stamped(
     sock: socket.socket, on_datagram: Callable[[bytes, int], None], limit: int = READ_BATCH

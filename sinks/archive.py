@@ -21,11 +21,11 @@ from callrec.avro.topics import AUDIO
 from callrec.errors import RetriableError
 from callrec.eventlog import EventPublisher
 from callrec.sinks.calls import Archived
+from callrec.sinks.chunk_spool import Spooled
 from callrec.sinks.encode import recording_format
 from callrec.sinks.naming import archived_event, object_key, object_metadata
 from callrec.sinks.recording import MixedRecording, mix_call
 from callrec.sinks.settings import MixerSettings
-from callrec.sinks.spool import Spooled
 from callrec.sinks.store import RecordingStore, StoredObject
 
 log = logging.getLogger(__name__)

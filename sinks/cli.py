@@ -11,13 +11,13 @@ from typing import Annotated
 import typer
 
 from callrec.sinks.health import check_health
+from callrec.sinks.main import main, store_from
 from callrec.sinks.manifests import (
     ManifestWriter,
     load_public_key,
     public_key_path,
     verify_day,
 )
-from callrec.sinks.service import main, store_from
 from callrec.sinks.settings import HealthSettings, MixerSettings
 
 app = typer.Typer(help="The mixer and archiver (sinks/).", no_args_is_help=True)

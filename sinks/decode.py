@@ -15,7 +15,7 @@ import numpy as np
 
 from callrec.sinks.codecs import AudioCodec
 from callrec.sinks.render import Pcm
-from callrec.sinks.timeline import ChunkAudio, LegPlan
+from callrec.sinks.timeline import ChunkAudio, PlacedLeg
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class DecodeFailure:
 
 
 def decode_legs(
-    legs: Iterable[LegPlan],
+    legs: Iterable[PlacedLeg],
 ) -> tuple[dict[tuple[str, int], Pcm | None], list[DecodeFailure]]:
     """Samples per (leg_id, chunk_seq); a chunk that fails maps to None and is reported."""
     decoded: dict[tuple[str, int], Pcm | None] = {}

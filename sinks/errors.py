@@ -23,7 +23,7 @@ class StoreUnavailable(RetriableError):
     """The object store did not answer or refused for a reason that may pass."""
 
 
-class SpoolFull(RetriableError):
+class ChunkSpoolFull(RetriableError):
     """The local spool reached its disk budget; consumption waits until calls are archived."""
 
 

@@ -14,7 +14,7 @@ from callrec.avro.events import AudioChunk, CallRecord, CallStatus, Gap
 from callrec.sinks.decode import DecodeFailure, decode_legs
 from callrec.sinks.encode import RecordingFormat, encode
 from callrec.sinks.render import Rendered, render
-from callrec.sinks.timeline import LegPlan, plan_leg
+from callrec.sinks.timeline import PlacedLeg, plan_leg
 
 MAX_EMPTY_CALL_US = 4 * 3600 * 1_000_000
 """A call without any audio still gets a file of its length in silence, up to this long."""
@@ -36,7 +36,7 @@ class MixedRecording:
     """Runs placed after an earlier run of their leg instead of on their arrival (a metric)."""
 
 
-def plan_call(call: CallRecord, chunks: Iterable[AudioChunk]) -> list[LegPlan]:
+def plan_call(call: CallRecord, chunks: Iterable[AudioChunk]) -> list[PlacedLeg]:
     """Plan every leg that sent audio; the CallRecord says how many chunks each leg had."""
     by_leg: dict[str, list[AudioChunk]] = {}
     for chunk in chunks:

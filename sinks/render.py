@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from callrec.avro.events import Gap, GapCause, Leg
-from callrec.sinks.timeline import LegPlan, MediaRun
+from callrec.sinks.timeline import MediaRun, PlacedLeg
 
 DEFAULT_RATE = 8000
 SIDES = (Leg.NEAR_END, Leg.FAR_END)
@@ -48,14 +48,14 @@ class Rendered:
         return any(g.cause in LOSS_CAUSES for g in self.gaps)
 
 
-def output_rate(legs: Iterable[LegPlan]) -> int:
+def output_rate(legs: Iterable[PlacedLeg]) -> int:
     """The highest decoded rate among the legs, so a G.722 leg keeps its wideband audio."""
     rates = [r.codec.sample_rate for leg in legs for r in leg.runs if r.codec is not None]
     return max(rates, default=DEFAULT_RATE)
 
 
 def render(
-    legs: Sequence[LegPlan],
+    legs: Sequence[PlacedLeg],
     decoded: Mapping[tuple[str, int], Pcm | None],
     channels: int,
     empty_call_us: tuple[int, int],
@@ -104,7 +104,7 @@ class _Track:
 
     def add_leg(
         self,
-        leg: LegPlan,
+        leg: PlacedLeg,
         decoded: Mapping[tuple[str, int], Pcm | None],
         rate: int,
         start_us: int,

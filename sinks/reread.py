@@ -19,7 +19,7 @@ from callrec.avro.errors import ContractError
 from callrec.avro.events import AudioChunk
 from callrec.avro.topics import AUDIO
 from callrec.eventlog import kafka_errors, read_to_end, reader
-from callrec.sinks.spool import Spooled
+from callrec.sinks.chunk_spool import Spooled
 
 log = logging.getLogger(__name__)
 

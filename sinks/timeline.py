@@ -8,7 +8,7 @@ timestamp jump the sequence numbers do not explain and the arrival clock does no
 there does the arrival wall clock place audio: each run is anchored through its least-delayed
 packet, the best estimate of when its first sample was spoken (the two legs of a call are aligned
 the same way), and a run whose anchor would overlap the run before it follows that run instead,
-counted in ``LegPlan.shifted_runs``.
+counted in ``PlacedLeg.shifted_runs``.
 
 Nothing here decodes audio: a packet's length follows from its payload size and the codec.
 """
@@ -98,7 +98,7 @@ class MissingChunks:
 
 
 @dataclass(frozen=True)
-class LegPlan:
+class PlacedLeg:
     leg: Leg
     leg_id: str
     runs: tuple[MediaRun, ...]
@@ -135,7 +135,7 @@ def unwrap(previous: int | None, value: int, modulus: int) -> int:
 
 def plan_leg(
     chunks: Iterable[AudioChunk], last_chunk_seq: int | None = None
-) -> LegPlan | None:
+) -> PlacedLeg | None:
     """Place one leg's packets; ``last_chunk_seq`` (from the CallRecord) reveals lost tail."""
     by_seq = {c.chunk_seq: c for c in chunks}
     if not by_seq:
@@ -149,7 +149,7 @@ def plan_leg(
     lost = tuple(s for s in range(seen[0], seen[-1] + 1) if s not in by_seq)
     tail = max(0, (last_chunk_seq if last_chunk_seq is not None else seen[-1]) - seen[-1])
     missing = MissingChunks(seen[0], tail, _chunk_us(runs, len(seen)))
-    return LegPlan(first.leg, first.leg_id, runs, audio_chunks, missing, lost, shifted)
+    return PlacedLeg(first.leg, first.leg_id, runs, audio_chunks, missing, lost, shifted)
 
 
 def _extend(chunks: Sequence[AudioChunk]) -> list[_Packet]:

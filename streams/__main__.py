@@ -1,5 +1,5 @@
 """``python -m callrec.streams``: run a call-state worker configured from CALLREC_* variables."""
 
-from callrec.streams.worker import main
+from callrec.streams.main import main
 
 main()

@@ -15,7 +15,7 @@ app = typer.Typer(help="The call-state worker (streams/).", no_args_is_help=True
 @app.command()
 def worker() -> None:
     """Run a worker (all settings from CALLREC_* / CALLREC_STREAMS_* variables)."""
-    from callrec.streams.worker import run_worker
+    from callrec.streams.main import run_worker
 
     run_worker(StreamsSettings())
 

@@ -23,10 +23,10 @@ import pytest
 
 from callrec.avro.events import AudioChunk, Leg, LegEnded, LegEndReason, LegStarted
 from callrec.emulator.audio import PACKET_BYTES, loop_payload, looped
+from callrec.emulator.availability import PingTiming, State
 from callrec.emulator.cucm import Cucm
 from callrec.emulator.model import AttemptResult, CallReport, Destination
 from callrec.emulator.routing import Distribution
-from callrec.emulator.service import PingTiming, State
 from callrec.infra.kafka import KafkaBroker
 from callrec.infra.procs import free_port
 from tests.producers.harness import EventTap, RecorderProcess

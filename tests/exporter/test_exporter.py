@@ -14,7 +14,7 @@ from callrec.avro import codec
 from callrec.avro.events import DeadLetter, Event
 from callrec.avro.topics import DEADLETTER, METRICS
 from callrec.eventlog import EventPublisher
-from callrec.exporter.service import serve
+from callrec.exporter.loop import serve
 from callrec.exporter.settings import ExporterSettings
 from callrec.infra.kafka import KafkaBroker
 from callrec.infra.procs import free_port

@@ -11,8 +11,8 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from minio import Minio
 
+from callrec.exporter.loop import serve
 from callrec.exporter.manifests import day_start_s, last_signed_day, signature_key
-from callrec.exporter.service import serve
 from callrec.exporter.settings import ExporterSettings
 from callrec.infra.kafka import KafkaBroker
 from callrec.infra.procs import free_port

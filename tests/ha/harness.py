@@ -18,8 +18,8 @@ from pathlib import Path
 from aiokafka.partitioner import murmur2
 
 from callrec.avro.events import CallRecord, CallStatus, RecordingArchived
+from callrec.emulator.availability import PingTiming
 from callrec.emulator.model import CallReport, Destination
-from callrec.emulator.service import PingTiming
 from callrec.infra.kafka import KafkaBroker
 from callrec.infra.procs import ManagedProcess, free_port
 from callrec.infra.s3 import S3Server

@@ -22,7 +22,7 @@ from callrec.avro.topics import AUDIO, DEADLETTER, RECORDINGS
 from callrec.eventlog import EventPublisher
 from callrec.infra.kafka import KafkaBroker
 from callrec.infra.s3 import S3Server
-from callrec.sinks.service import serve
+from callrec.sinks.main import serve
 from callrec.sinks.settings import MixerSettings
 
 

@@ -8,15 +8,15 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from callrec.sinks.chunk_spool import ChunkSpool
 from callrec.sinks.cli import app
-from callrec.sinks.errors import SpoolFull
+from callrec.sinks.errors import ChunkSpoolFull
 from callrec.sinks.health import HealthReport, check_health
 from callrec.sinks.offsets import PartitionLedger
-from callrec.sinks.spool import Spool
 
 
 def test_spool_spills_to_disk_and_gives_everything_back_in_order(tmp_path: Path) -> None:
-    spool = Spool(tmp_path, memory_budget=250, disk_budget=10_000)
+    spool = ChunkSpool(tmp_path, memory_budget=250, disk_budget=10_000)
     for n in range(6):
         spool.add("A:1", n, bytes([n]) * 100, None)
     spool.add("B:2", 99, b"b" * 10, None)
@@ -29,9 +29,9 @@ def test_spool_spills_to_disk_and_gives_everything_back_in_order(tmp_path: Path)
 
 
 def test_a_full_spool_refuses_and_stays_as_it_was(tmp_path: Path) -> None:
-    spool = Spool(tmp_path, memory_budget=100, disk_budget=150)
+    spool = ChunkSpool(tmp_path, memory_budget=100, disk_budget=150)
     spool.add("A:1", 0, b"x" * 90, None)
-    with pytest.raises(SpoolFull) as caught:
+    with pytest.raises(ChunkSpoolFull) as caught:
         spool.add("A:1", 1, b"y" * 90, None)
     assert caught.value.retriable
     assert spool.values("A:1") == [(0, b"x" * 90, None)]

@@ -37,7 +37,7 @@ def outgoing_event(topic: str, event: Event, partition: int | None = None) -> Ou
                     ((EVENT_TYPE_HEADER, event.avro_name.encode()),))
 
 
-class Outbox:
+class SendQueue:
     """The processor's Emitter: collects sends; ``flush`` delivers them."""
 
     def __init__(self, changelog_topic: str, retry_s: float = 2.0) -> None:

@@ -11,8 +11,8 @@ import sys
 
 from callrec.avro.topics import TopicSpec
 from callrec.infra.topics import ensure_topics
-from callrec.streams.app import CallStateWorker
 from callrec.streams.changelog import changelog_spec
+from callrec.streams.loop import CallStateWorker
 from callrec.streams.settings import StreamsSettings
 
 TICK_RETENTION_MS = 10 * 60 * 1000

@@ -36,9 +36,9 @@ from callrec.avro.topics import AUDIO, LIFECYCLE
 from callrec.eventlog import EventLogError, kafka_errors, new_consumer, new_producer
 from callrec.health import write_health as write_record
 from callrec.streams.changelog import end_offsets, recover
-from callrec.streams.outbox import Outbox
 from callrec.streams.processor import CallProcessor, Incoming
 from callrec.streams.recorder_feed import RecorderBoard, follow_recorders
+from callrec.streams.send_queue import SendQueue
 from callrec.streams.settings import StreamsSettings
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ class CallStateWorker:
         self.settings = settings
         self.clock = clock
         self.board = RecorderBoard()
-        self.outbox = Outbox(settings.changelog_topic)
+        self.outbox = SendQueue(settings.changelog_topic)
         self.processor = CallProcessor(
             worker_id=settings.streams_worker_id,
             rules=settings.rules(),

@@ -16,7 +16,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from callrec.avro.events import AudioChunk
-from callrec.sinks.errors import SpoolFull
+from callrec.sinks.errors import ChunkSpoolFull
 
 log = logging.getLogger(__name__)
 RECORD_HEADER = struct.Struct(">qI")  # offset, value length
@@ -31,7 +31,7 @@ class _CallSpool:
     file_bytes: int = 0
 
 
-class Spool:
+class ChunkSpool:
     """Per-call lists of (offset, value); the biggest calls spill to disk past the memory budget."""
 
     def __init__(self, directory: Path, memory_budget: int, disk_budget: int) -> None:
@@ -53,7 +53,7 @@ class Spool:
         try:
             while self.memory_bytes > self.memory_budget:
                 self._spill()
-        except SpoolFull:  # leave the spool as it was: the caller will offer the value again
+        except ChunkSpoolFull:  # leave the spool as it was: the caller will offer the value again
             if call.memory and call.memory[-1][:2] == (offset, value):
                 call.memory.pop()
                 call.memory_bytes -= len(value)
@@ -85,15 +85,11 @@ class Spool:
         if call.file is not None:
             call.file.unlink(missing_ok=True)
 
-    @property
-    def disk_full(self) -> bool:
-        return self.disk_bytes >= self.disk_budget
-
     def _spill(self) -> None:
         key, call = max(self._calls.items(), key=lambda kv: kv[1].memory_bytes)
         size = call.memory_bytes + RECORD_HEADER.size * len(call.memory)
         if self.disk_bytes + size > self.disk_budget:
-            raise SpoolFull(
+            raise ChunkSpoolFull(
                 f"spool over budget: {self.memory_bytes} B in memory, {self.disk_bytes} B on disk"
             )
         if call.file is None:
@@ -106,7 +102,7 @@ class Spool:
                 f.flush()
                 os.fsync(f.fileno())
         except OSError as e:
-            raise SpoolFull(f"cannot write the spool file {call.file}: {e}") from e
+            raise ChunkSpoolFull(f"cannot write the spool file {call.file}: {e}") from e
         self.disk_bytes += size
         call.file_bytes += size
         self.memory_bytes -= call.memory_bytes

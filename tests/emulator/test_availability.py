@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from callrec.emulator.service import (
+from callrec.emulator.availability import (
     ConnectFailed,
     DestinationState,
     NoResponse,

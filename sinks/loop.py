@@ -28,12 +28,12 @@ from callrec.eventlog import EventLogError, EventPublisher, kafka_errors, new_co
 from callrec.sinks.archive import Archiver
 from callrec.sinks.archived import load_archived
 from callrec.sinks.calls import TERMINAL, Archived, Next, OpenCall, reopens
-from callrec.sinks.errors import SpoolFull
+from callrec.sinks.chunk_spool import ChunkSpool
+from callrec.sinks.errors import ChunkSpoolFull
 from callrec.sinks.health import HealthReport
 from callrec.sinks.offsets import PartitionLedger
 from callrec.sinks.reread import reread_audio
 from callrec.sinks.settings import MixerSettings
-from callrec.sinks.spool import Spool
 
 log = logging.getLogger(__name__)
 RETRY_FAILED_MIX_S = 30.0
@@ -46,7 +46,7 @@ class MixerWorker:
         self.settings = settings
         self.publisher = publisher
         self.archiver = archiver
-        self.spool = Spool(
+        self.spool = ChunkSpool(
             settings.mixer_spool_dir,
             settings.mixer_spool_memory_mb * 1024 * 1024,
             settings.mixer_spool_disk_mb * 1024 * 1024,
@@ -110,7 +110,7 @@ class MixerWorker:
                 continue
             try:
                 kept = self._take(tp, record.offset, record.value, event, ledger)
-            except SpoolFull as e:
+            except ChunkSpoolFull as e:
                 log.warning("%s; pausing %s at offset %d", e, tp, record.offset)
                 consumer.seek(tp, record.offset)
                 consumer.pause(tp)
@@ -238,7 +238,7 @@ class MixerWorker:
                         self.spool.add(call.key, offset, value, chunk)
                         call.chunks.add((chunk.leg_id, chunk.chunk_seq))
             call.reread_pending = False
-        except (RetriableError, SpoolFull) as e:
+        except (RetriableError, ChunkSpoolFull) as e:
             log.warning("re-reading %s failed (%s); trying again in %.0f s", call.key, e,
                         RETRY_FAILED_MIX_S)
             call.not_before = time.monotonic() + RETRY_FAILED_MIX_S

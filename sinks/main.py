@@ -13,10 +13,10 @@ import signal
 from callrec.eventlog import EventLogUnavailable, EventPublisher
 from callrec.sinks.archive import Archiver
 from callrec.sinks.errors import StoreUnavailable
+from callrec.sinks.loop import MixerWorker
 from callrec.sinks.manifests import ManifestWriter
 from callrec.sinks.settings import MixerSettings
 from callrec.sinks.store import RecordingStore, connect
-from callrec.sinks.worker import MixerWorker
 
 log = logging.getLogger(__name__)
 STARTUP_RETRY_S = 2.0

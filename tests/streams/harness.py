@@ -9,7 +9,7 @@ import json
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer
@@ -123,6 +123,19 @@ async def heartbeats(bootstrap: str, recorders: dict[str, str],
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await publisher.stop()
+
+
+@contextlib.contextmanager
+def running_worker(bootstrap: str, app_id: str, data_dir: Path, name: str
+                   ) -> Iterator[StreamsWorker]:
+    """A worker process that owns its partitions for the block, stopped by PID after it."""
+    proc = StreamsWorker(bootstrap, app_id, data_dir, name)
+    proc.start()
+    try:
+        proc.wait_assigned()
+        yield proc
+    finally:
+        proc.stop()
 
 
 class Reader:

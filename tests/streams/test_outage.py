@@ -12,19 +12,14 @@ import pytest
 from callrec.avro.events import CallStatus
 from callrec.infra.kafka import KafkaBroker
 from tests.streams.factory import Call, new_call_key
-from tests.streams.harness import Reader, StreamsWorker, heartbeats, publish
+from tests.streams.harness import Reader, StreamsWorker, heartbeats, publish, running_worker
 
 
 @pytest.fixture
 def worker(kafka: KafkaBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StreamsWorker]:
-    proc = StreamsWorker(kafka.bootstrap, f"streams-outage-{uuid.uuid4().hex[:8]}",
-                         tmp_path_factory.mktemp("outage"), "outage-worker")
-    proc.start()
-    try:
-        proc.wait_assigned()
+    with running_worker(kafka.bootstrap, f"streams-outage-{uuid.uuid4().hex[:8]}",
+                         tmp_path_factory.mktemp("outage"), "outage-worker") as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 @pytest.mark.slow

@@ -27,7 +27,14 @@ from callrec.streams.replay import replay_and_compare
 from callrec.streams.settings import StreamsSettings
 from tests.streams.core import fold, record, semantic
 from tests.streams.factory import Call, new_call_key
-from tests.streams.harness import FAST_RULES, Reader, StreamsWorker, heartbeats, publish
+from tests.streams.harness import (
+    FAST_RULES,
+    Reader,
+    StreamsWorker,
+    heartbeats,
+    publish,
+    running_worker,
+)
 
 CLUSTER = f"StreamsWorkerTest{uuid.uuid4().hex[:8]}"
 APP_ID = f"streams-test-{uuid.uuid4().hex[:8]}"
@@ -47,13 +54,9 @@ def terminal(record: CallRecord) -> bool:
 
 @pytest.fixture(scope="module")
 def worker(kafka: KafkaBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StreamsWorker]:
-    proc = StreamsWorker(kafka.bootstrap, APP_ID, tmp_path_factory.mktemp("streams"), "worker-1")
-    proc.start()
-    try:
-        proc.wait_assigned()
+    data_dir = tmp_path_factory.mktemp("streams")
+    with running_worker(kafka.bootstrap, APP_ID, data_dir, "worker-1") as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 async def test_each_verdict_end_to_end(kafka: KafkaBroker, worker: StreamsWorker) -> None:

@@ -16,7 +16,14 @@ from callrec.infra.kafka import KafkaBroker
 from callrec.streams.replay import replay_and_compare
 from callrec.streams.settings import StreamsSettings
 from tests.streams.factory import Call, new_call_key
-from tests.streams.harness import FAST_RULES, Reader, StreamsWorker, heartbeats, publish
+from tests.streams.harness import (
+    FAST_RULES,
+    Reader,
+    StreamsWorker,
+    heartbeats,
+    publish,
+    running_worker,
+)
 
 CLUSTER = f"StreamsReopen{uuid.uuid4().hex[:8]}"
 SIDES = (Leg.NEAR_END, Leg.FAR_END)
@@ -25,14 +32,9 @@ S = 1_000_000
 
 @pytest.fixture(scope="module")
 def worker(kafka: KafkaBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StreamsWorker]:
-    proc = StreamsWorker(kafka.bootstrap, f"reopen-{uuid.uuid4().hex[:8]}",
-                         tmp_path_factory.mktemp("streams"), "worker-reopen")
-    proc.start()
-    try:
-        proc.wait_assigned()
+    with running_worker(kafka.bootstrap, f"reopen-{uuid.uuid4().hex[:8]}",
+                         tmp_path_factory.mktemp("streams"), "worker-reopen") as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 def since(call: Call) -> int:

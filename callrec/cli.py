@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from callrec.api.cli import app as api_app
 from callrec.emulator.cli import app as cucm_app
 from callrec.errors import CallrecError
 from callrec.infra import stack
@@ -21,6 +22,7 @@ app.add_typer(recorder_app, name="recorder")
 app.add_typer(streams_app, name="streams")
 app.add_typer(mixer_app, name="mixer")
 app.add_typer(cucm_app, name="cucm")
+app.add_typer(api_app, name="api")
 
 
 def _print_status(statuses: list[stack.ServiceStatus]) -> bool:

@@ -18,7 +18,7 @@ const humanReason = (r) => r.replaceAll("_", " ").toLowerCase();
 
 let me = null, nextCursor = null, selectedKey = null, liveAbort = null;
 const live = new Map();
-const player = new Player({ audio: $("audio"), canvas: $("wave"), button: $("play"), icon: $("play-icon"), time: $("time") });
+const player = new Player({ audio: $("audio"), canvas: $("wave"), button: $("play"), icon: $("play-icon"), time: $("time"), speed: $("speed") });
 
 function toast(text) {
   const t = $("toast"); t.textContent = text; t.hidden = false;
@@ -186,6 +186,7 @@ function renderCall(call) {
     : [el("li", { class: "muted" }, rec ? "None: the recording is continuous." : "—")]));
 }
 
+const CHECKS = { object_sha256: "Recording hash", manifest_signature: "Daily manifest signature", manifest_entry: "Listed in the manifest" };
 $("verify").addEventListener("click", async () => {
   const box = $("verify-result");
   box.hidden = false; box.textContent = "Re-hashing the stored recording…";
@@ -193,7 +194,8 @@ $("verify").addEventListener("click", async () => {
     const result = await api(`/calls/${encodeURIComponent(selectedKey)}/verify`);
     const mark = (ok) => (ok === true ? el("span", { class: "ok" }, "✓") : ok === false ? el("span", { class: "bad" }, "✗") : el("span", { class: "wait" }, "…"));
     box.replaceChildren(el("strong", {}, result.ok ? "Integrity verified" : "Integrity check FAILED"),
-      ...result.checks.map((c) => el("div", { class: "check" }, mark(c.ok), el("span", {}, c.detail))));
+      ...result.checks.map((c) => el("div", { class: "check" }, mark(c.ok),
+        el("span", {}, el("strong", {}, CHECKS[c.name] || c.name), " — ", c.detail))));
   } catch (error) { box.textContent = error.message; }
 });
 

@@ -10,8 +10,13 @@ export function formatClock(seconds) {
 }
 
 export class Player {
-  constructor({ audio, canvas, button, icon, time }) {
-    Object.assign(this, { audio, canvas, button, icon, time });
+  constructor({ audio, canvas, button, icon, time, speed }) {
+    Object.assign(this, { audio, canvas, button, icon, time, speed });
+    speed.addEventListener("click", () => {
+      const rates = [1, 1.5, 2, 4];
+      audio.playbackRate = rates[(rates.indexOf(audio.playbackRate) + 1) % rates.length];
+      speed.textContent = `${audio.playbackRate}×`;
+    });
     this.peaks = null; this.gaps = []; this.durationMs = 0;
     button.addEventListener("click", () => this.toggle());
     audio.addEventListener("timeupdate", () => this.draw());
@@ -79,13 +84,14 @@ export class Player {
     if (this.peaks) {
       const [near, far = near] = this.peaks.peaks;
       const n = near.length, bar = w / n;
+      const loudest = Math.max(8, ...near, ...far);  // quiet calls still fill the height
       for (let i = 0; i < n; i++) {
         const x = i * bar, done = i / n < played;
         g.fillStyle = done ? css("--near") : "#b7c6f5";
-        const up = Math.max(1, (near[i] / 255) * (mid - 2));
+        const up = Math.max(1, (near[i] / loudest) * (mid - 2));
         g.fillRect(x, mid - up, Math.max(1, bar - 0.6), up);
         g.fillStyle = done ? css("--far") : "#a9dcc9";
-        const down = Math.max(1, (far[i] / 255) * (mid - 2));
+        const down = Math.max(1, (far[i] / loudest) * (mid - 2));
         g.fillRect(x, mid, Math.max(1, bar - 0.6), down);
       }
     } else {

@@ -65,12 +65,14 @@ def seeded(site: Site) -> Seeded:
     events: list[CallRecord | RecordingArchived] = []
     for n, near, far, ago, status, reason, recorded in specs:
         key = s.key(n)
+        seconds = {1001: 40.0, 1002: 2.5}.get(n, 4.0)
         call = call_record(key, near=near, far=far, started=now - ago, status=status,
-                           abnormal=reason, recorder="rec-2" if n == 1002 else "rec-1")
+                           abnormal=reason, recorder="rec-2" if n == 1002 else "rec-1",
+                           seconds=seconds)
         s.calls[key] = call
         events.append(call)
         if recorded:
-            s.wavs[key] = make_wav(4.0 if n != 1002 else 2.5, seed=n)
+            s.wavs[key] = make_wav(seconds, seed=n)
             s.recordings[key] = archive(site.minio, site.bucket, call, s.wavs[key],
                                         partial=n == 1002)
             events.append(s.recordings[key])

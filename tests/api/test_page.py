@@ -1,0 +1,124 @@
+"""The page in Debian's headless Chromium (Playwright, never a downloaded browser): a viewer
+signs in, finds a call, plays it to its end and seeks; an auditor downloads it and then sees
+those accesses in the audit log. Screenshots go to build/test-artifacts/api/."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from callrec.api.tokens import Role
+from tests.api.conftest import Seeded
+from tests.api.harness import Replica, get_json
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "build" / "test-artifacts" / "api"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if shutil.which(CHROMIUM) is None:
+        pytest.fail(f"{CHROMIUM} is missing: ./run installs Debian's chromium")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--autoplay-policy=no-user-gesture-required"])
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def wait_js(page: Page, expression: str, timeout: float = 20) -> None:
+    """Poll a JS expression from here: the page's CSP forbids the eval that wait_for_function
+    would run inside it (which is the point of the CSP)."""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {expression}")
+        page.wait_for_timeout(100)
+
+
+def sign_in(page: Page, url: str, token: str, role: str) -> None:
+    page.goto(url)
+    page.fill("#token", token)
+    page.click("#signin-form button[type=submit]")
+    expect(page.locator("#who-role")).to_have_text(role)
+
+
+def find(page: Page, seeded: Seeded, party: str) -> None:
+    page.fill("#f-party", party)
+    page.click("#search summary")
+    page.fill("#f-cluster", seeded.cluster)
+    page.click("#search button[type=submit]")
+    expect(page.locator("#result-count")).to_have_text("2 calls")
+
+
+def test_viewer_plays_and_seeks_auditor_downloads_and_sees_it(
+    browser: Browser, replica: Replica, seeded: Seeded, tokens: dict[Role, str]
+) -> None:
+    key = seeded.key(1001)
+    context = browser.new_context(viewport={"width": 1440, "height": 900},
+                                  accept_downloads=True)
+    page = context.new_page()
+    ranges: list[str] = []
+    page.on("request", lambda r: ranges.append(r.headers.get("range", ""))
+            if "/recording" in r.url else None)
+    sign_in(page, replica.url, tokens[Role.viewer], "viewer")
+    page.screenshot(path=ARTIFACTS / "1-search.png")
+    find(page, seeded, "1001")
+    page.click(f"tr[data-key='{key}']")
+    expect(page.locator("#player")).to_be_visible()
+    expect(page.locator("#download")).to_be_hidden()  # viewers play, auditors download
+    wait_js(page, "document.getElementById('audio').readyState >= 1")
+    wave = page.locator("#wave")
+    box = wave.bounding_box()
+    assert box is not None
+    page.mouse.click(box["x"] + box["width"] * 0.75, box["y"] + box["height"] / 2)  # seek
+    wait_js(page, "Math.abs(document.getElementById('audio').currentTime - 30) < 1")
+    page.click("#speed")  # 1.5x
+    page.click("#speed")  # 2x
+    page.click("#play")
+    wait_js(page, "document.getElementById('audio').ended", timeout=30)
+    page.screenshot(path=ARTIFACTS / "2-played.png")
+    seeks = [r for r in ranges if r.startswith("bytes=") and not r.startswith("bytes=0-")]
+    assert seeks, f"the seek made no Range request past the start: {ranges}"
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.screenshot(path=ARTIFACTS / "3-phone.png", full_page=True)
+    context.close()
+
+    context = browser.new_context(viewport={"width": 1440, "height": 900},
+                                  accept_downloads=True)
+    page = context.new_page()
+    sign_in(page, replica.url, tokens[Role.auditor], "auditor")
+    find(page, seeded, "1001")
+    page.click(f"tr[data-key='{key}']")
+    with page.expect_download() as download:
+        page.click("#download")
+    saved = download.value.path()
+    assert hashlib.sha256(saved.read_bytes()).hexdigest() == seeded.recordings[key].sha256
+    page.click("#verify")
+    expect(page.locator("#verify-result")).to_contain_text("Integrity verified")
+    page.screenshot(path=ARTIFACTS / "4-auditor.png")
+    page.click(".tab[data-view=audit]")
+    page.fill("#a-call", key)
+    page.click("#audit-form button")
+    viewer_rows = page.locator("#audit-rows tr", has_text="viewer")
+    expect(viewer_rows.first).to_be_visible()
+    page.screenshot(path=ARTIFACTS / "5-audit.png")
+    context.close()
+
+    # The server saw the browser's Range requests: every access is in the audit log.
+    status, log = get_json(f"{replica.url}/api/v1/audit?call_key={key}", tokens[Role.auditor])
+    assert status == 200
+    entries = log["data"]
+    actions = {(e["action"], e["role"]) for e in entries}  # type: ignore[index, union-attr]
+    assert {("PLAY", "viewer"), ("DOWNLOAD", "auditor"), ("VERIFY", "auditor")} <= actions
+    assert any(e["role"] == "viewer" and e["range_start"] > 0  # type: ignore[index]
+               for e in entries), "the server saw no Range request of the seek"

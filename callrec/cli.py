@@ -47,6 +47,12 @@ def up(
         from callrec.emulator.demo import run_demo
 
         asyncio.run(run_demo(settings, typer.echo))
+        from callrec.api.tokens import Role, TokenStore
+
+        token = TokenStore(settings.api_tokens_file).add("demo-viewer", Role.viewer)
+        typer.echo(f"\nListen to them: http://127.0.0.1:{settings.api_port}/  "
+                   f"sign in with this viewer token (shown once):\n  {token}\n"
+                   "More tokens: ./run api token add NAME --role viewer|auditor|admin")
 
 
 @app.command()

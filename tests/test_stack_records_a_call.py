@@ -1,11 +1,12 @@
 """The README's first command, end to end: `callrec up --demo` on free ports starts Kafka, the S3
-server, the call-state worker, the mixer and a recorder, and records three calls through the CUCM
-emulator; sipp plays CUCM's two legs of one more call; the recording that lands in S3 holds the
-pcap's audio on both channels, sample-exact; `down` stops all.
-"""
+server, the call-state worker, the mixer, a recorder and the REST server, and records three calls
+through the CUCM emulator; sipp plays CUCM's two legs of one more call; the recording that lands
+in S3 holds the pcap's audio on both channels, sample-exact; the stack's REST server finds and
+plays that call; `down` stops all."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -14,7 +15,9 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
+import httpx
 import numpy as np
 import pytest
 from minio import Minio
@@ -27,7 +30,7 @@ from tests.sinks.factory import alaw_to_pcm
 from tests.sinks.harness import archived, wav_channels
 
 pytestmark = pytest.mark.slow
-SERVICES = ["kafka", "s3", "streams", "mixer", "recorder"]
+SERVICES = ["kafka", "s3", "streams", "mixer", "recorder", "api"]
 
 
 @dataclass
@@ -64,6 +67,7 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
         "CALLREC_KAFKA_CONTROLLER_PORT": str(free_port()),
         "CALLREC_S3_PORT": str(free_port()),
         "CALLREC_RECORDER_SIP_PORT": str(free_port()),
+        "CALLREC_API_PORT": str(free_port()),
         "CALLREC_RECORDER_RTP_PORTS": f"{rtp}-{rtp + 99}",
         "CALLREC_STREAMS_SEGMENT_WINDOW_S": "2",
     }
@@ -116,11 +120,20 @@ async def test_up_records_a_cucm_call_into_s3(stack: Stack) -> None:
     # the object is a plain file on the NAS directory
     nas_file = stack.root / "var" / "nas" / event.bucket / event.object_key
     assert nas_file.read_bytes() == body
+    # ... and the stack's REST server finds the sipp call and plays it, with the demo's token
+    [token] = [line.strip() for line in started.stdout.splitlines()
+               if line.strip().startswith("crk_")]
+    api = f"http://127.0.0.1:{stack.env['CALLREC_API_PORT']}/api/v1"
+    headers = {"Authorization": f"Bearer {token}"}
+    found = await asyncio.to_thread(httpx.get, f"{api}/calls", params={"cluster": cluster},
+                                    headers=headers)
+    assert [c["call_key"] for c in found.json()["data"]] == [event.call_key], found.text
+    played = await asyncio.to_thread(
+        httpx.get, f"{api}/calls/{quote(event.call_key, safe='')}/recording", headers=headers)
+    assert played.status_code == 200 and played.content == body
 
 
 async def run_both(stack: Stack, refci: str, cluster: str) -> tuple[tuple[int, str], ...]:
-    import asyncio
-
     return tuple(await asyncio.gather(
         run_sipp("cucm_leg.xml", stack, leg_keys("x-nearend", refci, cluster), 7600),  # type: ignore[arg-type]
         run_sipp("cucm_leg.xml", stack, leg_keys("x-farend", refci, cluster), 7600),  # type: ignore[arg-type]

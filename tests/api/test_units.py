@@ -141,3 +141,20 @@ def test_peaks_follow_loudness() -> None:
 def test_peaks_decode_a_wav() -> None:
     samples = peaks.decode(make_wav(1.0))
     assert samples.shape == (8000, 2)
+
+
+def test_party_search_follows_the_newest_snapshot() -> None:
+    """A transfer changes the far end: the old number no longer finds the call."""
+    conn = queries.connect(":memory:")
+    t0 = datetime(2026, 12, 1, tzinfo=UTC)
+    v1 = call_record("C:1", near="1001", far="2002", started=t0, status=CallStatus.ACTIVE,
+                     version=1)
+    v2 = v1.model_copy(update={"version": 2, "far_end_addr": "3003"})
+    queries.apply_batch(conn, [call_row(v1)], [], [], {})
+    queries.apply_batch(conn, [call_row(v2)], [], [], {})
+
+    def found(party: str) -> int:
+        return queries.count_calls(conn, CallFilter(party=party, started_from=t0,
+                                                    started_to=t0 + timedelta(hours=1)))
+
+    assert (found("1001"), found("2002"), found("3003"), found("30")) == (1, 0, 1, 1)

@@ -23,12 +23,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from callrec.api import queries  # noqa: E402
-from callrec.api.readmodel import Batch  # noqa: E402
-from callrec.api.rows import CallFilter, call_row, recording_row  # noqa: E402
-from callrec.avro import codec  # noqa: E402
-from callrec.avro.events import CallStatus, RecordingArchived  # noqa: E402
-from tests.api.harness import call_record  # noqa: E402
+from callrec.api import queries
+from callrec.api.readmodel import Batch
+from callrec.api.rows import CallFilter, call_row, recording_row
+from callrec.avro import codec
+from callrec.avro.events import CallStatus, RecordingArchived
+from tests.api.harness import call_record
 
 DAYS = 30
 T0 = datetime(2026, 11, 1, tzinfo=UTC)

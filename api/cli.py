@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -10,10 +11,20 @@ import typer
 from callrec.api.settings import ApiSettings, TokenSettings
 from callrec.api.tokens import Role, TokenStore
 
+
+class RoleName(StrEnum):
+    """The roles by name on the command line (``Role`` orders them)."""
+
+    viewer = "viewer"
+    auditor = "auditor"
+    admin = "admin"
+
+
 app = typer.Typer(help="The REST server and web page; its bearer tokens.", no_args_is_help=True)
 token_app = typer.Typer(help="Bearer tokens (stored hashed; a new token is shown once).",
                         no_args_is_help=True)
 app.add_typer(token_app, name="token")
+ROLE_HELP = "viewer: search, play; auditor: + verify, audit, download; admin: + tokens"
 
 
 @app.command()
@@ -27,12 +38,11 @@ def serve() -> None:
 @token_app.command("add")
 def add(
     name: Annotated[str, typer.Argument(help="Who holds it, e.g. a person's login")],
-    role: Annotated[Role, typer.Option(help="viewer: search, play; auditor: + verify, audit, "
-                                            "download; admin: + tokens")] = Role.viewer,
+    role: Annotated[RoleName, typer.Option(help=ROLE_HELP)] = RoleName.viewer,
 ) -> None:
     """Create a token and print it: it is never shown again (only its hash is kept)."""
     store = TokenStore(TokenSettings().api_tokens_file)
-    typer.echo(store.add(name, role))
+    typer.echo(store.add(name, Role[role.value]))
 
 
 @token_app.command("list")

@@ -38,6 +38,18 @@ def _translate(what: str, error: Exception) -> RecordingUnavailable:
     return RecordingUnavailable(f"object store: {what} failed: {error}")
 
 
+def connect(endpoint: str, access_key: str, secret_key: str, secure: bool,
+            connections: int) -> Minio:
+    """A client with a connection pool as large as the streams served at once (urllib3 keeps
+    10 per host by default and would reconnect for every stream beyond that)."""
+    http = urllib3.PoolManager(
+        maxsize=connections, block=False,
+        timeout=urllib3.Timeout(connect=3, read=30),
+        retries=urllib3.Retry(total=1, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]),
+    )
+    return Minio(endpoint, access_key, secret_key, secure=secure, http_client=http)
+
+
 class ObjectReader:
     def __init__(self, client: Minio) -> None:
         self.client = client

@@ -6,19 +6,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
+import anyio.to_thread
 import uvicorn
 
 from callrec.api.app import create_app
 from callrec.api.deps import AppState
 from callrec.api.live import LiveHub
-from callrec.api.objects import ObjectReader
+from callrec.api.objects import ObjectReader, connect
 from callrec.api.readmodel import ReadModel
 from callrec.api.settings import ApiSettings
 from callrec.api.signing import load_or_create_key
 from callrec.api.tokens import TokenStore
 from callrec.eventlog import EventPublisher
-from callrec.sinks.store import connect
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 def build_state(settings: ApiSettings, model: ReadModel, publisher: EventPublisher,
                 hub: LiveHub) -> AppState:
     client = connect(settings.s3_endpoint, settings.s3_access_key, settings.s3_secret_key,
-                     settings.s3_secure)
+                     settings.s3_secure, settings.api_io_threads)
     return AppState(
         settings=settings, tokens=TokenStore(settings.api_tokens_file),
         signing_key=load_or_create_key(settings.api_signing_key_file),
@@ -36,6 +37,11 @@ def build_state(settings: ApiSettings, model: ReadModel, publisher: EventPublish
 
 
 async def serve(settings: ApiSettings) -> None:
+    # Object-store reads block a thread each until S3 answers: with the default pool (6 threads
+    # on 2 cores) 100 concurrent streams would queue behind each other.
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(settings.api_io_threads, thread_name_prefix="api-io"))
+    anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api_io_threads
     hub = LiveHub()
     model = ReadModel(settings.kafka_bootstrap, settings.db_path,
                       f"callrec-api-{settings.api_replica_id}", hub.publish)

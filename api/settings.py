@@ -28,8 +28,8 @@ class ApiSettings(S3Settings, TokenSettings):
     """How long a signed playback URL stays valid."""
     api_manifest_public_key: Path | None = None
     """Ed25519 public key of the daily manifests; default: the one published in the bucket."""
-    api_ready_lag: int = 0
-    """Records a replica may lag behind and still call itself ready."""
+    api_io_threads: int = 128
+    """Threads (and S3 connections) for blocking store reads: the streams served at once."""
 
     @property
     def db_path(self) -> Path:

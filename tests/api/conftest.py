@@ -22,10 +22,10 @@ from tests.api.harness import (
     call_record,
     get_json,
     make_wav,
-    publish,
     wait_for,
 )
 from tests.conftest import run_sync
+from tests.sinks.harness import publish
 
 
 @dataclass
@@ -83,7 +83,7 @@ def seeded(site: Site) -> Seeded:
     old_rec = s.recordings[s.key(1005)].model_copy(update={"call_version": 1,
                                                            "sha256": "0" * 64})
     events += [stale, old_rec]
-    run_sync(publish(site.kafka, *events))
+    run_sync(publish(site.kafka.bootstrap, events))
     return s
 
 

@@ -31,7 +31,6 @@ from callrec.avro.events import (
     LegSummary,
     RecordingArchived,
 )
-from callrec.eventlog import EventPublisher
 from callrec.infra.kafka import KafkaBroker
 from callrec.infra.procs import ManagedProcess, free_port
 from callrec.infra.s3 import S3Server
@@ -179,14 +178,3 @@ def archive(minio: Minio, bucket: str, call: CallRecord, wav: bytes, *,
         gaps=[Gap(leg=Leg.FAR_END, start_ms=1000, duration_ms=400,
                   cause=GapCause.LOST_PACKETS)] if partial else [],
     )
-
-
-async def publish(kafka: KafkaBroker, *events: CallRecord | RecordingArchived) -> None:
-    publisher = EventPublisher(kafka.bootstrap, "test-api-seed")
-    await publisher.start()
-    try:
-        for event in events:
-            await publisher.publish(event)
-    finally:
-        await publisher.stop()
-

@@ -12,8 +12,9 @@ import httpx
 from callrec.api.tokens import Role
 from callrec.avro.events import CallStatus
 from tests.api.conftest import Seeded
-from tests.api.harness import Replica, Site, call_record, publish
+from tests.api.harness import Replica, Site, call_record
 from tests.conftest import run_sync
+from tests.sinks.harness import publish
 
 
 def test_snapshot_then_changes(replica: Replica, site: Site, seeded: Seeded,
@@ -45,8 +46,8 @@ def test_snapshot_then_changes(replica: Replica, site: Site, seeded: Seeded,
                          status=CallStatus.ACTIVE, version=1)
     done = call_record(key, near="7001", far="7002", started=started,
                        status=CallStatus.COMPLETED, version=2)
-    run_sync(publish(site.kafka, active))
-    run_sync(publish(site.kafka, done))
+    run_sync(publish(site.kafka.bootstrap, [active]))
+    run_sync(publish(site.kafka.bootstrap, [done]))
     listener.join(30)
     assert not listener.is_alive(), events
     name, snapshot = events[0]

@@ -11,8 +11,9 @@ import pytest
 from callrec.api.tokens import Role
 from callrec.avro.events import CallStatus
 from tests.api.conftest import Seeded
-from tests.api.harness import Replica, Site, call_record, get_json, publish, wait_for
+from tests.api.harness import Replica, Site, call_record, get_json, wait_for
 from tests.conftest import run_sync
+from tests.sinks.harness import publish
 
 
 def answers(replica: Replica, seeded: Seeded, token: str) -> list[Any]:
@@ -44,7 +45,7 @@ def test_kill_one_replica_the_other_answers_the_restarted_resumes(
         # A call of its own cluster, so the package's seeded set stays as the other tests expect.
         late = call_record(f"{seeded.cluster}late:1009", near="1009", far="2009",
                            started=datetime.now(UTC), status=CallStatus.COMPLETED)
-        run_sync(publish(site.kafka, late))
+        run_sync(publish(site.kafka.bootstrap, [late]))
         late_url = f"/api/v1/calls/{late.call_key}"
         wait_for(lambda: get_json(replica.url + late_url, token)[0] == 200, 30, "a sees it")
 

@@ -110,7 +110,17 @@ def test_viewer_plays_and_seeks_auditor_downloads_and_sees_it(
     assert hashlib.sha256(saved.read_bytes()).hexdigest() == seeded.recordings[key].sha256
     page.click("#verify")
     expect(page.locator("#verify-result")).to_contain_text("Integrity verified")
-    page.screenshot(path=ARTIFACTS / "4-auditor.png")
+    page.screenshot(path=ARTIFACTS / "4-auditor-verified.png")
+    page.fill("#f-party", "")
+    page.select_option("#f-status", "ABNORMAL")
+    page.click("#search button[type=submit]")
+    expect(page.locator("#result-count")).to_have_text("1 call")
+    page.click(f"tr[data-key='{seeded.key(1002)}']")
+    expect(page.locator("#d-badges")).to_contain_text("recorder lost")
+    expect(page.locator("#d-badges")).to_contain_text("partial")
+    expect(page.locator("#d-gaps")).to_contain_text("lost packets")
+    page.wait_for_timeout(500)  # the waveform's peaks
+    page.screenshot(path=ARTIFACTS / "4-abnormal-partial.png")
     page.click(".tab[data-view=audit]")
     page.fill("#a-call", key)
     page.click("#audit-form button")

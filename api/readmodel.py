@@ -123,7 +123,8 @@ class ReadModel:
                     consumer.seek(tp, stored[(tp.topic, tp.partition)])
                 else:
                     await consumer.seek_to_beginning(tp)
-            self.progress.positions = {tp: stored.get((tp.topic, tp.partition), 0) for tp in tps}
+            # Where each partition really starts (a compacted or expired log may not start at 0).
+            self.progress.positions = {tp: await consumer.position(tp) for tp in tps}
             self.progress.error = None
             while not stop.is_set():
                 await self._refresh_ends(consumer, tps)
@@ -153,6 +154,7 @@ class ReadModel:
         if now - self.progress.checked_at < 1.0:
             return
         self.progress.ends = await consumer.end_offsets(tps)
+        self.progress.positions = {tp: await consumer.position(tp) for tp in tps}
         self.progress.checked_at = now
         if self.progress.lag == 0:
             self.progress.caught_up_once = True

@@ -2,7 +2,7 @@
 server, the call-state worker, the mixer, a recorder and the REST server, and records three calls
 through the CUCM emulator; sipp plays CUCM's two legs of one more call; the recording that lands
 in S3 holds the pcap's audio on both channels, sample-exact; the stack's REST server finds and
-plays that call; `down` stops all."""
+serves that call, and its page plays it in chromium; `down` stops all."""
 
 from __future__ import annotations
 
@@ -21,9 +21,11 @@ import httpx
 import numpy as np
 import pytest
 from minio import Minio
+from playwright.sync_api import sync_playwright
 
 from callrec.avro.events import CallStatus
 from callrec.infra.procs import free_port
+from tests.api.test_page import ARTIFACTS, CHROMIUM, sign_in, wait_js
 from tests.conftest import cache_dir
 from tests.producers.harness import G711A_PCAP, leg_keys, pcap_rtp_payloads, run_sipp
 from tests.sinks.factory import alaw_to_pcm
@@ -131,6 +133,31 @@ async def test_up_records_a_cucm_call_into_s3(stack: Stack) -> None:
     played = await asyncio.to_thread(
         httpx.get, f"{api}/calls/{quote(event.call_key, safe='')}/recording", headers=headers)
     assert played.status_code == 200 and played.content == body
+    await asyncio.to_thread(listen_in_the_browser, stack, token, cluster, event.call_key)
+
+
+def listen_in_the_browser(stack: Stack, token: str, cluster: str, call_key: str) -> None:
+    """The page in Debian's chromium finds the sipp call and plays it to its end."""
+    url = f"http://127.0.0.1:{stack.env['CALLREC_API_PORT']}/"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--autoplay-policy=no-user-gesture-required"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 860})
+            sign_in(page, url, token, "viewer")
+            page.click("#search summary")
+            page.fill("#f-cluster", cluster)
+            page.click("#search button[type=submit]")
+            page.click(f"tr[data-key='{call_key}']")
+            wait_js(page, "document.getElementById('audio').readyState >= 1")
+            for _ in range(3):
+                page.click("#speed")  # 4x: the call is 8 s long
+            page.click("#play")
+            wait_js(page, "document.getElementById('audio').ended", timeout=30)
+            page.screenshot(path=ARTIFACTS / "sipp-call-played.png")
+        finally:
+            browser.close()
 
 
 async def run_both(stack: Stack, refci: str, cluster: str) -> tuple[tuple[int, str], ...]:

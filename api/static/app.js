@@ -203,6 +203,7 @@ $("verify").addEventListener("click", async () => {
 function renderLive() {
   const calls = [...live.values()].filter((c) => c.status === "ACTIVE").sort((a, b) => b.started_at.localeCompare(a.started_at));
   $("live-count").textContent = String(calls.length);
+  $("live-count").classList.toggle("zero", calls.length === 0);
   $("live-empty").hidden = calls.length > 0;
   $("live-list").replaceChildren(...calls.map((c) => el("button", { type: "button", class: "live-card ghost", onclick: () => { show("calls"); openCall(c.call_key); } },
     el("div", {}, el("div", {}, parties(c)), el("div", { class: "elapsed", "data-start": c.started_at }, formatClock((Date.now() - new Date(c.started_at)) / 1000)),

@@ -30,11 +30,13 @@ AUDIT_COLUMNS = (
     "range_end", "outcome",
 )
 
-_ADD_PARTIES = "".join(
-    f"""  INSERT INTO parties SELECT NEW.{side}, NEW.started_at_us, NEW.call_key
-    WHERE NEW.{side} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM parties WHERE party =
-    NEW.{side} AND started_at_us = NEW.started_at_us AND call_key = NEW.call_key);
-""" for side in ("near_end_addr", "far_end_addr"))
+# A call's own rows are gone before these run (delete/update triggers), so only a call whose two
+# numbers are equal could collide with itself.
+_ADD_PARTIES = """  INSERT INTO parties SELECT NEW.near_end_addr, NEW.started_at_us, NEW.call_key
+    WHERE NEW.near_end_addr IS NOT NULL;
+  INSERT INTO parties SELECT NEW.far_end_addr, NEW.started_at_us, NEW.call_key
+    WHERE NEW.far_end_addr IS NOT NULL AND NEW.far_end_addr IS NOT NEW.near_end_addr;
+"""
 _DROP_PARTIES = """  DELETE FROM parties WHERE call_key = OLD.call_key
     AND started_at_us = OLD.started_at_us;
 """

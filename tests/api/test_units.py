@@ -158,3 +158,12 @@ def test_party_search_follows_the_newest_snapshot() -> None:
                                                     started_to=t0 + timedelta(hours=1)))
 
     assert (found("1001"), found("2002"), found("3003"), found("30")) == (1, 0, 1, 1)
+
+
+def test_a_call_between_equal_numbers_is_indexed_once() -> None:
+    conn = queries.connect(":memory:")
+    t0 = datetime(2026, 12, 1, tzinfo=UTC)
+    call = call_record("C:2", near="1001", far="1001", started=t0, status=CallStatus.ACTIVE)
+    queries.apply_batch(conn, [call_row(call)], [], [], {})
+    queries.apply_batch(conn, [call_row(call.model_copy(update={"version": 9}))], [], [], {})
+    assert queries.count_calls(conn, CallFilter(party="1001")) == 1

@@ -13,7 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from callrec.api.deps import AppState
 from callrec.api.errors import AuditUnavailable, RecordingUnavailable, TokenStoreError
 from callrec.api.objects import MissingObject
-from callrec.api.routes import audit, calls, live, recording, system
+from callrec.api.routes import audit, calls, live, recording, system, tokens
 
 STATIC = Path(__file__).parent / "static"
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -56,7 +56,7 @@ def create_app(state: AppState) -> FastAPI:
     )
     app.state.callrec = state
     api = APIRouter(prefix="/api/v1")
-    for module in (calls, recording, live, audit, system):
+    for module in (calls, recording, live, audit, tokens, system):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(system.probes)

@@ -3,22 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from enum import StrEnum
 from typing import Annotated
 
 import typer
 
+from callrec.api.routes.tokens import RoleName
 from callrec.api.settings import ApiSettings, TokenSettings
 from callrec.api.tokens import Role, TokenStore
-
-
-class RoleName(StrEnum):
-    """The roles by name on the command line (``Role`` orders them)."""
-
-    viewer = "viewer"
-    auditor = "auditor"
-    admin = "admin"
-
 
 app = typer.Typer(help="The REST server and web page; its bearer tokens.", no_args_is_help=True)
 token_app = typer.Typer(help="Bearer tokens (stored hashed; a new token is shown once).",

@@ -37,7 +37,7 @@ class AppState:
         """This thread's connection (sqlite3 connections stay in the thread that uses them)."""
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = queries.connect(self.db_path)
+            conn = queries.reader(self.db_path)
             self._local.conn = conn
         return conn
 

@@ -117,13 +117,22 @@ INSERT_AUDIT = (f"INSERT OR IGNORE INTO audit ({', '.join(AUDIT_COLUMNS)}) "
 
 
 def connect(path: Path | str) -> sqlite3.Connection:
-    """A connection with the schema in place; one per thread (sqlite3 objects are not shared)."""
+    """The writer's connection, with the schema in place."""
     conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA busy_timeout=5000")
     conn.executescript(SCHEMA.replace("{triggers}", TRIGGERS))
+    return conn
+
+
+def reader(path: Path | str) -> sqlite3.Connection:
+    """A request thread's connection (sqlite3 objects stay in their thread): it only reads,
+    plus the peaks cache; the schema is the writer's business."""
+    conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA busy_timeout=5000")
     return conn
 
 

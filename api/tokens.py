@@ -8,12 +8,15 @@ needs no slow hash; comparison is constant-time. Replicas re-read the file when 
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import hmac
 import json
 import os
 import secrets
 import threading
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from enum import IntEnum
@@ -68,6 +71,7 @@ class TokenStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
+        self._edit_lock = threading.Lock()
         self._loaded_at: tuple[int, int] | None = None
         self._records: dict[str, TokenRecord] = {}
 
@@ -89,8 +93,18 @@ class TokenStore:
                 self._loaded_at = stamp
             return self._records
 
-    def _save(self, records: dict[str, TokenRecord]) -> None:
+    @contextlib.contextmanager
+    def _editing(self) -> Iterator[dict[str, TokenRecord]]:
+        """Read-modify-write under an exclusive lock: a replica's request and a CLI call
+        adding tokens at once must not lose one of them."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._edit_lock, open(self.path.with_suffix(".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            records = dict(self._load())
+            yield records
+            self._save(records)
+
+    def _save(self, records: dict[str, TokenRecord]) -> None:
         tmp = self.path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
@@ -118,24 +132,22 @@ class TokenStore:
 
     def add(self, name: str, role: Role) -> str:
         """Create a token; the returned secret is shown once and never stored."""
-        records = dict(self._load())
-        token_id = secrets.token_hex(4)
-        while token_id in records:
+        with self._editing() as records:
             token_id = secrets.token_hex(4)
-        secret = secrets.token_urlsafe(32)
-        records[token_id] = TokenRecord(token_id, name, role.name, _digest(secret),
-                                        datetime.now(UTC).isoformat(timespec="seconds"))
-        self._save(records)
+            while token_id in records:
+                token_id = secrets.token_hex(4)
+            secret = secrets.token_urlsafe(32)
+            records[token_id] = TokenRecord(token_id, name, role.name, _digest(secret),
+                                            datetime.now(UTC).isoformat(timespec="seconds"))
         return f"{PREFIX}{token_id}_{secret}"
 
     def list(self) -> list[TokenRecord]:
         return list(self._load().values())
 
     def revoke(self, token_id: str) -> TokenRecord:
-        records = dict(self._load())
-        if token_id not in records:
-            raise TokenStoreError(f"no token with id {token_id}")
-        records[token_id] = replace(records[token_id],
-                                    revoked_at=datetime.now(UTC).isoformat(timespec="seconds"))
-        self._save(records)
+        with self._editing() as records:
+            if token_id not in records:
+                raise TokenStoreError(f"no token with id {token_id}")
+            records[token_id] = replace(
+                records[token_id], revoked_at=datetime.now(UTC).isoformat(timespec="seconds"))
         return records[token_id]

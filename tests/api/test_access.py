@@ -236,3 +236,26 @@ def test_verify_reports_each_check(replica: Replica, seeded: Seeded, site: Site,
     assert body["sha256_stored"] == seeded.recordings[key].sha256
     assert [(c["name"], c["ok"]) for c in body["checks"]] == [
         ("object_sha256", True), ("manifest_signature", None), ("manifest_entry", None)]
+
+
+def test_admins_manage_tokens_over_http(replica: Replica, tokens: dict[Role, str]) -> None:
+    base = f"{replica.url}/api/v1/tokens"
+    for role in (Role.viewer, Role.auditor):
+        assert httpx.get(base, headers=auth(tokens[role])).status_code == 403
+    admin = auth(tokens[Role.admin])
+    made = httpx.post(base, headers=admin, json={"name": "erin", "role": "auditor"})
+    assert made.status_code == 201
+    body = made.json()
+    me = httpx.get(f"{replica.url}/api/v1/me", headers=auth(body["token"])).json()
+    assert (me["name"], me["role"]) == ("erin", "auditor")
+    listed = httpx.get(base, headers=admin).json()
+    assert body["id"] in [t["id"] for t in listed]
+    assert all("token" not in t for t in listed)
+    assert httpx.delete(f"{base}/{body['id']}", headers=admin).json()["revoked_at"]
+    assert httpx.get(f"{replica.url}/api/v1/me", headers=auth(body["token"])).status_code == 401
+    assert httpx.delete(f"{base}/nope", headers=admin).status_code == 404
+    own = tokens[Role.admin].split("_")[1]
+    assert httpx.delete(f"{base}/{own}", headers=admin).status_code == 409
+    bad = httpx.post(base, headers=admin, json={"name": "", "role": "root"})
+    assert bad.status_code == 422
+    assert {d["loc"][-1] for d in bad.json()["detail"]} == {"name", "role"}

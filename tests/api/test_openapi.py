@@ -1,9 +1,10 @@
-"""schemathesis over the published OpenAPI, with a valid auditor token: no 5xx, and every
-response matches its documented status, content type and schema. Bounded (few examples per
-operation) to keep CI short; the live feed is left out (it never ends by design)."""
+"""schemathesis over the published OpenAPI with a valid admin token (every role's operations):
+no 5xx, and every response matches its documented status, content type and schema. Bounded
+(few examples per operation) to keep CI short; the live feed is left out (it never ends)."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -26,11 +27,14 @@ def test_openapi_contract_holds(replica: Replica, seeded: Seeded, tokens: dict[R
     st = Path(sys.executable).with_name("schemathesis")
     result = subprocess.run(
         [str(st), "run", f"{replica.url}/api/v1/openapi.json",
-         "-H", f"Authorization: Bearer {tokens[Role.auditor]}",
+         "-H", f"Authorization: Bearer {tokens[Role.admin]}",
          "--checks", CHECKS, "--max-examples", "6", "--seed", "11",
          "--exclude-path", "/api/v1/live/calls", "--request-timeout", "20",
          "--max-time", "45", "--phases", "coverage,fuzzing"],
         capture_output=True, text=True, timeout=240, cwd=tmp_path,
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
-    assert "No issues found" in result.stdout
+    # Warnings (e.g. "most generated filters were refused with 422") are not failures.
+    counts = re.search(r"(\d+) generated, (\d+) passed", result.stdout)
+    assert counts and counts[1] == counts[2] and "failure" not in result.stdout, \
+        result.stdout[-3000:]

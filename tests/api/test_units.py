@@ -167,3 +167,13 @@ def test_a_call_between_equal_numbers_is_indexed_once() -> None:
     queries.apply_batch(conn, [call_row(call)], [], [], {})
     queries.apply_batch(conn, [call_row(call.model_copy(update={"version": 9}))], [], [], {})
     assert queries.count_calls(conn, CallFilter(party="1001")) == 1
+
+
+def test_concurrent_adds_lose_no_token(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    store = TokenStore(tmp_path / "tokens.json")
+    with ThreadPoolExecutor(8) as pool:
+        made = list(pool.map(lambda n: store.add(f"u{n}", Role.viewer), range(40)))
+    fresh = TokenStore(tmp_path / "tokens.json")
+    assert all(fresh.authenticate(token) is not None for token in made)

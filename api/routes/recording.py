@@ -11,7 +11,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 
 from callrec.api import audit, objects, queries, ranges, signing, verify
-from callrec.api.deps import Auditor, State, bearer, client_addr
+from callrec.api.deps import Auditor, State, authenticate, client_addr
 from callrec.api.routes.calls import AUTH_ERRORS, NOT_FOUND
 from callrec.api.schemas import CheckPublic, Problem, VerifyPublic
 from callrec.api.tokens import Principal, Role
@@ -27,7 +27,7 @@ def caller(request: Request, state: State, call_key: str, purpose: str,
            tid: str | None, exp: int | None, sig: str | None) -> Principal:
     """A bearer header, or a signed URL for exactly this call, purpose and a live token."""
     if request.headers.get("authorization") or sig is None:
-        return bearer(request, state)
+        return authenticate(request, state)
     if tid is None or exp is None or not signing.valid(
             state.signing_key, call_key, tid, purpose, exp, sig, time.time()):
         raise HTTPException(status.HTTP_401_UNAUTHORIZED,

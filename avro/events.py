@@ -322,6 +322,29 @@ class DeadLetter(Event):
         return self.source_topic.encode()
 
 
+class AccessAction(StrEnum):
+    OTHER = "OTHER"
+    PLAY = "PLAY"
+    DOWNLOAD = "DOWNLOAD"
+    VERIFY = "VERIFY"
+
+
+class AccessAudited(CallEvent):
+    avro_name: ClassVar[str] = "callrec.v1.AccessAudited"
+
+    action: AccessAction
+    actor: str
+    token_id: str
+    role: str
+    client_addr: str | None = None
+    user_agent: str | None = None
+    object_key: str | None = None
+    version_id: str | None = None
+    range_start: int | None = None
+    range_end: int | None = None
+    outcome: str | None = None
+
+
 EVENT_TYPES: tuple[type[Event], ...] = (
     LegStarted,
     LegUpdated,
@@ -332,4 +355,5 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     RecordingArchived,
     MetricSample,
     DeadLetter,
+    AccessAudited,
 )

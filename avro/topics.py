@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from callrec.avro.events import (
+    AccessAudited,
     AudioChunk,
     CallRecord,
     DeadLetter,
@@ -43,6 +44,8 @@ CALLS = TopicSpec("rec.calls.v1", {"cleanup.policy": "compact"})
 RECORDINGS = TopicSpec("rec.recordings.v1", {"cleanup.policy": "compact"})
 METRICS = TopicSpec("rec.metrics.v1", {"retention.ms": str(7 * DAY_MS)}, call_keyed=False)
 DEADLETTER = TopicSpec("rec.deadletter.v1", {"retention.ms": str(30 * DAY_MS)}, call_keyed=False)
+# Who listened to what is evidence: kept until an operator decides otherwise.
+AUDIT = TopicSpec("rec.audit.v1", {"retention.ms": "-1"})
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (
     LIFECYCLE,
@@ -52,6 +55,7 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     RECORDINGS,
     METRICS,
     DEADLETTER,
+    AUDIT,
 )
 
 TOPIC_OF: dict[type[Event], TopicSpec] = {
@@ -64,4 +68,5 @@ TOPIC_OF: dict[type[Event], TopicSpec] = {
     RecordingArchived: RECORDINGS,
     MetricSample: METRICS,
     DeadLetter: DEADLETTER,
+    AccessAudited: AUDIT,
 }

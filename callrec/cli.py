@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from callrec.api.cli import app as api_app
 from callrec.emulator.cli import app as cucm_app
 from callrec.errors import CallrecError
 from callrec.exporter.cli import app as metrics_app
@@ -23,6 +24,7 @@ app.add_typer(streams_app, name="streams")
 app.add_typer(mixer_app, name="mixer")
 app.add_typer(cucm_app, name="cucm")
 app.add_typer(metrics_app, name="metrics")
+app.add_typer(api_app, name="api")
 
 
 def _print_status(statuses: list[stack.ServiceStatus]) -> bool:
@@ -50,6 +52,12 @@ def up(
         asyncio.run(run_demo(settings, typer.echo))
         typer.echo(f"Prometheus: {settings.prometheus_url}  (alerts: "
                    f"{settings.prometheus_url}/alerts; try sum(callrec_calls_completed_total))")
+        from callrec.api.tokens import Role, TokenStore
+
+        token = TokenStore(settings.api_tokens_file).add("demo-viewer", Role.viewer)
+        typer.echo(f"\nListen to them: http://127.0.0.1:{settings.api_port}/  "
+                   f"sign in with this viewer token (shown once):\n  {token}\n"
+                   "More tokens: ./run api token add NAME --role viewer|auditor|admin")
 
 
 @app.command()

@@ -51,10 +51,20 @@ class StackSettings(CommonSettings):
     @property
     def prometheus_url(self) -> str:
         return f"http://127.0.0.1:{self.prometheus_port}"
+    api_port: int = 8080
+    """The REST server and page, on 127.0.0.1 (its own settings read the same variable)."""
 
     @property
     def nas(self) -> Path:
         return self.nas_dir or self.var_dir / "nas"
+
+    @property
+    def api_dir(self) -> Path:
+        return self.var_dir.resolve() / "api"
+
+    @property
+    def api_tokens_file(self) -> Path:
+        return self.api_dir / "tokens.json"
 
 
 @dataclass(frozen=True)
@@ -159,7 +169,7 @@ def fresh_status(path: Path, max_age_s: float) -> bool:
 
 
 def app_services(settings: StackSettings, s3: S3Server) -> list[Service]:
-    """The recorder, call-state and mixer processes, in start order (consumers first)."""
+    """The call-state, mixer, recorder and REST processes, in start order."""
     run = settings.var_dir.resolve()
     env = app_env(settings, s3)
     streams_dir = run / "streams"
@@ -171,6 +181,12 @@ def app_services(settings: StackSettings, s3: S3Server) -> list[Service]:
                  "CALLREC_MIXER_HEALTH_FILE": str(mixer_dir / "health.json"),
                  "CALLREC_MIXER_MANIFEST_KEY": str(mixer_dir / "manifest-ed25519.pem")}
     recorder_env = {**env, "CALLREC_RECORDER_DATA_DIR": str(recorder_dir)}
+    api_dir = settings.api_dir
+    api_url = f"http://127.0.0.1:{settings.api_port}"
+    api_env = {**env, "CALLREC_API_DATA_DIR": str(api_dir),
+               "CALLREC_API_PORT": str(settings.api_port),
+               "CALLREC_API_TOKENS_FILE": str(settings.api_tokens_file),
+               "CALLREC_API_SIGNING_KEY_FILE": str(api_dir / "playback.key")}
     return [
         python_service(
             "streams", ["streams", "worker"], streams_env, streams_dir, "call state",
@@ -185,6 +201,10 @@ def app_services(settings: StackSettings, s3: S3Server) -> list[Service]:
             "recorder", ["recorder", "run"], recorder_env, recorder_dir,
             f"SIP {settings.recorder_sip_host}:{settings.recorder_sip_port} (UDP+TCP)",
             lambda: fresh_status(recorder_dir / "status.json", 3),
+        ),
+        python_service(
+            "api", ["api", "serve"], api_env, api_dir, f"{api_url}/  (REST /api/v1, page)",
+            lambda: http_ok(f"{api_url}/readyz"),
         ),
     ]
 

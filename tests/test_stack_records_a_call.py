@@ -1,12 +1,14 @@
 """The README's first command, end to end: `callrec up --demo` on free ports starts Kafka, the S3
-server, the call-state worker, the mixer, a recorder, the metrics exporter and Prometheus, and
-records three calls through the CUCM emulator, which Prometheus then counts; sipp plays CUCM's two
-legs of one more call; the recording that lands in S3 holds the pcap's audio on both channels,
-sample-exact; `down` stops all.
+server, the call-state worker, the mixer, a recorder, the metrics exporter, Prometheus and the REST
+server, and records three calls through the CUCM emulator (one held 10 s), which Prometheus then
+counts; sipp plays CUCM's two legs of one more call; the recording that lands in S3 holds the
+pcap's audio on both channels, sample-exact; the stack's REST server finds and serves that call,
+and its page plays it in chromium; `down` stops all.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -17,14 +19,18 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
+import httpx
 import numpy as np
 import pytest
 from minio import Minio
+from playwright.sync_api import sync_playwright
 
 from callrec.avro.events import CallStatus
 from callrec.emulator.audio import G711A_PCAP, pcap_rtp_payloads
 from callrec.infra.procs import free_port
+from tests.api.browser import ARTIFACTS, CHROMIUM, sign_in, wait_js
 from tests.conftest import cache_dir
 from tests.exporter.harness import wait_until
 from tests.producers.harness import leg_keys, run_sipp
@@ -32,7 +38,7 @@ from tests.sinks.factory import alaw_to_pcm
 from tests.sinks.harness import archived, wav_channels
 
 pytestmark = pytest.mark.slow
-SERVICES = ["kafka", "s3", "streams", "mixer", "recorder", "exporter", "prometheus"]
+SERVICES = ["kafka", "s3", "streams", "mixer", "recorder", "exporter", "prometheus", "api"]
 
 
 @dataclass
@@ -69,6 +75,7 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
         "CALLREC_KAFKA_CONTROLLER_PORT": str(free_port()),
         "CALLREC_S3_PORT": str(free_port()),
         "CALLREC_RECORDER_SIP_PORT": str(free_port()),
+        "CALLREC_API_PORT": str(free_port()),
         "CALLREC_RECORDER_RTP_PORTS": f"{rtp}-{rtp + 99}",
         "CALLREC_STREAMS_SEGMENT_WINDOW_S": "2",
         "CALLREC_STREAMS_METRICS_WINDOW_S": "2",
@@ -130,6 +137,42 @@ async def test_up_records_a_cucm_call_into_s3(stack: Stack) -> None:
     # the object is a plain file on the NAS directory
     nas_file = stack.root / "var" / "nas" / event.bucket / event.object_key
     assert nas_file.read_bytes() == body
+    # ... and the stack's REST server finds the sipp call and plays it, with the demo's token
+    [token] = [line.strip() for line in started.stdout.splitlines()
+               if line.strip().startswith("crk_")]
+    api = f"http://127.0.0.1:{stack.env['CALLREC_API_PORT']}/api/v1"
+    headers = {"Authorization": f"Bearer {token}"}
+    found = await asyncio.to_thread(httpx.get, f"{api}/calls", params={"cluster": cluster},
+                                    headers=headers)
+    assert [c["call_key"] for c in found.json()["data"]] == [event.call_key], found.text
+    played = await asyncio.to_thread(
+        httpx.get, f"{api}/calls/{quote(event.call_key, safe='')}/recording", headers=headers)
+    assert played.status_code == 200 and played.content == body
+    await asyncio.to_thread(listen_in_the_browser, stack, token, cluster, event.call_key)
+
+
+def listen_in_the_browser(stack: Stack, token: str, cluster: str, call_key: str) -> None:
+    """The page in Debian's chromium finds the sipp call and plays it to its end."""
+    url = f"http://127.0.0.1:{stack.env['CALLREC_API_PORT']}/"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--autoplay-policy=no-user-gesture-required"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 860})
+            sign_in(page, url, token, "viewer")
+            page.click("#search summary")
+            page.fill("#f-cluster", cluster)
+            page.click("#search button[type=submit]")
+            page.click(f"tr[data-key='{call_key}']")
+            wait_js(page, "document.getElementById('audio').readyState >= 1")
+            for _ in range(3):
+                page.click("#speed")  # 4x: the call is 8 s long
+            page.click("#play")
+            wait_js(page, "document.getElementById('audio').ended", timeout=30)
+            page.screenshot(path=ARTIFACTS / "sipp-call-played.png")
+        finally:
+            browser.close()
 
 
 def completed_calls(prometheus: str) -> float | None:
@@ -140,8 +183,6 @@ def completed_calls(prometheus: str) -> float | None:
 
 
 async def run_both(stack: Stack, refci: str, cluster: str) -> tuple[tuple[int, str], ...]:
-    import asyncio
-
     return tuple(await asyncio.gather(
         run_sipp("pcap_leg.xml", stack, leg_keys("x-nearend", refci, cluster), 7600),  # type: ignore[arg-type]
         run_sipp("pcap_leg.xml", stack, leg_keys("x-farend", refci, cluster), 7600),  # type: ignore[arg-type]

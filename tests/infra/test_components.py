@@ -24,7 +24,7 @@ async def test_topic_bootstrap_twice_changes_nothing(kafka: KafkaBroker) -> None
     assert calls["cleanup.policy"] == "compact"
     assert audio["cleanup.policy"] == "delete"
     assert audio["retention.ms"] == str(7 * 24 * 3600 * 1000)
-    assert len(ALL_TOPICS) == 7
+    assert len(ALL_TOPICS) == 8
 
 
 def test_a_taken_port_is_refused_with_a_clear_error(tmp_path: Path) -> None:

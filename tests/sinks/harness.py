@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
+import subprocess
+import sys
 import time
 import uuid
 import wave
@@ -164,3 +167,18 @@ async def running(settings: MixerSettings) -> AsyncIterator[None]:
 
 def versions(client: Minio, bucket: str, key: str) -> int:
     return sum(1 for _ in client.list_objects(bucket, prefix=key, include_version=True))
+
+
+def start_mixer(env: dict[str, str], home: Path) -> subprocess.Popen[bytes]:
+    home.mkdir(parents=True, exist_ok=True)
+    own = {
+        "CALLREC_MIXER_SPOOL_DIR": str(home / "spool"),
+        "CALLREC_MIXER_HEALTH_FILE": str(home / "health.json"),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "callrec.sinks"],
+        env={**os.environ, **env, **own},
+        stdout=subprocess.DEVNULL,
+        stderr=(home / "stderr.log").open("wb"),
+        cwd=home,
+    )

@@ -6,10 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -30,26 +27,12 @@ from tests.sinks.harness import (
     publish,
     running,
     settings_from,
+    start_mixer,
     versions,
     wav_channels,
 )
 
 pytestmark = pytest.mark.slow
-
-
-def start_mixer(env: dict[str, str], home: Path) -> subprocess.Popen[bytes]:
-    home.mkdir(parents=True, exist_ok=True)
-    own = {
-        "CALLREC_MIXER_SPOOL_DIR": str(home / "spool"),
-        "CALLREC_MIXER_HEALTH_FILE": str(home / "health.json"),
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "callrec.sinks"],
-        env={**os.environ, **env, **own},
-        stdout=subprocess.DEVNULL,
-        stderr=(home / "stderr.log").open("wb"),
-        cwd=home,
-    )
 
 
 def read_status(path: Path) -> dict[str, object]:

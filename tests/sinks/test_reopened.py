@@ -42,12 +42,13 @@ from tests.sinks.harness import (
     mixer_env,
     new_cluster,
     publish,
+    running,
     settings_from,
+    start_mixer,
+    versions,
     wait_for_events,
     wav_channels,
 )
-from tests.sinks.test_faults import start_mixer
-from tests.sinks.test_worker import running, versions
 
 PACKETS = 50  # 1 s a segment
 HOLD_US = 20_000_000

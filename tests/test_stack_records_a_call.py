@@ -38,7 +38,7 @@ from tests.sinks.factory import alaw_to_pcm
 from tests.sinks.harness import archived, wav_channels
 
 pytestmark = pytest.mark.slow
-SERVICES = ["kafka", "s3", "streams", "mixer", "recorder", "exporter", "prometheus", "api"]
+SERVICES = ["kafka", "s3", "streams", "mixer", "recorder", "api", "exporter", "prometheus"]
 
 
 @dataclass

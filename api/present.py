@@ -7,7 +7,7 @@ import sqlite3
 from datetime import datetime
 
 from callrec.api.objects import content_type
-from callrec.api.rows import from_micros
+from callrec.api.rows import from_micros, leg_fields
 from callrec.api.schemas import (
     AuditEntry,
     CallPublic,
@@ -64,7 +64,7 @@ def call(row: sqlite3.Row, rec: sqlite3.Row | None) -> CallPublic:
             Party(side="near_end", number=row["near_end_addr"], device=row["near_end_device"]),
             Party(side="far_end", number=row["far_end_addr"], device=row["far_end_device"]),
         ],
-        legs=[LegPublic(**leg) for leg in json.loads(row["legs_json"])],
+        legs=[LegPublic.model_validate(leg_fields(leg)) for leg in json.loads(row["legs_json"])],
         recording=recording(rec) if rec is not None else None,
     )
 

@@ -23,19 +23,27 @@ def from_micros(value: int | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value / 1_000_000, UTC)
 
 
+LEG_FIELDS = ("leg", "leg_id", "segment", "recorder_id", "codec", "started_at", "ended_at",
+              "end_reason", "on_hold", "chunk_count", "packets_received", "packets_lost")
+"""The columns of each leg in ``legs_json``: lists, times in microseconds (cheap to write; the
+read model writes far more often than a call's detail is read)."""
+
+
+def leg_fields(values: list[object]) -> dict[str, object]:
+    """One stored leg -> named fields, times as UTC datetimes."""
+    leg = dict(zip(LEG_FIELDS, values, strict=True))
+    leg["started_at"] = from_micros(leg["started_at"])  # type: ignore[arg-type]
+    leg["ended_at"] = from_micros(leg["ended_at"])  # type: ignore[arg-type]
+    return leg
+
+
 def call_row(call: CallRecord) -> tuple[object, ...]:
     """The ``calls`` columns, in the order of ``queries.CALL_COLUMNS``."""
     recorders = sorted({leg.recorder_id for leg in call.legs})
     legs = [
-        {
-            "leg": leg.leg.value, "leg_id": leg.leg_id, "segment": leg.segment,
-            "recorder_id": leg.recorder_id, "codec": leg.codec,
-            "started_at": leg.started_at.astimezone(UTC).isoformat(),
-            "ended_at": leg.ended_at.astimezone(UTC).isoformat() if leg.ended_at else None,
-            "end_reason": leg.end_reason, "on_hold": leg.on_hold,
-            "chunk_count": leg.chunk_count, "packets_received": leg.packets_received,
-            "packets_lost": leg.packets_lost,
-        }
+        [leg.leg.value, leg.leg_id, leg.segment, leg.recorder_id, leg.codec,
+         micros(leg.started_at), micros(leg.ended_at) if leg.ended_at else None,
+         leg.end_reason, leg.on_hold, leg.chunk_count, leg.packets_received, leg.packets_lost]
         for leg in call.legs
     ]
     return (

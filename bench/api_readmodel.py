@@ -96,9 +96,7 @@ def build(calls: int, db: Path) -> None:
     near, 10-digit numbers far."""
     conn = queries.connect(db)
     rng = random.Random(7)
-    legs = ('[{"leg":"NEAR_END","leg_id":"a","segment":0,"recorder_id":"rec-1","codec":"PCMU",'
-            '"started_at":"2026-11-01T00:00:00+00:00","ended_at":null,"end_reason":null,'
-            '"on_hold":false,"chunk_count":1,"packets_received":1,"packets_lost":0}]')
+    legs = '[["NEAR_END","a",0,"rec-1","PCMU",1793491200000000,null,null,false,1,1,0]]'
     span = DAYS * 86400 * 1_000_000
     t0 = int(T0.timestamp() * 1_000_000)
     step = 100_000

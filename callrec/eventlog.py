@@ -43,10 +43,19 @@ REFUSED_FOR_GOOD: tuple[type[KafkaError], ...] = (
 )
 """Errors that say the record or the request is wrong: sending it again cannot help. Every
 other Kafka error (a broker down, a leader moving, a timeout) may pass."""
+PRODUCER_SPENT: tuple[type[KafkaError], ...] = (
+    errors.OutOfOrderSequenceNumber, errors.DuplicateSequenceNumber, errors.ProducerFenced,
+    errors.InvalidProducerEpoch, errors.InvalidProducerIdMapping,
+)
+"""An idempotent producer that got one of these (e.g. its batches timed out during a broker
+outage and came back out of sequence) never sends again: only a new producer can."""
 
 
 class EventLogError(CallrecError):
-    """Kafka failed a request; ``retriable`` says whether the same request may succeed later."""
+    """Kafka failed a request; ``retriable`` says whether the same request may succeed later,
+    ``renew_producer`` whether only a new producer can send it."""
+
+    renew_producer = False
 
 
 class EventLogUnavailable(EventLogError, RetriableError):
@@ -60,7 +69,9 @@ class EventLogRefused(EventLogError):
 def translated(error: KafkaError, what: str) -> EventLogError:
     """The project's error for an aiokafka error, to ``raise ... from error``."""
     kind = EventLogRefused if isinstance(error, REFUSED_FOR_GOOD) else EventLogUnavailable
-    return kind(f"{what}: {type(error).__name__}: {error}")
+    translated_error = kind(f"{what}: {type(error).__name__}: {error}")
+    translated_error.renew_producer = isinstance(error, PRODUCER_SPENT)
+    return translated_error
 
 
 @contextlib.contextmanager
@@ -150,7 +161,9 @@ class EventPublisher:
 
     def __init__(self, bootstrap: str, client_id: str, **overrides: Any) -> None:
         self.client_id = client_id
+        self._options = (bootstrap, client_id, overrides)
         self._producer = new_producer(bootstrap, client_id, **overrides)
+        self._fresh = False
 
     async def start(self) -> None:
         try:
@@ -164,10 +177,20 @@ class EventPublisher:
         await self._producer.stop()
 
     async def publish(self, event: Event) -> RecordMetadata:
-        """Send and wait for the broker's acknowledgement."""
+        """Send and wait for the broker's acknowledgement. A producer that can no longer send
+        (``renew_producer``) is replaced before the error is raised, so a retry goes through."""
         future = await self.enqueue(event)
-        with kafka_errors(f"{event.avro_name} to {TOPIC_OF[type(event)].name}"):
-            return await future
+        try:
+            with kafka_errors(f"{event.avro_name} to {TOPIC_OF[type(event)].name}"):
+                return await future
+        except EventLogError as e:
+            if e.renew_producer:
+                await self._renew()
+            raise
+
+    async def _renew(self) -> None:
+        self._fresh = True  # the next send starts a new producer
+        await self._producer.stop()
 
     async def enqueue(self, event: Event) -> asyncio.Future[RecordMetadata]:
         """Hand the event to the producer's batch; the future resolves on acknowledgement (its
@@ -180,6 +203,11 @@ class EventPublisher:
         self, topic: str, key: bytes, value: bytes, event_type: str
     ) -> asyncio.Future[RecordMetadata]:
         """Send bytes already encoded (a spool replaying what it stored)."""
+        if self._fresh:  # a stopped producer cannot start again: a new one each try
+            bootstrap, client_id, overrides = self._options
+            self._producer = new_producer(bootstrap, client_id, **overrides)
+            await self.start()
+            self._fresh = False
         with kafka_errors(f"send to {topic}"):
             future: asyncio.Future[RecordMetadata] = await self._producer.send(
                 topic, value=value, key=key, headers=[(EVENT_TYPE_HEADER, event_type.encode())]

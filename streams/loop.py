@@ -33,7 +33,13 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import IllegalStateError
 
 from callrec.avro.topics import AUDIO, LIFECYCLE
-from callrec.eventlog import EventLogError, kafka_errors, new_consumer, new_producer
+from callrec.eventlog import (
+    PRODUCER_SPENT,
+    EventLogError,
+    kafka_errors,
+    new_consumer,
+    new_producer,
+)
 from callrec.health import write_health as write_record
 from callrec.streams.changelog import end_offsets, recover
 from callrec.streams.processor import CallProcessor, Incoming
@@ -86,6 +92,7 @@ class CallStateWorker:
         """When the event loop last ran our code (see ``_check_frozen``)."""
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
+        self._renewing = asyncio.Lock()
 
     # --- running -------------------------------------------------------------------------------
 
@@ -142,6 +149,32 @@ class CallStateWorker:
                 await producer.stop()
                 await asyncio.sleep(START_RETRY_S)
 
+    async def _renew_producer(self) -> AIOKafkaProducer:
+        """Replace a producer that can no longer send (see eventlog.PRODUCER_SPENT). What it
+        may have written already is written again: the worker's outputs are idempotent."""
+        spent = self.producer
+        async with self._renewing:
+            if self.producer is not spent and self.producer is not None:
+                return self.producer  # the tick loop and the flush both saw it; renewed once
+            return await self._new_producer(spent)
+
+    async def _new_producer(self, spent: AIOKafkaProducer | None) -> AIOKafkaProducer:
+        log.warning("replacing the producer: it can no longer send")
+        if spent is not None:
+            await spent.stop()
+        while True:
+            producer = new_producer(self.settings.kafka_bootstrap, self.settings.streams_worker_id)
+            try:
+                with kafka_errors("connect"):
+                    await producer.start()
+            except EventLogError as e:
+                log.warning("Kafka unavailable (%s); retrying in %.0f s", e, START_RETRY_S)
+                await producer.stop()
+                await asyncio.sleep(START_RETRY_S)
+                continue
+            self.producer = producer
+            return producer
+
     async def _fold(self, batches: dict[TopicPartition, list[Any]]) -> None:
         self._check_frozen()
         owned = {tp: records for tp, records in batches.items()
@@ -163,7 +196,7 @@ class CallStateWorker:
         assert self.producer is not None and self.consumer is not None
         self._check_frozen()
         self.processor.save()
-        await self.outbox.flush(self.producer)
+        await self.outbox.flush(self.producer, self._renew_producer)
         offsets, self.uncommitted = self.uncommitted, {}
         self.committed_at = self.clock()
         if not offsets:
@@ -191,9 +224,13 @@ class CallStateWorker:
         partition's records; metrics and the health file ride on the same period. A lost tick
         is harmless (the next one comes a second later); metrics wait in the outbox."""
         assert self.producer is not None
+        last: list[asyncio.Future[Any]] = []
         while True:
             await asyncio.sleep(self.settings.streams_tick_s)
+            if any(spent_producer(sent) for sent in last):
+                await self._renew_producer()
             now = self.clock()
+            last = []
             try:
                 with kafka_errors("tick"):
                     for partition in range(self.settings.streams_partitions):
@@ -201,6 +238,7 @@ class CallStateWorker:
                             self.settings.tick_topic, str(now).encode(), key=b"tick",
                             partition=partition)
                         sent.add_done_callback(report_lost_tick)
+                        last.append(sent)
             except EventLogError as e:
                 log.warning("tick not sent: %s", e)
             for sample in self.processor.metrics_due():
@@ -274,6 +312,12 @@ class CallStateWorker:
 def report_lost_tick(sent: asyncio.Future[Any]) -> None:
     if not sent.cancelled() and sent.exception() is not None:
         log.warning("tick not sent: %s", sent.exception())
+
+
+def spent_producer(sent: asyncio.Future[Any]) -> bool:
+    """The send failed in a way only a new producer gets past (eventlog.PRODUCER_SPENT)."""
+    return (sent.done() and not sent.cancelled() and sent.exception() is not None
+            and isinstance(sent.exception(), PRODUCER_SPENT))
 
 
 class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]

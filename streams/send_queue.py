@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
@@ -59,8 +60,12 @@ class SendQueue:
     def changelog(self, partition: int, key: bytes, value: bytes | None) -> None:
         self.pending.append(Outgoing(self.changelog_topic, partition, key, value))
 
-    async def flush(self, producer: AIOKafkaProducer) -> None:
-        """Send everything pending and wait for every acknowledgement."""
+    async def flush(
+        self, producer: AIOKafkaProducer,
+        renew: Callable[[], Awaitable[AIOKafkaProducer]] | None = None,
+    ) -> None:
+        """Send everything pending and wait for every acknowledgement; a producer that can no
+        longer send (``renew_producer``) is replaced through ``renew`` before sending again."""
         batch, self.pending = self.pending, []
         if not batch:
             return
@@ -72,6 +77,8 @@ class SendQueue:
                 log.warning("Kafka refused %d sends (%s); sending them again in %.0f s",
                             len(batch), e, self.retry_s)
                 await asyncio.sleep(self.retry_s)
+                if e.renew_producer and renew is not None:
+                    producer = await renew()
         for sent, where in zip(batch, written, strict=True):
             if sent.topic == self.changelog_topic:
                 end = self.changelog_ends.get(where.partition, 0)

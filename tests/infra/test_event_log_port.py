@@ -7,7 +7,12 @@ import uuid
 
 import pytest
 from aiokafka import TopicPartition
-from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, MessageSizeTooLargeError
+from aiokafka.errors import (
+    KafkaConnectionError,
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+    OutOfOrderSequenceNumber,
+)
 
 from callrec.avro.events import LegEnded, LegEndReason
 from callrec.avro.topics import LIFECYCLE
@@ -42,6 +47,14 @@ def test_kafka_errors_become_the_projects_with_retriable(error: Exception, retri
     mine = translated(error, "send")  # type: ignore[arg-type]
     assert mine.retriable is retriable
     assert isinstance(mine, EventLogUnavailable if retriable else EventLogRefused)
+    assert not mine.renew_producer
+
+
+def test_a_producer_out_of_sequence_must_be_replaced() -> None:
+    """After a broker outage an idempotent producer's batches may come back out of sequence;
+    it never sends again, so the error says: retry, with a new producer."""
+    mine = translated(OutOfOrderSequenceNumber(), "send")
+    assert mine.retriable and mine.renew_producer
 
 
 async def test_events_carry_their_avro_full_name_and_read_back_to_the_end(

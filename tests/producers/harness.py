@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from callrec.avro import codec
 from callrec.avro.events import AudioChunk, Event
 from callrec.emulator.audio import G711A_PCAP
+from callrec.emulator.ports import PortBook
 from callrec.infra.procs import free_port
 from tests.conftest import TEST_PARTITIONS
 
@@ -102,6 +103,10 @@ class RecorderProcess:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
+SIPP_PORTS = PortBook()
+"""Ports of the test session's live sipp processes."""
+
+
 async def run_sipp(
     scenario: str,
     recorder: RecorderProcess,
@@ -111,29 +116,33 @@ async def run_sipp(
     limit_s: float = 60.0,
     transport: str = "u1",
 ) -> tuple[int, str]:
-    """Play one dialog with sipp; returns its exit code and its error log."""
-    sip_port, media_port = free_port(local_ip), free_port(local_ip)
-    err = recorder.data_dir.parent / f"sipp-{uuid.uuid4().hex[:8]}.err"
-    path = SIPP_DIR / scenario
-    argv = [
-        "sipp", "-sf", str(path), "-m", "1", "-l", "1",
-        "-i", local_ip, "-p", str(sip_port), "-mi", local_ip, "-mp", str(media_port),
-        "-d", str(duration_ms), "-timeout", f"{int(limit_s)}s", "-nostdin",
-        "-trace_err", "-error_file", str(err), "-t", transport,
-        f"127.0.0.1:{recorder.sip_port}",
-    ]  # fmt: skip
-    for name, value in keys.items():
-        argv += ["-key", name, value]
-    proc = await asyncio.create_subprocess_exec(
-        *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
-    )
-    try:
-        rc = await asyncio.wait_for(proc.wait(), limit_s + 10)
-    finally:
-        if proc.returncode is None:  # timed out, or the test gave up on this dialog
-            proc.kill()
-            await proc.wait()
-    return rc, err.read_text(errors="replace") if err.exists() else ""
+    """Play one dialog with sipp; returns its exit code and its error log. Its SIP, control
+    and media ports (with the three sipp opens beside the media port) are leased free, as the
+    emulator does, so concurrent sipps never collide (errno 98)."""
+    kind = "tcp" if transport.startswith("t") else "udp"
+    with SIPP_PORTS.lease(local_ip, kind) as ports:
+        err = recorder.data_dir.parent / f"sipp-{uuid.uuid4().hex[:8]}.err"
+        path = SIPP_DIR / scenario
+        argv = [
+            "sipp", "-sf", str(path), "-m", "1", "-l", "1",
+            "-i", local_ip, "-p", str(ports.sip), "-ci", local_ip, "-cp", str(ports.control),
+            "-mi", local_ip, "-mp", str(ports.media),
+            "-d", str(duration_ms), "-timeout", f"{int(limit_s)}s", "-nostdin",
+            "-trace_err", "-error_file", str(err), "-t", transport,
+            f"127.0.0.1:{recorder.sip_port}",
+        ]  # fmt: skip
+        for name, value in keys.items():
+            argv += ["-key", name, value]
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+        )
+        try:
+            rc = await asyncio.wait_for(proc.wait(), limit_s + 10)
+        finally:
+            if proc.returncode is None:  # timed out, or the test gave up on this dialog
+                proc.kill()
+                await proc.wait()
+        return rc, err.read_text(errors="replace") if err.exists() else ""
 
 
 def leg_keys(leg: str, refci: str, cluster: str, **extra: str) -> dict[str, str]:

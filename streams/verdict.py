@@ -143,8 +143,10 @@ def _rejudge(
         return replace(state, rejudge=False), []
     outputs: list[Output] = []
     count = state.reopened
-    # Withdrawn, or another verdict, counts; a detail refined (lost -> restarted) does not.
-    if fresh is None or old is None or (fresh.status, fresh.reason) != (old.status, old.reason):
+    # Withdrawn, or another verdict (another status, reason or end: a new segment moved it)
+    # counts; only a detail refined with the rest unchanged (lost -> restarted) does not.
+    same = (fresh.status, fresh.reason, fresh.ended_at) if fresh else None
+    if old is None or same != (old.status, old.reason, old.ended_at):
         count += 1
         outputs.append(Tally("calls_reopened_total", (("recorder", call_recorder(state)),), 1))
         if fresh is not None:

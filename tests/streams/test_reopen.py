@@ -163,3 +163,18 @@ def test_late_audio_of_a_judged_call_is_judged_again_and_published() -> None:
     final, out = tick(arrived, now, alive("rec-a", "inc-1", now), RULES)
     assert final is not None and final.status == CallStatus.COMPLETED and SNAPSHOT in out
     assert final.reopened == 1 and [leg.chunk_count for leg in record(final).legs] == [3, 3]
+
+
+def test_a_whole_new_segment_read_late_still_counts_as_reopened() -> None:
+    """A worker that reads segment 1 from INVITE to BYE only after its window passed goes
+    straight from one COMPLETED to another: a new verdict, counted, not a detail refined."""
+    call = Call()
+    first_end = call.t0 + 6 * 200_000
+    judged_at = first_end + RULES.us(RULES.segment_window_s)
+    done = ticked(fold(segment(call, 0, 0, chunks=5)), judged_at, alive("rec-a", "inc-1",
+                                                                        judged_at))
+    late = fold(segment(call, 1, 20 * S, chunks=5), done)
+    now = call.t0 + 40 * S
+    final = ticked(late, now, alive("rec-a", "inc-1", now))
+    assert final.status == CallStatus.COMPLETED and final.reopened == 1
+    assert final.verdict is not None and final.verdict.ended_at == call.t0 + 20 * S + 1_200_000

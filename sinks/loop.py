@@ -238,7 +238,7 @@ class MixerWorker:
                         self.spool.add(call.key, offset, value, chunk)
                         call.chunks.add((chunk.leg_id, chunk.chunk_seq))
             call.reread_pending = False
-        except (RetriableError, ChunkSpoolFull) as e:
+        except (RetriableError, EventLogError) as e:  # a full spool is retriable too
             log.warning("re-reading %s failed (%s); trying again in %.0f s", call.key, e,
                         RETRY_FAILED_MIX_S)
             call.not_before = time.monotonic() + RETRY_FAILED_MIX_S

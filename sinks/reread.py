@@ -9,7 +9,6 @@ it), and the caller is told how much it missed.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 from aiokafka import TopicPartition
@@ -20,8 +19,6 @@ from callrec.avro.events import AudioChunk
 from callrec.avro.topics import AUDIO
 from callrec.eventlog import kafka_errors, read_to_end, reader
 from callrec.sinks.chunk_spool import Spooled
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

@@ -126,7 +126,7 @@ def judge(
     return earliest.verdict if earliest.ripe_at <= now else None
 
 
-def reopened(state: CallState) -> CallState:
+def without_verdict(state: CallState) -> CallState:
     """The call without its verdict: ACTIVE, every leg the verdict closed open again."""
     legs = tuple(replace(leg, closure=None) if leg.closure else leg for leg in state.legs)
     return replace(state, legs=legs, verdict=None)
@@ -136,7 +136,7 @@ def _rejudge(
     state: CallState, now: int, recorders: RecordersView, rules: Rules, heard_since: int
 ) -> tuple[CallState, list[Output]]:
     """Judge a call with a verdict again: keep it, reopen the call, or take the new one."""
-    unjudged = reopened(state)
+    unjudged = without_verdict(state)
     fresh = judge(unjudged, now, recorders, rules, heard_since)
     old = state.verdict
     if fresh == old:

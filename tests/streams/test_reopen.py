@@ -30,9 +30,8 @@ def heartbeats(recorder: str, incarnation: str, start: int, stop: int,
                view: RecordersView | None = None) -> RecordersView:
     """One heartbeat a second from ``start`` to ``stop`` (absolute microseconds)."""
     view = view or mark_ready(RecordersView())
-    for n, t in enumerate(range(start, stop + 1, S)):
+    for t in range(start, stop + 1, S):
         view = observe(view, heartbeat(recorder, incarnation, t, seq=t // S))
-        del n
     return view
 
 

@@ -122,19 +122,23 @@ def lost_reason(
     leg_started_at: int,
     now: int,
     rules: Rules,
-) -> str | None:
-    """Why a leg's recorder can no longer be recording it, or None while it may be."""
+) -> tuple[str, int] | None:
+    """Why a leg's recorder can no longer be recording it and since when, or None while it may
+    be. The time orders this verdict against the call's other rules (verdict.judge)."""
     if not view.ready:
         return None
     now = heard_until(view, now)
     seen = view.seen.get(recorder_id)
     if seen is None:
-        if now - silent_since(view, leg_started_at) > rules.us(rules.recorder_lost_after_s):
-            return f"recorder {recorder_id}: no heartbeat since the leg started"
+        lost_at = silent_since(view, leg_started_at) + rules.us(rules.recorder_lost_after_s) + 1
+        if now >= lost_at:
+            return f"recorder {recorder_id}: no heartbeat since the leg started", lost_at
         return None
     if seen.incarnation != incarnation and seen.at >= leg_started_at:
-        return f"recorder {recorder_id} restarted (incarnation {incarnation} -> {seen.incarnation})"
+        why = f"recorder {recorder_id} restarted (incarnation {incarnation} -> {seen.incarnation})"
+        return why, max(seen.since or seen.at, leg_started_at)
     lost_after = max(rules.us(rules.recorder_lost_after_s), 2 * seen.interval_ms * 1000)
-    if now - silent_since(view, max(seen.at, leg_started_at)) > lost_after:
-        return f"recorder {recorder_id}: heartbeats stopped (last at {iso(seen.at)})"
+    lost_at = silent_since(view, max(seen.at, leg_started_at)) + lost_after + 1
+    if now >= lost_at:
+        return f"recorder {recorder_id}: heartbeats stopped (last at {iso(seen.at)})", lost_at
     return None

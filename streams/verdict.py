@@ -107,12 +107,10 @@ def judge(
                            "no LegStarted arrived for any leg of the call", ended)
         return None
     open_legs = [leg for leg in state.legs if leg.end is None]
-    lost = _recorder_lost(open_legs, now, recorders, rules)
-    if lost is not None:
-        return lost
     candidates = [
         c
         for c in (
+            _recorder_lost(open_legs, now, recorders, rules),
             _session_expired(state.legs, rules, heard_since),
             _media_timeout(state.legs, recorders, rules, heard_since),
             _half_call(state, rules, heard_since),
@@ -167,19 +165,26 @@ def last_activity(leg: LegFacts) -> int:
 
 def _recorder_lost(
     open_legs: list[LegFacts], now: int, recorders: RecordersView, rules: Rules
-) -> Verdict | None:
+) -> Candidate | None:
+    """The open leg whose recorder was lost first; the heartbeat feed already held back any
+    silence that may be Kafka's, so the candidate is ripe as soon as it holds."""
+    lost: list[tuple[int, str, str]] = []
     for leg in open_legs:
         if leg.start is None:
             continue
-        why = lost_reason(
+        found = lost_reason(
             recorders, leg.start.recorder_id, leg.start.recorder_incarnation,
             leg.start.at, now, rules,
         )
-        if why is not None:
-            detail = f"{why}; {leg.side.value} leg {leg.leg_id} was open"
-            crashed_at = max(last_activity(open_leg) for open_leg in open_legs)
-            return Verdict(CallStatus.ABNORMAL, AbnormalReason.RECORDER_LOST, detail, crashed_at)
-    return None
+        if found is not None:
+            why, lost_at = found
+            lost.append((lost_at, leg.leg_id, f"{why}; {leg.side.value} leg {leg.leg_id} was open"))
+    if not lost:
+        return None
+    lost_at, _, detail = min(lost)
+    crashed_at = max(last_activity(open_leg) for open_leg in open_legs)
+    verdict = Verdict(CallStatus.ABNORMAL, AbnormalReason.RECORDER_LOST, detail, crashed_at)
+    return Candidate(lost_at, lost_at, verdict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,10 +45,11 @@ REFUSED_FOR_GOOD: tuple[type[KafkaError], ...] = (
 other Kafka error (a broker down, a leader moving, a timeout) may pass."""
 PRODUCER_SPENT: tuple[type[KafkaError], ...] = (
     errors.OutOfOrderSequenceNumber, errors.DuplicateSequenceNumber, errors.ProducerFenced,
-    errors.InvalidProducerEpoch, errors.InvalidProducerIdMapping,
+    errors.InvalidProducerEpoch, errors.InvalidProducerIdMapping, errors.ProducerClosed,
 )
 """An idempotent producer that got one of these (e.g. its batches timed out during a broker
-outage and came back out of sequence) never sends again: only a new producer can."""
+outage and came back out of sequence) never sends again: only a new producer can. A stopped
+producer neither (ProducerClosed: a task still held it when another replaced it)."""
 
 
 class EventLogError(CallrecError):

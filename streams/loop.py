@@ -149,10 +149,10 @@ class CallStateWorker:
                 await producer.stop()
                 await asyncio.sleep(START_RETRY_S)
 
-    async def _renew_producer(self) -> AIOKafkaProducer:
-        """Replace a producer that can no longer send (see eventlog.PRODUCER_SPENT). What it
-        may have written already is written again: the worker's outputs are idempotent."""
-        spent = self.producer
+    async def _renew_producer(self, spent: AIOKafkaProducer) -> AIOKafkaProducer:
+        """Replace ``spent``, a producer that can no longer send (see eventlog.PRODUCER_SPENT),
+        unless that happened already. What it may have written already is written again: the
+        worker's outputs are idempotent."""
         async with self._renewing:
             if self.producer is not spent and self.producer is not None:
                 return self.producer  # the tick loop and the flush both saw it; renewed once
@@ -175,6 +175,10 @@ class CallStateWorker:
             self.producer = producer
             return producer
 
+    def _current_producer(self) -> AIOKafkaProducer:
+        assert self.producer is not None
+        return self.producer
+
     async def _fold(self, batches: dict[TopicPartition, list[Any]]) -> None:
         self._check_frozen()
         owned = {tp: records for tp, records in batches.items()
@@ -196,7 +200,7 @@ class CallStateWorker:
         assert self.producer is not None and self.consumer is not None
         self._check_frozen()
         self.processor.save()
-        await self.outbox.flush(self.producer, self._renew_producer)
+        await self.outbox.flush(self._current_producer, self._renew_producer)
         offsets, self.uncommitted = self.uncommitted, {}
         self.committed_at = self.clock()
         if not offsets:
@@ -223,18 +227,18 @@ class CallStateWorker:
         """Ticks go through Kafka so that each reaches its partition's owner in order with the
         partition's records; metrics and the health file ride on the same period. A lost tick
         is harmless (the next one comes a second later); metrics wait in the outbox."""
-        assert self.producer is not None
         last: list[asyncio.Future[Any]] = []
+        sender = self._current_producer()
         while True:
             await asyncio.sleep(self.settings.streams_tick_s)
             if any(spent_producer(sent) for sent in last):
-                await self._renew_producer()
+                await self._renew_producer(sender)
             now = self.clock()
-            last = []
+            last, sender = [], self._current_producer()
             try:
                 with kafka_errors("tick"):
                     for partition in range(self.settings.streams_partitions):
-                        sent = await self.producer.send(
+                        sent = await sender.send(
                             self.settings.tick_topic, str(now).encode(), key=b"tick",
                             partition=partition)
                         sent.add_done_callback(report_lost_tick)
@@ -276,6 +280,21 @@ class CallStateWorker:
             self.owned = set()
 
     async def partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        """Recover the calls of ``assigned`` before any of their records is folded. Kafka being
+        away is retried here: aiokafka logs and forgets a listener's error, which would leave
+        the worker owning partitions it never folds."""
+        while True:
+            try:
+                await self._take(assigned)
+                return
+            except EventLogError as e:
+                if self.stopping.is_set():
+                    raise
+                log.warning("cannot recover partitions yet (%s); retrying in %.0f s", e,
+                            START_RETRY_S)
+                await asyncio.sleep(START_RETRY_S)
+
+    async def _take(self, assigned: set[TopicPartition]) -> None:
         partitions = {tp.partition for tp in assigned if tp.topic in self.topics}
         async with self.batch_lock:
             bootstrap, topic = self.settings.kafka_bootstrap, self.settings.changelog_topic

@@ -61,24 +61,27 @@ class SendQueue:
         self.pending.append(Outgoing(self.changelog_topic, partition, key, value))
 
     async def flush(
-        self, producer: AIOKafkaProducer,
-        renew: Callable[[], Awaitable[AIOKafkaProducer]] | None = None,
+        self, producer: Callable[[], AIOKafkaProducer],
+        renew: Callable[[AIOKafkaProducer], Awaitable[object]] | None = None,
     ) -> None:
-        """Send everything pending and wait for every acknowledgement; a producer that can no
-        longer send (``renew_producer``) is replaced through ``renew`` before sending again."""
+        """Send everything pending and wait for every acknowledgement. Each attempt takes the
+        worker's producer of the moment (another task may have replaced it meanwhile: retrying
+        on the one it stopped would fail forever); one that can no longer send
+        (``renew_producer``) is handed to ``renew`` before sending again."""
         batch, self.pending = self.pending, []
         if not batch:
             return
         while True:
+            used = producer()
             try:
-                written = await deliver(producer, batch)
+                written = await deliver(used, batch)
                 break
             except EventLogError as e:
                 log.warning("Kafka refused %d sends (%s); sending them again in %.0f s",
                             len(batch), e, self.retry_s)
                 await asyncio.sleep(self.retry_s)
                 if e.renew_producer and renew is not None:
-                    producer = await renew()
+                    await renew(used)
         for sent, where in zip(batch, written, strict=True):
             if sent.topic == self.changelog_topic:
                 end = self.changelog_ends.get(where.partition, 0)

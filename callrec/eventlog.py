@@ -297,6 +297,16 @@ class LogAdmin:
         """Every partition of the topics, asked of the broker (a fresh consumer may not know)."""
         return await _described(self._admin, topics)
 
+    async def uncommitted(self, group: str, topics: list[str]) -> int:
+        """Records of ``topics`` past ``group``'s committed offsets (a partition it never
+        committed counts from its start): 0 once the group has committed everything there is."""
+        tps = await self.partitions(topics)
+        with kafka_errors(f"offsets of group {group}"):
+            offsets = await self._admin.list_consumer_group_offsets(group)
+            ends = await self._ends.end_offsets(tps)
+        done = {tp: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
+        return sum(max(0, ends[tp] - done.get(tp, 0)) for tp in tps)
+
     async def lags(self) -> dict[tuple[str, str], int]:
         """(group, topic) -> records behind, for every group with committed offsets."""
         with kafka_errors("reading consumer group offsets"):

@@ -17,8 +17,8 @@ from aiokafka import AIOKafkaConsumer
 from callrec.avro import codec
 from callrec.avro.errors import ContractError
 from callrec.avro.events import CallRecord, DeadLetter, Event, MetricSample
-from callrec.avro.topics import CALLS, DEADLETTER, METRICS
-from callrec.eventlog import EventPublisher
+from callrec.avro.topics import AUDIO, CALLS, DEADLETTER, LIFECYCLE, METRICS
+from callrec.eventlog import EventPublisher, LogAdmin
 from callrec.infra.procs import ManagedProcess
 from tests.streams.factory import heartbeat
 
@@ -41,6 +41,8 @@ class StreamsWorker:
     def __init__(self, bootstrap: str, app_id: str, run_dir: Path, name: str,
                  extra_env: dict[str, str] | None = None) -> None:
         self.name = name
+        self.app_id = app_id
+        """The worker's consumer group."""
         self.data_dir = run_dir / name
         self.process = ManagedProcess(name, run_dir)
         self.env = {
@@ -74,6 +76,21 @@ class StreamsWorker:
                 raise AssertionError(f"{self.name} exited:\n{self.log()}")
             time.sleep(0.3)
         raise AssertionError(f"{self.name} never got partitions:\n{self.log()}")
+
+    def recorders_known(self) -> int:
+        known = (self.health() or {}).get("recorders_known", 0)
+        assert isinstance(known, int)
+        return known
+
+    async def wait_recorders(self, at_least: int, within_s: float = 30.0) -> None:
+        """Until the worker's recorder feed has seen ``at_least`` recorders (so calls of a
+        recorder that beats are not judged before its first heartbeat arrives)."""
+        deadline = time.monotonic() + within_s
+        while self.recorders_known() < at_least:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.name} knows {self.recorders_known()} recorders, "
+                                     f"not {at_least}:\n{self.log()}")
+            await asyncio.sleep(0.2)
 
     def log(self) -> str:
         try:
@@ -191,3 +208,18 @@ class Reader:
                            for k, r in latest.items()}
                 raise AssertionError(f"timed out; latest records: {missing}")
             await self.poll()
+
+
+async def wait_committed(bootstrap: str, group: str, within_s: float = 30.0) -> None:
+    """Until ``group`` has committed every record of the call topics (what a worker folded is
+    then behind its committed offsets, whoever dies next)."""
+    admin = LogAdmin(bootstrap, f"streams-test-{uuid.uuid4().hex[:6]}")
+    await admin.start()
+    try:
+        deadline = time.monotonic() + within_s
+        while (left := await admin.uncommitted(group, [LIFECYCLE.name, AUDIO.name])) > 0:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"group {group} still has {left} records uncommitted")
+            await asyncio.sleep(0.2)
+    finally:
+        await admin.stop()

@@ -23,6 +23,7 @@ from tests.streams.harness import (
     StreamsWorker,
     heartbeats,
     publish,
+    wait_committed,
 )
 
 CALLS = 30
@@ -81,7 +82,7 @@ async def test_kill_9_a_worker_and_the_other_finishes_its_calls(
             before += [call.chunk(side, seq) for seq in range(3) for side in Leg]
         await publish(kafka.bootstrap, before)
         await reader.wait_for(keys, progressed(3), within_s=30)
-        await asyncio.sleep(2.5)  # past the 1 s commit interval: the victim's offsets are committed
+        await wait_committed(kafka.bootstrap, victim.app_id)  # the victim's offsets too
 
         victim_partitions = set(victim.health()["assigned_partitions"])  # type: ignore[index,arg-type]
         victim.kill()
@@ -230,7 +231,7 @@ async def test_a_worker_frozen_past_the_session_timeout_does_not_resume_stale_ca
         await publish(kafka.bootstrap, [c.started(side) for c in calls for side in Leg])
         await publish(kafka.bootstrap, chunks(calls, range(2)))
         await reader.wait_for(keys, progressed(2), within_s=30)
-        await asyncio.sleep(1.0)  # past the commit interval
+        await wait_committed(kafka.bootstrap, frozen.app_id)
         os.kill(pid, signal.SIGSTOP)
         try:
             await publish(kafka.bootstrap, chunks(calls, range(2, 4)))

@@ -14,6 +14,8 @@ from callrec.infra.kafka import KafkaBroker
 from tests.streams.factory import Call, new_call_key
 from tests.streams.harness import Reader, StreamsWorker, heartbeats, publish, running_worker
 
+OUTAGE_S = 10.0
+
 
 @pytest.fixture
 def worker(kafka: KafkaBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StreamsWorker]:
@@ -28,18 +30,22 @@ async def test_the_worker_outlives_a_broker_outage(
 ) -> None:
     await asyncio.to_thread(kafka.stop)
     try:
-        await asyncio.sleep(10)
+        await asyncio.sleep(OUTAGE_S)  # the outage itself, not a wait for something
         assert worker.process.pid() is not None, worker.log()
     finally:
         await asyncio.to_thread(kafka.start)
     recorder = f"rec-{uuid.uuid4().hex[:6]}"
     call = Call(key=new_call_key("Outage"), t0=time.time_ns() // 1000, recorder=recorder,
                 incarnation="i1")
+    known = worker.recorders_known()
     async with heartbeats(kafka.bootstrap, {recorder: "i1"}), Reader(kafka.bootstrap) as reader:
-        await asyncio.sleep(1.0)
+        await worker.wait_recorders(known + 1, within_s=60)
         await publish(kafka.bootstrap, call.simple(chunks=2))
-        got = await reader.wait_for([call.key], lambda r: r.status != CallStatus.ACTIVE,
-                                    within_s=60)
+        try:
+            got = await reader.wait_for([call.key], lambda r: r.status != CallStatus.ACTIVE,
+                                        within_s=60)
+        except AssertionError as e:
+            raise AssertionError(f"{e}; worker health {worker.health()}") from e
     assert got[call.key].status == CallStatus.COMPLETED
     log = worker.process.log_file.read_text().lower()
     assert "coordinator" in log or "connect" in log  # the outage was reported, not swallowed

@@ -62,8 +62,9 @@ def worker(kafka: KafkaBroker, tmp_path_factory: pytest.TempPathFactory) -> Iter
 async def test_each_verdict_end_to_end(kafka: KafkaBroker, worker: StreamsWorker) -> None:
     tag = uuid.uuid4().hex[:6]
     live = {f"alive-{tag}": "i1", f"dies-{tag}": "i1", f"restarts-{tag}": "i1"}
+    known = worker.recorders_known()
     async with heartbeats(kafka.bootstrap, live) as recorders, Reader(kafka.bootstrap) as reader:
-        await asyncio.sleep(1.0)  # the worker's feed sees every recorder before the calls start
+        await worker.wait_recorders(known + len(live))  # before the calls start
         alive, dies, restarts = (new_call(r, "i1") for r in list(live))
         completed = alive.simple(chunks=3)
         lost = [dies.started(Leg.NEAR_END), dies.started(Leg.FAR_END), dies.chunk(Leg.NEAR_END, 0)]

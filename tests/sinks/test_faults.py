@@ -68,10 +68,15 @@ async def test_kill_9_mid_call_another_worker_finishes_it(
         await wait_health(tmp_path / "a" / "health.json", "partitions")
         landed = await publish(kafka.bootstrap, [active, *near[:5], *far[:5]])
         await wait_health(tmp_path / "a" / "health.json", "open_calls")
-        await asyncio.sleep(1.0)  # let it commit: the commit must stay at the call's first chunk
+        group, audio = env["CALLREC_MIXER_GROUP_ID"], landed[1]
+        # Until the mixer has committed on the chunks' partition with the call open: that
+        # commit, and any after it, must stay at the call's first chunk.
+        deadline = time.monotonic() + 30
+        while await committed(kafka.bootstrap, group, AUDIO.name, audio.partition) is None:
+            assert time.monotonic() < deadline, "the mixer never committed the chunks' partition"
+            await asyncio.sleep(0.2)
         first.send_signal(signal.SIGKILL)
         assert first.wait(10) == -signal.SIGKILL
-        group, audio = env["CALLREC_MIXER_GROUP_ID"], landed[1]
         assert await committed(kafka.bootstrap, group, AUDIO.name, audio.partition) == audio.offset
         second = start_mixer(env, tmp_path / "b")
         await publish(kafka.bootstrap, [*near[5:], *far[5:], done])

@@ -78,21 +78,32 @@ def report_path(site: Site) -> object:
     return site.run_dir / "ha-report.jsonl"
 
 
+async def calls_after(site: Site, reader: Reader, emulator: Cucm, label: str, change: str,
+                      expect: str) -> None:
+    """Recorder A goes ``change`` ("down" or "up"); the emulator must see it in 10 s, and the
+    next calls must go to ``expect`` and be recorded whole."""
+    changed_at = time.time()
+    if change == "down":
+        await asyncio.to_thread(site.recorders["A"].stop)
+        seen = await emulator.wait_out_of_service("A", 10)
+    else:
+        await asyncio.to_thread(site.start_recorder, "A")
+        seen = await emulator.wait_in_service("A", 10)
+    detected_s = seen.at.timestamp() - changed_at
+    calls = await emulator.place_calls(2, CALL_S)
+    assert on(calls) == {expect}
+    result = await outcome(site, reader, calls)
+    assert_complete(result)
+    report(label, detected_s, result, report_path(site))  # type: ignore[arg-type]
+
+
 async def test_1_active_recorder_down_new_calls_go_to_b_and_are_recorded(
     site: Site, reader: Reader
 ) -> None:
     site.ensure_up()
     async with cucm(site) as emulator:
         assert on(await emulator.place_calls(1, 1.0)) == {"A"}
-        down_at = time.time()
-        await asyncio.to_thread(site.recorders["A"].stop)
-        change = await emulator.wait_out_of_service("A", 10)
-        detected_s = change.at.timestamp() - down_at
-        calls = await emulator.place_calls(2, CALL_S)
-    assert on(calls) == {"B"}
-    result = await outcome(site, reader, calls)
-    assert_complete(result)
-    report("1 A down -> B", detected_s, result, report_path(site))  # type: ignore[arg-type]
+        await calls_after(site, reader, emulator, "1 A down -> B", "down", expect="B")
 
 
 async def test_2_active_recorder_restored_new_calls_go_to_a_again(
@@ -102,15 +113,7 @@ async def test_2_active_recorder_restored_new_calls_go_to_a_again(
         await asyncio.to_thread(site.recorders["A"].stop)
     async with cucm(site) as emulator:
         assert emulator.states["A"].value != "in-service"
-        up_at = time.time()
-        await asyncio.to_thread(site.start_recorder, "A")
-        change = await emulator.wait_in_service("A", 10)
-        detected_s = change.at.timestamp() - up_at
-        calls = await emulator.place_calls(2, CALL_S)
-    assert on(calls) == {"A"}
-    result = await outcome(site, reader, calls)
-    assert_complete(result)
-    report("2 A restored -> A", detected_s, result, report_path(site))  # type: ignore[arg-type]
+        await calls_after(site, reader, emulator, "2 A restored -> A", "up", expect="A")
 
 
 async def test_3_both_down_no_recordings_gap_in_metrics_then_resumes(

@@ -36,7 +36,7 @@ _FRAME = struct.Struct("!IIQQ")  # crc32 of the body, body length, record seq, w
 _BODY = struct.Struct("!BHB")  # topic, key, event-type lengths
 SEGMENT_SUFFIX = ".spool"
 ACKED_FILE = "acked"
-DISK_ROOM_MARGIN = 256 * 1024
+DISK_ROOM_MARGIN = 64 * 1024
 """Free bytes wanted beyond the held records before writing them back (so the retry does not
 fill the disk again at once)."""
 

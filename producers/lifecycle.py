@@ -56,9 +56,7 @@ def due_end(
         )
     timeout_us = int(limits.media_timeout_s * 1_000_000)
     if timeout_us and leg.started and not leg.on_hold and now_us - media_seen_us > timeout_us:
-        return EndDecision(
-            LegEndReason.MEDIA_TIMEOUT, f"no RTP for {limits.media_timeout_s:g} s"
-        )
+        return EndDecision(LegEndReason.MEDIA_TIMEOUT, f"no RTP for {limits.media_timeout_s:g} s")
     return None
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from tests.producers.harness import SmallDisk
 
+
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[SmallDisk]:
     """``small_disk(size_bytes)``: a tmpfs of that size mounted under tmp_path (we run as root;

@@ -292,3 +292,8 @@ def fill_disk(directory: Path, leave_bytes: int = 0) -> Path:
     finally:
         os.close(fd)
     return filler
+
+
+def new_call() -> tuple[str, str]:
+    """A cluster id and x-refci no other test uses."""
+    return f"C{uuid.uuid4().hex[:6]}", str(uuid.uuid4().int % 10**8 + 10**8)

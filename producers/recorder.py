@@ -186,7 +186,7 @@ class Recorder:
         except BadRtp:
             live.bad_datagrams += 1
             return
-        live.media_seen_us = arrival_us
+        live.media_seen_us = max(live.media_seen_us, arrival_us)  # early RTP replays older
         closed = live.chunker.add(packet)
         if closed is not None:
             self._emit_chunk(live, closed)

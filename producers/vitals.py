@@ -211,5 +211,8 @@ class Vitals:
         flushed = await r.outbox.flush(timeout_s=self.settings.flush_timeout_s)
         if not flushed:
             log.warning("Kafka took not all; %d events stay spooled", r.outbox.backlog)
+        if r.outbox.spool.held_bytes:
+            log.error("%s: %d bytes held in memory are lost", r.outbox.spool.disk_problem,
+                      r.outbox.spool.held_bytes)  # fmt: skip
         self._write_status()
         await r.outbox.close()

@@ -182,8 +182,10 @@ class EventTap:
 
     async def start(self) -> None:
         await self.consumer.start()
-        known = await self.consumer.topics()
-        assert set(TOPICS) <= known, f"contract topics missing: {known}"
+        deadline = time.monotonic() + 10  # a broker just started may answer metadata empty
+        while not set(TOPICS) <= (known := await self.consumer.topics()):
+            assert time.monotonic() < deadline, f"contract topics missing: {known}"
+            await asyncio.sleep(0.2)
         partitions = [TopicPartition(t, p) for t in TOPICS for p in range(TEST_PARTITIONS)]
         self.consumer.assign(partitions)
         await self.consumer.seek_to_end(*partitions)

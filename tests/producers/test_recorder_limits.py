@@ -7,12 +7,19 @@ sipp playing CUCM; the full disk is a small tmpfs the test mounts and fills.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 
-from callrec.avro.events import AudioChunk, Leg, LegEnded, LegEndReason, RecorderHeartbeat
+from callrec.avro.events import (
+    AudioChunk,
+    Event,
+    Leg,
+    LegEnded,
+    LegEndReason,
+    RecorderHeartbeat,
+)
 from callrec.emulator.audio import G711A_PCAP, pcap_rtp_payloads
 from callrec.infra.kafka import KafkaBroker
 from tests.producers.harness import (
@@ -36,28 +43,38 @@ async def tap(kafka: KafkaBroker) -> AsyncIterator[EventTap]:
         yield tap
 
 
-def leg_ended(call_key: str) -> object:
+def leg_ended(call_key: str) -> Callable[[list[Event]], bool]:
     return lambda events: any(isinstance(e, LegEnded) and e.call_key == call_key for e in events)
 
 
-async def test_a_sender_that_stops_rtp_is_hung_up(
+async def test_a_silent_leg_and_an_endless_leg_are_hung_up(
     kafka: KafkaBroker, tap: EventTap, tmp_path: Path
 ) -> None:
     with running_recorder(
         tmp_path / "data",
         kafka.bootstrap,
         CALLREC_RECORDER_MEDIA_TIMEOUT_S="1.5",
+        CALLREC_RECORDER_MAX_LEG_DURATION_S="4",
     ) as recorder:
         cluster, refci = new_call()
-        key = f"{cluster}:{refci}"
-        # 8 DTMF packets, then nothing; Session-Expires 1800 s: only the media timeout ends it
-        keys = leg_keys("x-nearend", refci, cluster, pcap=str(DTMF_PCAP))
-        rc, err = await run_sipp("expiring_leg.xml", recorder, keys, limit_s=15)
-        assert rc == 0, err  # sipp received the recorder's BYE and answered it
-        await tap.until(leg_ended(key))  # type: ignore[arg-type]
-        [end] = [e for e in tap.of(key) if isinstance(e, LegEnded)]
-        assert end.reason is LegEndReason.MEDIA_TIMEOUT and end.sip_reason == "no RTP for 1.5 s"
-        assert end.packets_received > 0 and end.chunk_count > 0
+        silent, endless = f"{cluster}:{refci}", f"{cluster}:{int(refci) + 2}"
+        # Session-Expires 1800 s on both. One sends 8 DTMF packets, then nothing; the other
+        # streams 7 s of audio, longer than the leg may last.
+        rcs = await asyncio.gather(
+            run_sipp("expiring_leg.xml", recorder, leg_keys(
+                "x-nearend", refci, cluster, pcap=str(DTMF_PCAP)), limit_s=15),
+            run_sipp("expiring_leg.xml", recorder, leg_keys(
+                "x-nearend", str(int(refci) + 2), cluster), limit_s=15),
+        )  # fmt: skip
+        assert [rc for rc, _ in rcs] == [0, 0], rcs  # sipp got the recorder's BYEs, answered
+        await tap.until(lambda evs: all(leg_ended(k)(evs) for k in (silent, endless)))
+        [timed_out] = [e for e in tap.of(silent) if isinstance(e, LegEnded)]
+        assert timed_out.reason is LegEndReason.MEDIA_TIMEOUT
+        assert timed_out.sip_reason == "no RTP for 1.5 s" and timed_out.chunk_count > 0
+        [too_long] = [e for e in tap.of(endless) if isinstance(e, LegEnded)]
+        assert too_long.reason is LegEndReason.OTHER
+        assert too_long.sip_reason == "maximum leg duration of 4 s reached"
+        assert 15 <= too_long.chunk_count < 30  # ~4 s of 200 ms chunks, not the pcap's 7 s
         recorder.wait_for(lambda s: s.get("active_legs") == 0, 5)
 
 
@@ -105,7 +122,7 @@ async def test_a_full_disk_refuses_new_calls_keeps_the_live_one_and_recovers(
         assert reply_to(recorder, "OPTIONS").startswith(b"SIP/2.0 200")
         rc, err = await call
         assert rc == 0, err
-        await tap.until(leg_ended(key))  # type: ignore[arg-type]
+        await tap.until(leg_ended(key))
         [end] = [e for e in tap.of(key) if isinstance(e, LegEnded)]
         assert end.leg is Leg.NEAR_END and end.reason is LegEndReason.BYE
         # audio and lifecycle are two topics: wait for every chunk the LegEnded announced

@@ -3,7 +3,7 @@
 sippy's dispatcher is a process-wide singleton bound to the thread that imported it and owns
 signal handling, so it keeps the main thread; the recorder (RTP, chunking, Kafka) runs in a
 second thread with its own asyncio loop. They meet only through ``Recorder.submit`` (SIP facts
-in), ``Recorder.health`` (an immutable value out) and ``SipLink`` (hang-ups posted to sippy's
+in), ``Vitals.health`` (an immutable value out) and ``SipLink`` (hang-ups posted to sippy's
 loop); the recorder thread hands its loop over once, as a ``RecorderLoop`` through a Future.
 """
 
@@ -29,6 +29,7 @@ from callrec.producers.recorder import Recorder
 from callrec.producers.settings import RecorderSettings
 from callrec.producers.sip_uas import SipUas
 from callrec.producers.spool import Spool
+from callrec.producers.vitals import Vitals
 
 log = logging.getLogger("callrec.producers")
 # An idempotent batch in flight is retried with the same sequence numbers until this long; a
@@ -44,6 +45,7 @@ class RecorderLoop:
     """What the recorder thread hands the main thread once its loop runs."""
 
     recorder: Recorder
+    vitals: Vitals
     loop: asyncio.AbstractEventLoop
     stop: asyncio.Event
 
@@ -81,7 +83,11 @@ def run_recorder(settings: RecorderSettings) -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     identity = RecorderIdentity(settings.id, uuid.uuid4().hex)
     ports = PortPool(settings.rtp_bind_host, settings.rtp_port_range)
-    spool = Spool(settings.data_dir / "spool", settings.spool_max_bytes)
+    spool = Spool(
+        settings.data_dir / "spool",
+        settings.spool_max_bytes,
+        memory_bytes=settings.disk_full_memory_bytes,
+    )
     link = SipLink()
     started: Future[RecorderLoop] = Future()
     failed = threading.Event()
@@ -98,9 +104,10 @@ def run_recorder(settings: RecorderSettings) -> int:
             ),
         )
         recorder = Recorder(settings, outbox, ports, identity, loop, link)
+        vitals = Vitals(recorder)
         stop = asyncio.Event()
-        started.set_result(RecorderLoop(recorder, loop, stop))
-        await recorder.run(stop, settings.drain_timeout_s)
+        started.set_result(RecorderLoop(recorder, vitals, loop, stop))
+        await vitals.run(stop, settings.drain_timeout_s)
 
     def recorder_thread() -> None:
         try:
@@ -120,14 +127,14 @@ def run_recorder(settings: RecorderSettings) -> int:
     except Exception:
         thread.join()
         return 1
-    recorder = running.recorder
+    recorder, vitals = running.recorder, running.vitals
 
     def request_stop(*_: Any) -> None:
         log.info("stop requested; draining")
-        recorder.begin_drain()
+        vitals.begin_drain()
         running.loop.call_soon_threadsafe(running.stop.set)
 
-    sip = SipUas(settings, ports, health=lambda: recorder.health, submit=recorder.submit)
+    sip = SipUas(settings, ports, health=lambda: vitals.health, submit=recorder.submit)
     try:
         sip.start()
     except OSError as e:

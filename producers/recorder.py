@@ -1,8 +1,9 @@
-"""The recorder's asyncio side: live legs, their RTP sockets and chunkers, heartbeats, health.
+"""The recorder's leg runtime (asyncio side): live legs, their RTP sockets and chunkers.
 
 It receives what the SIP thread reports (``submit``, thread-safe), owns every RTP socket, and
-emits every event through the spool-first outbox. The SIP thread reads ``health`` (an immutable
-value replaced whole) to answer OPTIONS and INVITEs.
+emits every event through the spool-first outbox. What to decide lives in pure modules
+(``leg.py``: the events of a leg's facts; ``lifecycle.py``: when the recorder ends a leg itself);
+the process's health, heartbeats, status file and draining live in ``vitals.py``.
 """
 
 from __future__ import annotations
@@ -12,17 +13,9 @@ import functools
 import logging
 import socket
 import time
-from dataclasses import dataclass
 from typing import Protocol
 
-from callrec.avro.events import (
-    AudioChunk,
-    Event,
-    LegEndReason,
-    RecorderHealth,
-    RecorderHeartbeat,
-)
-from callrec.health import write_health
+from callrec.avro.events import AudioChunk, Event, LegEndReason
 from callrec.producers.chunk_encoding import AUDIO_TOPIC, encode_chunk
 from callrec.producers.chunker import ClosedChunk, LegChunker
 from callrec.producers.errors import BadRtp, SpoolFull
@@ -34,36 +27,24 @@ from callrec.producers.leg import (
     open_leg,
     start_leg,
 )
+from callrec.producers.lifecycle import LegLimits, due_end, keep_early
 from callrec.producers.media import PortPool, read_stamped
 from callrec.producers.outbox import Outbox
 from callrec.producers.rtp import parse_rtp
 from callrec.producers.settings import RecorderSettings
 from callrec.producers.sip_facts import DialogAccepted, DialogClosed, MediaNegotiated, SipFact
+from callrec.producers.vitals import Health as Health  # what sip_uas.py answers with
+
+__all__ = ["Health", "LiveLeg", "Recorder", "SipRequests"]
 
 log = logging.getLogger(__name__)
-TICK_S = 0.05
-EARLY_PACKETS = 100  # RTP that beats the ACK: kept until the codec is known (~2 s)
-SPOOL_FAILURE_MEMORY_S = 10.0  # a failed spool write keeps new calls away this long
 DRAIN_LIMIT = 2000  # a socket's receive buffer holds ~1,500 G.711 packets
 """RTP already in the kernel when the BYE came belongs to the call: read before closing (under
 load the event loop runs behind the sockets; closing one drops its queue silently)."""
 
 
-@dataclass(frozen=True)
-class Health:
-    state: RecorderHealth
-    reasons: tuple[str, ...]
-
-    @property
-    def accepting(self) -> bool:
-        return self.state is RecorderHealth.HEALTHY
-
-
-STARTING = Health(RecorderHealth.UNAVAILABLE, ("starting",))
-
-
 class SipRequests(Protocol):
-    """What the recorder asks of the SIP thread (``app.SipLink``); both are thread-safe."""
+    """What the recorder asks of the SIP thread (``main.SipLink``); both are thread-safe."""
 
     def hang_up(self, leg_id: str) -> None:
         """Send the leg's BYE (a leg the recorder ends itself)."""
@@ -81,9 +62,13 @@ class LiveLeg:
         self.chunker = LegChunker(state.codec)
         self.early: list[tuple[bytes, int]] = []
         self.bad_datagrams = 0
+        self.media_seen_us = state.opened.at_us
+        """Last RTP datagram, start or offer/answer: what the media timeout counts from."""
 
 
 class Recorder:
+    """Legs from facts to events; ``tick`` closes idle chunks and ends legs the rules end."""
+
     def __init__(
         self,
         settings: RecorderSettings,
@@ -97,24 +82,19 @@ class Recorder:
         self.outbox = outbox
         self.ports = ports
         self.identity = identity
-        self.health = STARTING
+        self.limits = LegLimits(settings.media_timeout_s, settings.max_leg_duration_s)
         self.legs: dict[str, LiveLeg] = {}
         self.sip = sip
-        self.draining = False
         self.lost_events = 0
-        self._spool_failed_at = -SPOOL_FAILURE_MEMORY_S
+        self.last_loss_at = -float("inf")
+        """``time.monotonic()`` of the last event the spool refused (health looks back at it)."""
         self._loop = loop
-        self._heartbeat_seq = 0
 
     # -- from the SIP thread ---------------------------------------------------------------------
 
     def submit(self, fact: SipFact) -> None:
         """Thread-safe: hand a SIP fact to the event loop."""
         self._loop.call_soon_threadsafe(self._on_fact, fact)
-
-    def begin_drain(self) -> None:
-        """Thread-safe: refuse new calls, let the current ones finish."""
-        self.draining = True
 
     # -- facts ---------------------------------------------------------------------------------
 
@@ -141,7 +121,8 @@ class Recorder:
     def _start(self, live: LiveLeg, at_us: int) -> None:
         live.state, started = start_leg(live.state, at_us)
         live.chunker.codec = live.state.codec
-        self._emit(started)
+        live.media_seen_us = max(live.media_seen_us, at_us)
+        self.emit(started)
         early, live.early = live.early, []
         for data, arrival in early:
             self._on_datagram(live, data, arrival)
@@ -152,13 +133,15 @@ class Recorder:
             return
         old_codec = live.state.codec
         live.state, updates = negotiate(live.state, fact)
+        if fact.media is not None:
+            live.media_seen_us = max(live.media_seen_us, fact.at_us)
         if not live.state.started:
             self._start(live, fact.at_us)
             return
         if live.state.codec != old_codec:
             self._emit_chunk(live, live.chunker.change_codec(live.state.codec, fact.at_us))
         for update in updates:
-            self._emit(update)
+            self.emit(update)
 
     def _closed(self, fact: DialogClosed) -> None:
         self._end(fact.leg_id, fact.reason, fact.at_us, fact.sip_reason, fact.q850_cause)
@@ -183,13 +166,19 @@ class Recorder:
             return  # cancelled or never acknowledged: nothing was recorded, nothing to say
         self._emit_chunk(live, live.chunker.flush(at_us))
         totals = live.chunker.totals()
-        self._emit(end_leg(live.state, reason, totals, at_us, sip_reason, q850_cause))
+        self.emit(end_leg(live.state, reason, totals, at_us, sip_reason, q850_cause))
+
+    def end_all(self, reason: LegEndReason, at_us: int) -> None:
+        """End every live leg with a BYE (the recorder stops)."""
+        for leg_id in list(self.legs):
+            self.sip.hang_up(leg_id)
+            self._end(leg_id, reason, at_us)
 
     # -- media ---------------------------------------------------------------------------------
 
     def _on_datagram(self, live: LiveLeg, data: bytes, arrival_us: int) -> None:
         if not live.state.started:
-            if len(live.early) < EARLY_PACKETS:
+            if keep_early(len(live.early)):
                 live.early.append((data, arrival_us))
             return
         try:
@@ -197,6 +186,7 @@ class Recorder:
         except BadRtp:
             live.bad_datagrams += 1
             return
+        live.media_seen_us = max(live.media_seen_us, arrival_us)  # early RTP replays older
         closed = live.chunker.add(packet)
         if closed is not None:
             self._emit_chunk(live, closed)
@@ -212,118 +202,29 @@ class Recorder:
                 encode_chunk(live.state, chunk),
             )
         except SpoolFull as e:
-            self._spool_failed(e)
+            self._lost()
             log.error("LOST chunk %d of %s: %s", chunk.chunk_seq, live.state.leg_id, e)
 
-    def _emit(self, event: Event) -> None:
+    def emit(self, event: Event) -> None:
+        """Spool the event for Kafka; one the spool refuses is counted and logged as lost."""
         try:
             self.outbox.put(event)
         except SpoolFull as e:
-            self._spool_failed(e)
+            self._lost()
             log.error("LOST %s of %s: %s", type(event).__name__, getattr(event, "call_key", ""), e)
+
+    def _lost(self) -> None:
+        self.lost_events += 1
+        self.last_loss_at = time.monotonic()
 
     # -- time ----------------------------------------------------------------------------------
 
-    def _tick(self) -> None:
-        now_us = time.time_ns() // 1000
+    def tick(self, now_us: int) -> None:
+        """Close chunks of streams that went quiet; end (with a BYE) the legs a rule ends."""
         for live in list(self.legs.values()):
             self._emit_chunk(live, live.chunker.tick(now_us))
-            if live.state.expired(now_us):
-                log.warning("leg %s: no session refresh, expired", live.state.leg_id)
+            decision = due_end(live.state, live.media_seen_us, now_us, self.limits)
+            if decision is not None:
+                log.warning("leg %s: %s, hanging up", live.state.leg_id, decision.why)
                 self.sip.hang_up(live.state.leg_id)
-                self._end(live.state.leg_id, LegEndReason.SESSION_EXPIRED, now_us)
-        self.health = self._assess()
-
-    def _spool_failed(self, error: SpoolFull) -> None:
-        self.lost_events += 1
-        self._spool_failed_at = time.monotonic()
-
-    def _assess(self) -> Health:
-        if self.draining:
-            return Health(RecorderHealth.DRAINING, ("draining",))
-        reasons = []
-        if not self.outbox.kafka_reachable:
-            reasons.append("Kafka unreachable")
-        if self.outbox.spool.pending_bytes > self.settings.spool_unhealthy_bytes:
-            reasons.append("spool above its threshold")
-        if len(self.legs) >= self.settings.max_legs:
-            reasons.append("at capacity")
-        if time.monotonic() - self._spool_failed_at < SPOOL_FAILURE_MEMORY_S:
-            reasons.append("spool full or not writable")
-        if reasons:
-            return Health(RecorderHealth.UNAVAILABLE, tuple(reasons))
-        return Health(RecorderHealth.HEALTHY, ())
-
-    def _heartbeat(self) -> RecorderHeartbeat:
-        health = self.health
-        beat = RecorderHeartbeat(
-            producer_id=self.identity.recorder_id,
-            recorder_id=self.identity.recorder_id,
-            incarnation=self.identity.incarnation,
-            heartbeat_seq=self._heartbeat_seq,
-            interval_ms=self.settings.heartbeat_interval_ms,
-            health=health.state,
-            health_reasons=list(health.reasons),
-            active_legs=len(self.legs),
-            active_leg_ids=sorted(self.legs),
-            max_legs=self.settings.max_legs,
-            spool_bytes=self.outbox.spool.pending_bytes,
-            spool_oldest_age_ms=self.outbox.spool.oldest_pending_age_ms(),
-            sip_address=f"{self.settings.sip_host}:{self.settings.sip_port}",
-        )
-        self._heartbeat_seq += 1
-        return beat
-
-    def _write_status(self) -> None:
-        """The stack's health probe: a JSON file rewritten every heartbeat (stale = dead)."""
-        state = self.health.state
-        write_health(
-            self.settings.data_dir / "status.json", "recorder",
-            "running" if state == RecorderHealth.HEALTHY else state.value.lower(),
-            recorder_id=self.identity.recorder_id,
-            incarnation=self.identity.incarnation,
-            health=state.value,
-            reasons=list(self.health.reasons),
-            active_legs=len(self.legs),
-            spool_bytes=self.outbox.spool.pending_bytes,
-            spool_oldest_age_ms=self.outbox.spool.oldest_pending_age_ms(),
-            spool_backlog_events=self.outbox.backlog,
-            published_events=self.outbox.published,
-            lost_events=self.lost_events,
-            rejected_by_kafka=self.outbox.rejected,
-            kafka_reachable=self.outbox.kafka_reachable,
-            sip=self.sip.stats(),
-        )
-
-    # -- lifetime ------------------------------------------------------------------------------
-
-    async def run(self, stop: asyncio.Event, drain_timeout_s: float) -> None:
-        """Record until ``stop``; then drain: wait for calls, end the rest, flush the spool."""
-        self.outbox.start()
-        next_beat = time.monotonic()
-        interval = self.settings.heartbeat_interval_ms / 1000
-        drain_deadline: float | None = None
-        while True:
-            self._tick()
-            now = time.monotonic()
-            if now >= next_beat:
-                self._emit(self._heartbeat())
-                self._write_status()
-                next_beat = now + interval
-            if stop.is_set() and drain_deadline is None:
-                self.begin_drain()
-                drain_deadline = now + drain_timeout_s
-                log.info("draining: %d legs, up to %.0f s", len(self.legs), drain_timeout_s)
-            if drain_deadline is not None and (not self.legs or now >= drain_deadline):
-                break
-            await asyncio.sleep(TICK_S)
-        now_us = time.time_ns() // 1000
-        for leg_id in list(self.legs):
-            self.sip.hang_up(leg_id)
-            self._end(leg_id, LegEndReason.RECORDER_SHUTDOWN, now_us)
-        self._emit(self._heartbeat())
-        flushed = await self.outbox.flush(timeout_s=self.settings.flush_timeout_s)
-        if not flushed:
-            log.warning("Kafka took not all; %d events stay spooled", self.outbox.backlog)
-        self._write_status()
-        await self.outbox.close()
+                self._end(live.state.leg_id, decision.reason, now_us, decision.why)

@@ -43,6 +43,14 @@ class RecorderSettings(CommonSettings):
     """On SIGTERM: how long live calls may go on before they are ended as RECORDER_SHUTDOWN."""
     flush_timeout_s: float = 10.0
     """On shutdown: how long Kafka gets to take the spool (the rest waits for the next run)."""
+    media_timeout_s: float = 60.0
+    """A started leg, not on hold, that gets no RTP this long is ended (BYE, MEDIA_TIMEOUT);
+    0 turns it off."""
+    max_leg_duration_s: float = 43_200.0
+    """A leg older than this is ended (BYE, OTHER, said in sip_reason); 0 turns it off."""
+    disk_full_memory_bytes: int = 64 * 1024**2
+    """While the spool's disk refuses writes (full, failing), events of live legs wait in memory
+    up to this many bytes (and go to Kafka from there); beyond it they are lost and counted."""
     answer_delay_ms: int = 0
     """Ring before answering (lets CUCM or a test CANCEL first); 0 answers at once."""
 

@@ -8,11 +8,21 @@ SpoolFull beyond ``max_bytes``, and the recorder stops taking calls well before 
 
 Records are written with plain ``os.write`` (they survive a process crash through the page
 cache) and fsynced every ``sync_interval_s``: a power cut can lose that last fraction of a second.
+
+A disk that refuses a write (ENOSPC, EIO, a short write) never leaves a torn record: the segment
+is cut back to its last whole record (or, if even that fails, left for a new one; a restart cuts
+the torn tail). From then on records are *held* in memory, up to ``memory_bytes``, in seq order
+after those on disk; the sender reads them from there like any other, and an acknowledged one is
+forgotten. ``retry_disk`` (called about once a second) writes the unacknowledged ones back to
+disk when there is room again, and the spool is back to normal. Held records are lost if the
+process dies meanwhile: the price of keeping live calls going on a full disk.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import struct
 import time
 import zlib
@@ -26,6 +36,9 @@ _FRAME = struct.Struct("!IIQQ")  # crc32 of the body, body length, record seq, w
 _BODY = struct.Struct("!BHB")  # topic, key, event-type lengths
 SEGMENT_SUFFIX = ".spool"
 ACKED_FILE = "acked"
+DISK_ROOM_MARGIN = 64 * 1024
+"""Free bytes wanted beyond the held records before writing them back (so the retry does not
+fill the disk again at once)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,9 +95,16 @@ class Spool:
         max_bytes: int,
         segment_bytes: int = 16 * 1024 * 1024,
         sync_interval_s: float = 0.2,
+        memory_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         self.directory = directory
         self.max_bytes = max_bytes
+        self.memory_bytes = memory_bytes
+        self.disk_problem: str | None = None
+        """Why the disk refused the last write (``disk full``, ``disk failing``); None when
+        records go to disk."""
+        self._held: deque[SpooledRecord] = deque()
+        self.held_bytes = 0
         self.segment_bytes = segment_bytes
         self.sync_interval_s = sync_interval_s
         directory.mkdir(parents=True, exist_ok=True)
@@ -107,33 +127,93 @@ class Spool:
     # -- writer -------------------------------------------------------------------------------
 
     def append(self, topic: str, key: bytes, event_type: str, value: bytes) -> int:
-        """Store one event durably before anything else happens to it; returns its seq."""
+        """Store one event before anything else happens to it (on disk, or held in memory while
+        the disk refuses); returns its seq. SpoolFull when neither has room."""
         seq = self.next_seq
-        frame = _encode(seq, time.time_ns() // 1000, topic, key, event_type, value)
+        written_us = time.time_ns() // 1000
+        frame = _encode(seq, written_us, topic, key, event_type, value)
         if self._pending_bytes + len(frame) > self.max_bytes:
             raise SpoolFull(f"spool holds {self._pending_bytes} bytes, bound {self.max_bytes}")
-        segment = self._segments[-1] if self._segments else None
-        if segment is None or self._fd is None or segment.size >= self.segment_bytes:
-            segment = self._open_segment(seq)
-        assert self._fd is not None
-        try:
-            os.write(self._fd, frame)
-        except OSError as e:
-            raise SpoolFull(f"cannot write the spool: {e}") from e
-        segment.size += len(frame)
-        segment.last_seq = seq
+        if self.disk_problem is None:
+            try:
+                self._write(seq, seq, frame)
+            except OSError as e:
+                self.disk_problem = _problem(e)
+        if self.disk_problem is not None:
+            if self.held_bytes + len(frame) > self.memory_bytes:
+                raise SpoolFull(f"{self.disk_problem} and {self.held_bytes} bytes held in memory")
+            record = SpooledRecord(seq, written_us, topic, key, event_type, value, len(frame))
+            self._held.append(record)
+            self.held_bytes += len(frame)
         self._pending_bytes += len(frame)
         self.next_seq = seq + 1
-        now = time.monotonic()
-        if now - self._last_sync >= self.sync_interval_s:
-            os.fsync(self._fd)
-            self._last_sync = now
         return seq
+
+    def retry_disk(self) -> None:
+        """Once the disk has room again, write the held records Kafka has not acknowledged back
+        to it and take the disk again (``disk_problem`` None)."""
+        if self.disk_problem is None:
+            return
+        try:
+            if shutil.disk_usage(self.directory).free < self.held_bytes + DISK_ROOM_MARGIN:
+                return
+        except OSError:
+            return
+        if self._held:
+            frames = b"".join(
+                _encode(r.seq, r.written_us, r.topic, r.key, r.event_type, r.value)
+                for r in self._held
+            )
+            try:
+                self._write(self._held[0].seq, self._held[-1].seq, frames, sync=True)
+            except OSError as e:
+                self.disk_problem = _problem(e)
+                return
+            self._held.clear()
+            self.held_bytes = 0
+        self.disk_problem = None
+
+    def _write(self, first_seq: int, last_seq: int, frames: bytes, sync: bool = False) -> None:
+        """Append whole records to the open segment, or nothing (OSError: cut back to before)."""
+        segment = self._segments[-1] if self._segments else None
+        if segment is None or self._fd is None or segment.size >= self.segment_bytes:
+            segment = self._open_segment(first_seq)
+        fd = self._fd
+        assert fd is not None
+        try:
+            written = os.write(fd, frames)
+            if written != len(frames):
+                raise OSError(errno.ENOSPC, f"short write: {written} of {len(frames)} bytes")
+            now = time.monotonic()
+            if sync or now - self._last_sync >= self.sync_interval_s:
+                os.fsync(fd)
+                self._last_sync = now
+        except OSError:
+            self._cut_back(segment)
+            raise
+        segment.size += len(frames)
+        segment.last_seq = last_seq
+
+    def _cut_back(self, segment: _Segment) -> None:
+        """Remove a partial write; if the disk refuses even that, retire the segment (its torn
+        tail is never read: a reader moves on to the next segment, a restart cuts it)."""
+        assert self._fd is not None
+        try:
+            os.ftruncate(self._fd, segment.size)
+        except OSError:
+            os.close(self._fd)
+            self._fd = None
 
     def _open_segment(self, first_seq: int) -> _Segment:
         if self._fd is not None:
-            os.fsync(self._fd)
-            os.close(self._fd)
+            fd, self._fd = self._fd, None
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        if self._segments and self._segments[-1].last_seq < 0:
+            empty = self._segments.pop()  # opened, but the disk refused its first record
+            empty.path.unlink(missing_ok=True)
         segment = _Segment(first_seq, self.directory / f"{first_seq:020d}{SEGMENT_SUFFIX}")
         self._fd = os.open(segment.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         self._segments.append(segment)
@@ -157,11 +237,22 @@ class Spool:
                     continue  # acknowledged before a restart, or before a rewind point
                 self._read_next_seq = record.seq + 1
                 return record
-            if self._read_seg == len(self._segments) - 1:
-                return None
+            if self._read_seg >= len(self._segments) - 1:
+                break
             self._read_seg += 1
             self._read_buf, self._read_base, self._read_pos = b"", 0, 0
-        return None
+        return self._read_held()
+
+    def _read_held(self) -> SpooledRecord | None:
+        """After the disk's records, those held in memory (seqs run on without a gap)."""
+        if not self._held:
+            return None
+        index = max(0, self._read_next_seq - self._held[0].seq)
+        if index >= len(self._held):
+            return None
+        record = self._held[index]
+        self._read_next_seq = record.seq + 1
+        return record
 
     def rewind(self, seq: int) -> None:
         """Read again from ``seq`` (the sender lost records it had handed to Kafka)."""
@@ -172,9 +263,13 @@ class Spool:
 
     def ack(self, seq: int, size: int) -> None:
         """Kafka has every record up to ``seq`` (acks come in seq order); drop spent segments."""
+        held = bool(self._held) and seq >= self._held[0].seq
+        while self._held and self._held[0].seq <= seq:
+            self.held_bytes -= self._held.popleft().size
         self._drop_segments_up_to(min(self.acked_seq, seq - 1))
         self.acked_seq = max(self.acked_seq, seq)
-        self._head_offset += size
+        if not held:
+            self._head_offset += size
         self._pending_bytes = max(0, self._pending_bytes - size)
         self._acked_dirty = True
         self._drop_segments_up_to(self.acked_seq)
@@ -191,16 +286,23 @@ class Spool:
         if not self._acked_dirty:
             return
         tmp = self.directory / (ACKED_FILE + ".tmp")
-        tmp.write_text(str(self.acked_seq))
-        os.replace(tmp, self.directory / ACKED_FILE)
+        try:
+            tmp.write_text(str(self.acked_seq))
+            os.replace(tmp, self.directory / ACKED_FILE)
+        except OSError:
+            return  # a full disk: the next checkpoint tries again (a restart resends a little)
         self._acked_dirty = False
 
     def close(self) -> None:
         self.checkpoint()
         if self._fd is not None:
-            os.fsync(self._fd)
-            os.close(self._fd)
-            self._fd = None
+            fd, self._fd = self._fd, None
+            try:
+                os.fsync(fd)
+            except OSError:
+                pass  # the records are in the page cache; nothing more can be done here
+            finally:
+                os.close(fd)
 
     # -- metrics -------------------------------------------------------------------------------
 
@@ -210,7 +312,11 @@ class Spool:
 
     def oldest_pending_age_ms(self) -> int:
         """Age of the oldest record Kafka has not acknowledged (0 when there is none)."""
-        if self._pending_bytes == 0 or not self._segments:
+        if self._pending_bytes == 0:
+            return 0
+        if self._held and self._held[0].seq <= self.acked_seq + 1:
+            return max(0, (time.time_ns() // 1000 - self._held[0].written_us) // 1000)
+        if not self._segments:
             return 0
         with self._segments[0].path.open("rb") as f:
             f.seek(self._head_offset)
@@ -251,3 +357,9 @@ class Spool:
             if not self._segments:
                 self._head_offset = head_offset
             self._segments.append(segment)
+
+
+def _problem(error: OSError) -> str:
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "disk full"
+    return f"disk failing ({errno.errorcode.get(error.errno or 0, error.errno)})"

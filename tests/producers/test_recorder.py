@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -58,9 +59,13 @@ def new_call() -> tuple[str, str]:
 
 
 def ended(call_key: str, legs: int = 1):  # type: ignore[no-untyped-def]
-    return lambda events: (
-        sum(isinstance(e, LegEnded) and e.call_key == call_key for e in events) >= legs
-    )
+    """``legs`` legs of the call ended, with every chunk each LegEnded announces: audio and
+    lifecycle are separate topics, so an end can be read before the leg's last chunks."""
+    def done(events: list) -> bool:  # type: ignore[type-arg]
+        ends = [e for e in events if isinstance(e, LegEnded) and e.call_key == call_key]
+        chunks = Counter(e.leg_id for e in events if isinstance(e, AudioChunk))
+        return len(ends) >= legs and all(chunks[e.leg_id] >= e.chunk_count for e in ends)
+    return done
 
 
 def audio_of(events: list, leg: Leg) -> list[AudioChunk]:  # type: ignore[type-arg]

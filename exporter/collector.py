@@ -102,14 +102,21 @@ class StateCollector(Collector):
             "callrec_recorder_in_service",
             "1 while the recorder is up and HEALTHY (takes new calls), else 0.",
             labels=["recorder"])
+        refusing = GaugeMetricFamily(
+            "callrec_recorder_refusing",
+            "1 per reason an up recorder gives for refusing new calls (503), e.g. \"disk full\".",
+            labels=["recorder", "reason"])
         others = [GaugeMetricFamily(name, text, labels=["recorder"])
                   for name, text, _ in RECORDER_GAUGES]
         for recorder, view in sorted(state.recorders.items()):
             up.add_metric([recorder], float(state.recorder_up(view, now_us)))
             serving.add_metric([recorder], float(state.in_service(view, now_us)))
+            if state.recorder_up(view, now_us):
+                for reason in view.reasons:
+                    refusing.add_metric([recorder, reason], 1.0)
             for family, (_, _, value) in zip(others, RECORDER_GAUGES, strict=True):
                 family.add_metric([recorder], float(value(view)))
-        return [up, serving, *others]
+        return [up, serving, refusing, *others]
 
     def _recordings(self, now_us: int) -> list[Metric]:
         state = self.state

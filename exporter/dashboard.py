@@ -58,6 +58,10 @@ PANELS: tuple[PanelSpec, ...] = (
               (Query(f"sum by (recorder) (callrec_calls_active{R})", "{{recorder}} calls"),
                Query(f"sum by (recorder) (callrec_recorder_active_legs{R})",
                      "{{recorder}} legs"))),
+    PanelSpec("Recorders refusing calls", "Recorders answering 503 to new calls, by reason "
+              "(disk full or failing, Kafka unreachable, at capacity, ...); 0: none.", "short",
+              (Query(f"count by (reason) (callrec_recorder_refusing{R}) or vector(0)",
+                     "{{reason}}"),)),
     PanelSpec("Call rate", "Calls started and ended per second.", "reqps",
               (Query(f"sum by (recorder) (rate(callrec_calls_started_total{R}{RATE}))",
                      "{{recorder}} started"),

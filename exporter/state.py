@@ -74,6 +74,9 @@ class RecorderView:
     max_legs: int
     spool_bytes: int
     spool_oldest_age_ms: int
+    reasons: tuple[str, ...] = ()
+    """Why the recorder refuses new calls (its heartbeat's ``health_reasons``: "disk full",
+    "Kafka unreachable", "at capacity", ...)."""
 
 
 @dataclass
@@ -178,6 +181,7 @@ class ExporterState:
             heard_at_us=at, health=beat.health, interval_ms=beat.interval_ms,
             active_legs=beat.active_legs, max_legs=beat.max_legs,
             spool_bytes=beat.spool_bytes, spool_oldest_age_ms=beat.spool_oldest_age_ms,
+            reasons=tuple(beat.health_reasons),
         )
 
     def recorder_up(self, recorder: RecorderView, now_us: int) -> bool:

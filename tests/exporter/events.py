@@ -36,11 +36,11 @@ def sample(metric: str, value: float, labels: dict[str, str], window: int,
 
 
 def beat(recorder: str, at_us: int, *, health: RecorderHealth = RecorderHealth.HEALTHY,
-         spool_bytes: int = 0, seq: int = 0) -> RecorderHeartbeat:
+         spool_bytes: int = 0, seq: int = 0, reasons: tuple[str, ...] = ()) -> RecorderHeartbeat:
     return RecorderHeartbeat(
         event_time=at(at_us), producer_id=recorder, recorder_id=recorder, incarnation="inc-1",
         heartbeat_seq=seq, interval_ms=1000, health=health, active_legs=2, max_legs=100,
-        spool_bytes=spool_bytes, sip_address="127.0.0.1:5060",
+        spool_bytes=spool_bytes, sip_address="127.0.0.1:5060", health_reasons=list(reasons),
     )
 
 

@@ -98,6 +98,22 @@ def test_a_recorder_is_up_while_it_beats_and_in_service_while_healthy() -> None:
     assert scrape(state, T0 + us(6))['callrec_recorder_up{recorder="rec-1"}'] == 0
 
 
+def test_a_recorder_refusing_calls_says_why_while_it_is_up() -> None:
+    state = ExporterState(recorder_lost_after_s=5)
+    state.apply_heartbeat(beat("rec-1", T0, health=RecorderHealth.UNAVAILABLE,
+                               reasons=("disk full", "spool above its threshold")))
+    state.apply_heartbeat(beat("rec-2", T0))
+    series = scrape(state, T0 + us(2))
+    refusing = {k: v for k, v in series.items() if k.startswith("callrec_recorder_refusing")}
+    assert refusing == {
+        'callrec_recorder_refusing{reason="disk full",recorder="rec-1"}': 1,
+        'callrec_recorder_refusing{reason="spool above its threshold",recorder="rec-1"}': 1,
+    }
+    assert series['callrec_recorder_in_service{recorder="rec-1"}'] == 0
+    gone = scrape(state, T0 + us(6))  # a silent recorder is RecorderDown, not refusing
+    assert not any(k.startswith("callrec_recorder_refusing") for k in gone)
+
+
 def test_archive_latency_is_the_calls_end_to_its_recording() -> None:
     state = ExporterState()
     call = Call(t0=T0)

@@ -4,7 +4,10 @@ size makes a letter Kafka takes, which still says how large the record was and i
 from __future__ import annotations
 
 import hashlib
+import os
+import uuid
 
+from aiokafka import TopicPartition
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -14,10 +17,14 @@ from callrec.avro.topics import ALL_TOPICS, MAX_RECORD_BYTES
 from callrec.eventlog import (
     DEAD_LETTER_PAYLOAD_BYTES,
     PRODUCER_DEFAULTS,
+    EventPublisher,
     UnsentRecord,
     bounded,
     dead_letter_for,
+    read_to_end,
+    reader,
 )
+from callrec.infra.kafka import KafkaBroker
 
 
 @given(size=st.sampled_from([0, 1, DEAD_LETTER_PAYLOAD_BYTES, DEAD_LETTER_PAYLOAD_BYTES + 1,
@@ -54,3 +61,25 @@ def test_every_topic_takes_what_every_producer_may_send() -> None:
     assert PRODUCER_DEFAULTS["max_request_size"] == MAX_RECORD_BYTES
     assert {t.name: t.config.get("max.message.bytes") for t in ALL_TOPICS} == {
         t.name: str(MAX_RECORD_BYTES) for t in ALL_TOPICS}
+
+
+async def test_the_port_bounds_a_letter_it_is_given_whole(kafka: KafkaBroker) -> None:
+    """The mixer publishes letters it built itself: a 2 MiB payload still lands, bounded."""
+    payload = os.urandom(MAX_RECORD_BYTES)
+    letter = DeadLetter(producer_id="bounds-test", source_topic="rec.audio.v1",
+                        source_partition=0, source_offset=uuid.uuid4().int % 2**62,
+                        payload=payload, error_type="UndecodableAudio", reason="test")
+    publisher = EventPublisher(kafka.bootstrap, "bounds-test")
+    await publisher.start()
+    try:
+        landed = await publisher.publish(letter)
+    finally:
+        await publisher.stop()
+    tp = TopicPartition(landed.topic, landed.partition)
+    async with reader(kafka.bootstrap, "bounds-test-read") as consumer:
+        consumer.assign([tp])
+        consumer.seek(tp, landed.offset)
+        [record] = [r async for r in read_to_end(consumer, [tp], {tp: landed.offset + 1})]
+    got = codec.decode(record.value or b"")
+    assert isinstance(got, DeadLetter) and got.source_offset == letter.source_offset
+    assert got.payload == payload[:DEAD_LETTER_PAYLOAD_BYTES] and got.payload_size == len(payload)

@@ -15,7 +15,7 @@ import pytest
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from callrec.avro.events import CallRecord, CallStatus
-from callrec.avro.topics import LIFECYCLE, MAX_RECORD_BYTES
+from callrec.avro.topics import AUDIO, MAX_RECORD_BYTES
 from callrec.eventlog import DEAD_LETTER_PAYLOAD_BYTES, new_producer
 from callrec.infra.kafka import KafkaBroker
 from tests.streams.factory import Call, new_call_key
@@ -45,7 +45,7 @@ async def test_a_2_mib_bad_record_makes_a_small_dead_letter_and_calls_keep_foldi
     producer = new_producer(kafka.bootstrap, "big-record-test")
     await producer.start()
     try:
-        landed = await producer.send_and_wait(LIFECYCLE.name, junk, key=key)
+        landed = await producer.send_and_wait(AUDIO.name, junk, key=key)
     finally:
         await producer.stop()
     async with heartbeats(kafka.bootstrap, {recorder: "i1"}), Reader(kafka.bootstrap) as reader:

@@ -314,6 +314,8 @@ class DeadLetter(Event):
     source_offset: int
     source_key: bytes | None = None
     payload: bytes
+    payload_size: int | None = None
+    payload_sha256: str | None = None
     error_type: str
     reason: str
 

@@ -2,8 +2,11 @@
 become the project's here.
 
 Every producer is idempotent with acks=all, so a retried send never duplicates a record and an
-acknowledged record survives the loss of the leader. Consumers that cannot use a record publish
-it whole to the dead-letter topic with the reason and go on. aiokafka's errors are translated at
+acknowledged record survives the loss of the leader, and sends at most ``MAX_RECORD_BYTES``, the
+``max.message.bytes`` of every topic. Consumers that cannot use a record publish it to the
+dead-letter topic with the reason and go on; every dead letter is bounded here (``bounded``:
+the payload's first 64 KiB, with the whole value's size and SHA-256), so a bad record of any
+size makes a small dead letter that Kafka always takes. aiokafka's errors are translated at
 this boundary into ``EventLogUnavailable`` (retriable: the broker is down, a leader is moving, a
 request timed out) or ``EventLogRefused`` (final: the record or request itself is refused, e.g.
 too large), so callers decide on ``retriable`` and never import aiokafka's errors.
@@ -13,7 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition, errors
@@ -24,16 +29,20 @@ from aiokafka.structs import RecordMetadata
 from callrec.avro import codec
 from callrec.avro.errors import ContractError
 from callrec.avro.events import DeadLetter, Event
-from callrec.avro.topics import TOPIC_OF
+from callrec.avro.topics import MAX_RECORD_BYTES, TOPIC_OF
 from callrec.errors import CallrecError, RetriableError
 
+DEAD_LETTER_PAYLOAD_BYTES = 64 * 1024
+"""A dead letter keeps this much of the rejected value (and of its key, ``_KEY_BYTES``)."""
+_KEY_BYTES = 4096
+_REASON_CHARS = 4096
 EVENT_TYPE_HEADER = "event-type"
 """Carries the event's Avro full name (``callrec.v1.LegStarted``), as the contract names it."""
 PRODUCER_DEFAULTS: dict[str, Any] = {
     "acks": "all",
     "enable_idempotence": True,
     "linger_ms": 5,
-    "max_request_size": 2 * 1024 * 1024,
+    "max_request_size": MAX_RECORD_BYTES,
     "request_timeout_ms": 10_000,
 }
 REFUSED_FOR_GOOD: tuple[type[KafkaError], ...] = (
@@ -195,7 +204,10 @@ class EventPublisher:
 
     async def enqueue(self, event: Event) -> asyncio.Future[RecordMetadata]:
         """Hand the event to the producer's batch; the future resolves on acknowledgement (its
-        error is aiokafka's: await it inside ``kafka_errors``)."""
+        error is aiokafka's: await it inside ``kafka_errors``). A dead letter is bounded first,
+        whoever built it."""
+        if isinstance(event, DeadLetter):
+            event = bounded(event)
         return await self.enqueue_encoded(
             TOPIC_OF[type(event)].name, event.kafka_key, codec.encode(event), event.avro_name
         )
@@ -235,8 +247,20 @@ class SourceRecord(Protocol):
     def value(self) -> bytes | None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class UnsentRecord:
+    """A record Kafka refused to store: it has no partition or offset (-1 in its dead letter)."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    partition: int = -1
+    offset: int = -1
+
+
 def dead_letter_for(record: SourceRecord, error: Exception, consumer_id: str) -> DeadLetter:
-    return DeadLetter(
+    """The (bounded) dead letter of a record this process cannot use or Kafka refused."""
+    return bounded(DeadLetter(
         producer_id=consumer_id,
         source_topic=record.topic,
         source_partition=record.partition,
@@ -245,7 +269,25 @@ def dead_letter_for(record: SourceRecord, error: Exception, consumer_id: str) ->
         payload=record.value or b"",
         error_type=type(error).__name__,
         reason=str(error),
-    )
+    ))
+
+
+def bounded(letter: DeadLetter) -> DeadLetter:
+    """The letter with at most 64 KiB of payload, 4 KiB of key and 4096 characters of reason,
+    and the whole payload's size and SHA-256: a dead letter of a 2 MiB record must itself fit on
+    the dead-letter topic, or the process that writes it would retry it forever. A letter that
+    already has its hash is returned as it is."""
+    if letter.payload_sha256 is not None:
+        return letter
+    payload = letter.payload
+    key = letter.source_key
+    return letter.model_copy(update={
+        "payload": payload[:DEAD_LETTER_PAYLOAD_BYTES],
+        "payload_size": len(payload),
+        "payload_sha256": hashlib.sha256(payload).hexdigest(),
+        "source_key": None if key is None else key[:_KEY_BYTES],
+        "reason": letter.reason[:_REASON_CHARS],
+    })
 
 
 async def read_events(

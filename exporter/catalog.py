@@ -47,6 +47,10 @@ SAMPLE_SPECS: dict[str, SampleSpec] = {
                    ("recorder",), "RTP packets lost before the recorders (sequence gaps)."),
         SampleSpec("deadletters_total", "callrec_streams_deadletters", Kind.COUNTER, (),
                    "Events the call-state workers could not use and dead-lettered."),
+        SampleSpec("records_quarantined_total", "callrec_recorder_records_quarantined",
+                   Kind.COUNTER, ("recorder",),
+                   "Records Kafka refused for good, kept in the recorder's quarantine file "
+                   "and dead-lettered (producers/quarantine.py)."),
         SampleSpec("calls_active", "callrec_calls_active", Kind.GAUGE, ("recorder",),
                    "Calls in progress at the end of the latest metric window, by recorder."),
     )

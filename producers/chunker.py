@@ -5,6 +5,10 @@ mutable accumulator per leg rather than a fold over frozen values; it still does
 caller passes every arrival time and clock reading in. A chunk is closed by the first packet
 that arrives 200 ms or more after the chunk's first packet, or by a clock tick when the stream
 stops, so a chunk never holds more than ~200 ms of arrivals and silence produces no chunks.
+
+A chunk is also closed early, before the packet that would take its encoded size past
+``max_bytes``: a flood of large datagrams on a leg's port must still make chunks Kafka takes
+(``MAX_RECORD_BYTES``), or the outbox could only quarantine them.
 """
 
 from __future__ import annotations
@@ -15,6 +19,13 @@ from callrec.producers.rtp import RtpPacket
 from callrec.producers.sdp import Codec
 
 CHUNK_US = 200_000
+CHUNK_MAX_BYTES = 512 * 1024
+"""Default cap of a chunk's encoded size; G.711 fills ~2 KB in 200 ms."""
+PACKET_OVERHEAD_BYTES = 32
+"""Upper bound of what a packet adds to an AudioChunk besides its payload (the Avro varints of
+seq, timestamp, SSRC, payload type, marker, arrival time and payload length)."""
+CHUNK_OVERHEAD_BYTES = 1024
+"""Upper bound of a chunk's fields other than its packets (ids, call key, codec, counters)."""
 _SEEN_SLOTS = 1024  # duplicates are detected within the last 1024 sequence numbers (~20 s)
 
 
@@ -43,9 +54,14 @@ class LegTotals:
 class LegChunker:
     """Accumulates a leg's packets in arrival order; returns each chunk as it closes."""
 
-    def __init__(self, codec: Codec, chunk_us: int = CHUNK_US) -> None:
+    def __init__(
+        self, codec: Codec, chunk_us: int = CHUNK_US, max_bytes: int = CHUNK_MAX_BYTES
+    ) -> None:
         self.codec = codec
         self.chunk_us = chunk_us
+        self.max_bytes = max_bytes
+        self._bytes = CHUNK_OVERHEAD_BYTES
+        self.chunks_cut_by_size = 0
         self.next_chunk_seq = 0
         self._packets: list[RtpPacket] = []
         self._window_end_us = 0
@@ -77,7 +93,11 @@ class LegChunker:
         else:
             highest = seq
         closed = None
+        cost = len(packet.payload) + PACKET_OVERHEAD_BYTES
         if self._packets and packet.arrival_time_us >= self._window_end_us:
+            closed = self._close(packet.arrival_time_us)
+        elif self._packets and self._bytes + cost > self.max_bytes:
+            self.chunks_cut_by_size += 1
             closed = self._close(packet.arrival_time_us)
         if new_ssrc:
             if self._ssrc is not None:
@@ -91,6 +111,7 @@ class LegChunker:
         if not self._packets:
             self._window_end_us = packet.arrival_time_us + self.chunk_us
         self._packets.append(packet)
+        self._bytes += cost
         self.packets_received += 1
         self.payload_bytes += len(packet.payload)
         return closed
@@ -130,5 +151,6 @@ class LegChunker:
         self.next_chunk_seq += 1
         self.packets_lost += self._lost
         self._packets = []
+        self._bytes = CHUNK_OVERHEAD_BYTES
         self._lost = self._reordered = self._duplicated = self._ssrc_changes = 0
         return chunk

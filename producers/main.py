@@ -102,6 +102,7 @@ def run_recorder(settings: RecorderSettings) -> int:
                 request_timeout_ms=KAFKA_REQUEST_TIMEOUT_MS,
                 max_batch_size=KAFKA_BATCH_BYTES,
             ),
+            producer_id=settings.id,
         )
         recorder = Recorder(settings, outbox, ports, identity, loop, link)
         vitals = Vitals(recorder)

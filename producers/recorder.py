@@ -112,6 +112,7 @@ class Recorder:
     def _open(self, accepted: DialogAccepted) -> None:
         fact = accepted.opened
         live = LiveLeg(open_leg(fact, self.identity), accepted.sock)
+        live.chunker.max_bytes = self.settings.chunk_max_bytes
         self.legs[fact.leg_id] = live
         on_datagram = functools.partial(self._on_datagram, live)
         self._loop.add_reader(accepted.sock.fileno(), read_stamped, accepted.sock, on_datagram)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 
-from pydantic import field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from callrec.avro.topics import MAX_RECORD_BYTES
+from callrec.producers.chunker import CHUNK_MAX_BYTES
 from callrec.settings import CommonSettings
 
 
@@ -38,6 +40,10 @@ class RecorderSettings(CommonSettings):
     """Cluster id for From headers that carry neither x-nearendclusterid nor x-farendclusterid."""
     min_se_s: int = 90
     """Smallest RFC 4028 session interval accepted; a smaller Session-Expires gets 422."""
+    chunk_max_bytes: int = Field(default=CHUNK_MAX_BYTES, ge=128 * 1024,
+                                 le=MAX_RECORD_BYTES - 256 * 1024)
+    """A chunk is closed early rather than grow past this encoded size: below Kafka's limit,
+    above the largest UDP datagram (a chunk holds at least one packet)."""
     heartbeat_interval_ms: int = 1000
     drain_timeout_s: float = 30.0
     """On SIGTERM: how long live calls may go on before they are ended as RECORDER_SHUTDOWN."""

@@ -16,14 +16,15 @@ from collections.abc import Iterable, MutableMapping
 
 from aiokafka import TopicPartition
 
-from callrec.avro.topics import TopicSpec
+from callrec.avro.topics import MAX_RECORD_BYTES, TopicSpec
 from callrec.eventlog import kafka_errors, read_to_end, reader
 
 log = logging.getLogger(__name__)
 
 
 def changelog_spec(topic: str) -> TopicSpec:
-    return TopicSpec(topic, {"cleanup.policy": "compact"})
+    return TopicSpec(topic, {"cleanup.policy": "compact",
+                             "max.message.bytes": str(MAX_RECORD_BYTES)})
 
 
 async def recover(

@@ -65,7 +65,7 @@ class CallStateWorker:
         self.settings = settings
         self.clock = clock
         self.board = RecorderBoard()
-        self.outbox = SendQueue(settings.changelog_topic)
+        self.outbox = SendQueue(settings.changelog_topic, producer_id=settings.streams_worker_id)
         self.processor = CallProcessor(
             worker_id=settings.streams_worker_id,
             rules=settings.rules(),
@@ -363,5 +363,6 @@ def write_health(settings: StreamsSettings, worker: CallStateWorker) -> None:
         calls_in_memory=len(processor.states),
         events_folded=processor.folded,
         events_rejected=processor.rejected,
+        sends_refused=worker.outbox.refused,
         ticks_deferred=processor.ticks_deferred,
     )

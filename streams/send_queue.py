@@ -2,8 +2,11 @@
 
 Folded offsets are committed only after the outbox is flushed: a kill -9 then loses
 no changelog write of a committed record (the new owner re-folds whatever was not committed,
-and folding is idempotent). A send Kafka refuses (broker gone past the producer's own retries)
-is reported and the whole outbox is sent again, in order, so the last write of a key stays last.
+and folding is idempotent). A send that failed for a reason that may pass (broker gone past the
+producer's own retries) is reported and the whole outbox is sent again, in order, so the last
+write of a key stays last. A send Kafka refuses for good (``EventLogRefused``: too large,
+invalid) is never sent again: it is dead-lettered (bounded, with its size and SHA-256), counted
+in ``refused`` and logged, and the rest is sent on as above, in its order.
 """
 
 from __future__ import annotations
@@ -19,7 +22,15 @@ from aiokafka.structs import RecordMetadata
 from callrec.avro import codec
 from callrec.avro.events import CallRecord, DeadLetter, Event, MetricSample
 from callrec.avro.topics import CALLS, DEADLETTER, METRICS
-from callrec.eventlog import EVENT_TYPE_HEADER, EventLogError, kafka_errors
+from callrec.eventlog import (
+    EVENT_TYPE_HEADER,
+    EventLogError,
+    EventLogRefused,
+    UnsentRecord,
+    bounded,
+    dead_letter_for,
+    kafka_errors,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +52,14 @@ def outgoing_event(topic: str, event: Event, partition: int | None = None) -> Ou
 class SendQueue:
     """The processor's Emitter: collects sends; ``flush`` delivers them."""
 
-    def __init__(self, changelog_topic: str, retry_s: float = 2.0) -> None:
+    def __init__(
+        self, changelog_topic: str, retry_s: float = 2.0, producer_id: str = "callrec-streams"
+    ) -> None:
         self.changelog_topic = changelog_topic
         self.retry_s = retry_s
+        self.producer_id = producer_id
+        self.refused = 0
+        """Sends Kafka refused for good (each dead-lettered, or logged if itself a dead letter)."""
         self.pending: list[Outgoing] = []
         self.changelog_ends: dict[int, int] = {}
         """Changelog partition -> the offset after this worker's last acknowledged write."""
@@ -52,7 +68,7 @@ class SendQueue:
         self.pending.append(outgoing_event(CALLS.name, record, partition))
 
     def dead_letter(self, letter: DeadLetter) -> None:
-        self.pending.append(outgoing_event(DEADLETTER.name, letter))
+        self.pending.append(outgoing_event(DEADLETTER.name, bounded(letter)))
 
     def metric(self, sample: MetricSample) -> None:
         self.pending.append(outgoing_event(METRICS.name, sample))
@@ -69,27 +85,66 @@ class SendQueue:
         on the one it stopped would fail forever); one that can no longer send
         (``renew_producer``) is handed to ``renew`` before sending again."""
         batch, self.pending = self.pending, []
-        if not batch:
-            return
-        while True:
+        while batch:
             used = producer()
-            try:
-                written = await deliver(used, batch)
-                break
-            except EventLogError as e:
-                log.warning("Kafka refused %d sends (%s); sending them again in %.0f s",
-                            len(batch), e, self.retry_s)
-                await asyncio.sleep(self.retry_s)
-                if e.renew_producer and renew is not None:
-                    await renew(used)
-        for sent, where in zip(batch, written, strict=True):
-            if sent.topic == self.changelog_topic:
-                end = self.changelog_ends.get(where.partition, 0)
-                self.changelog_ends[where.partition] = max(end, where.offset + 1)
+            kept: list[Outgoing] = []
+            letters: list[Outgoing] = []
+            failed: EventLogError | None = None
+            for sent, result in zip(batch, await deliver(used, batch), strict=True):
+                if isinstance(result, EventLogRefused):
+                    letters += self._refused(sent, result)
+                    continue
+                kept.append(sent)
+                if isinstance(result, EventLogError):
+                    failed = failed or result
+                elif sent.topic == self.changelog_topic:
+                    end = self.changelog_ends.get(result.partition, 0)
+                    self.changelog_ends[result.partition] = max(end, result.offset + 1)
+            if failed is None:
+                batch = letters
+                continue
+            log.warning("a send failed (%s); sending %d again in %.0f s",
+                        failed, len(kept), self.retry_s)
+            await asyncio.sleep(self.retry_s)
+            if failed.renew_producer and renew is not None:
+                await renew(used)
+            batch = kept + letters
+
+    def _refused(self, sent: Outgoing, error: EventLogRefused) -> list[Outgoing]:
+        """The dead letter of a send Kafka will never take; none for a refused dead letter."""
+        self.refused += 1
+        size = len(sent.value or b"")
+        log.error("Kafka refused a %d-byte send to %s for good (%s); dead-lettering it",
+                  size, sent.topic, error)
+        if sent.topic == DEADLETTER.name:
+            return []
+        unsent = UnsentRecord(sent.topic, sent.key, sent.value,
+                              -1 if sent.partition is None else sent.partition)
+        return [outgoing_event(DEADLETTER.name, dead_letter_for(unsent, error, self.producer_id))]
 
 
-async def deliver(producer: AIOKafkaProducer, batch: list[Outgoing]) -> list[RecordMetadata]:
-    with kafka_errors(f"{len(batch)} sends"):
-        acks = [await producer.send(o.topic, o.value, key=o.key, partition=o.partition,
-                                    headers=list(o.headers)) for o in batch]
-        return list(await asyncio.gather(*acks))
+async def deliver(
+    producer: AIOKafkaProducer, batch: list[Outgoing]
+) -> list[RecordMetadata | EventLogError]:
+    """Send the batch in order and wait for every acknowledgement: each send's metadata, or the
+    error it failed with (translated)."""
+    pending: list[asyncio.Future[RecordMetadata] | EventLogError] = []
+    for o in batch:
+        try:
+            with kafka_errors(f"send to {o.topic}"):
+                pending.append(await producer.send(o.topic, o.value, key=o.key,
+                                                   partition=o.partition,
+                                                   headers=list(o.headers)))
+        except EventLogError as e:
+            pending.append(e)
+    results: list[RecordMetadata | EventLogError] = []
+    for sent, ack in zip(batch, pending, strict=True):
+        if isinstance(ack, EventLogError):
+            results.append(ack)
+            continue
+        try:
+            with kafka_errors(f"send to {sent.topic}"):
+                results.append(await ack)
+        except EventLogError as e:
+            results.append(e)
+    return results

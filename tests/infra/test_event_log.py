@@ -16,7 +16,7 @@ from callrec.avro import codec
 from callrec.avro.errors import ContractError
 from callrec.avro.events import EVENT_TYPES, DeadLetter, Event
 from callrec.avro.topics import DEADLETTER, LIFECYCLE, TOPIC_OF
-from callrec.eventlog import EventLogUnavailable, EventPublisher, read_events
+from callrec.eventlog import EventLogUnavailable, EventPublisher, bounded, read_events
 from callrec.infra.kafka import KafkaBroker
 from callrec.infra.procs import free_port
 from tests.avro.strategies import datum
@@ -87,8 +87,9 @@ async def test_every_event_type_round_trips_through_kafka(kafka: KafkaBroker) ->
     seen: Records = []
     await consume(kafka.bootstrap, topics, all_mine, seconds=60)
     assert sorted(map(str, received)) == sorted(map(str, mine))
-    for event in events:
-        assert received[event.event_id] == event
+    for event in events:  # the port bounds every dead letter (adds its size and hash)
+        assert received[event.event_id] == (
+            bounded(event) if isinstance(event, DeadLetter) else event)
 
 
 async def test_undecodable_record_goes_to_the_dead_letter_topic(kafka: KafkaBroker) -> None:

@@ -36,6 +36,7 @@ from callrec.infra.procs import free_port
 from callrec.infra.s3 import S3Server, ensure_versitygw
 from callrec.infra.topics import ensure_topics
 from callrec.sinks.encode import FORMATS
+from callrec.sinks.manifests import generate_key
 from callrec.sinks.recording import mix_call
 from tests.sinks.factory import (
     call_record,
@@ -89,6 +90,7 @@ async def latency(calls: int, seconds: int, workdir: Path) -> None:
     mixer = None
     try:
         await ensure_topics(broker.bootstrap, 6)
+        generate_key(workdir / "manifest.pem")
         env = {
             **os.environ,
             "CALLREC_KAFKA_BOOTSTRAP": broker.bootstrap, "CALLREC_S3_ENDPOINT": s3.endpoint,

@@ -23,6 +23,7 @@ from callrec.eventlog import EventPublisher
 from callrec.sinks.calls import Archived
 from callrec.sinks.chunk_spool import Spooled
 from callrec.sinks.encode import recording_format
+from callrec.sinks.manifests import ManifestWriter
 from callrec.sinks.naming import archived_event, object_key, object_metadata
 from callrec.sinks.recording import MixedRecording, mix_call
 from callrec.sinks.settings import MixerSettings
@@ -37,9 +38,11 @@ SpooledChunk = tuple[int, bytes, AudioChunk]
 
 class Archiver:
     def __init__(
-        self, settings: MixerSettings, store: RecordingStore, publisher: EventPublisher
+        self, settings: MixerSettings, store: RecordingStore, publisher: EventPublisher,
+        manifests: ManifestWriter | None = None,
     ) -> None:
         self.settings = settings
+        self.manifests = manifests
         self.store = store
         self.publisher = publisher
         self.format = recording_format(settings.mixer_format)
@@ -79,6 +82,9 @@ class Archiver:
                 "supersedes_call_version": previous.call_version,
             })
         await self.retrying(f"announce {key}", lambda: self.publisher.publish(event))
+        if self.manifests is not None:  # a late recording of a day already in a manifest
+            amend = functools.partial(self.manifests.amend_for, key)
+            await self.retrying(f"amend the manifest of {key}", lambda: asyncio.to_thread(amend))
         log.info("archived %s: %s, %d ms, %d gap(s)%s%s", call.call_key, key, mixed.duration_ms,
                  len(mixed.gaps), ", partial" if mixed.partial else "",
                  f", superseding call version {previous.call_version}" if previous else "")

@@ -29,6 +29,7 @@ from callrec.sinks.errors import ObjectLockMissing, StoreUnavailable
 log = logging.getLogger(__name__)
 META_PREFIX = "x-amz-meta-"
 MISSING_CODES = {"NoSuchKey", "NoSuchObject", "NoSuchVersion"}
+BAD_VERSION_CODES = {"BadRequest", "InvalidArgument"}
 
 
 @dataclass(frozen=True)
@@ -114,11 +115,13 @@ class RecordingStore:
         return True
 
     def find(self, key: str, version_id: str | None = None) -> StoredObject | None:
+        """The object (its newest version, or ``version_id``), None if there is none; a
+        version id the server cannot parse names no version either."""
         with _translated(f"stat {key}"):
             try:
                 stat = self.client.stat_object(self.bucket, key, version_id=version_id)
             except S3Error as e:
-                if e.code in MISSING_CODES:
+                if e.code in MISSING_CODES or (version_id and e.code in BAD_VERSION_CODES):
                     return None
                 raise
         metadata = {

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import os
 import secrets
 import statistics
@@ -63,11 +64,11 @@ def speed(seconds: int) -> None:
         for channels in (2, 1):
             row = []
             for name, fmt in FORMATS.items():
-                mix_call(call, chunks, fmt, channels)  # warm up
+                mix_call(call, chunks, fmt, channels, io.BytesIO())  # warm up
                 runs = 3
                 start = time.process_time()
                 for _ in range(runs):
-                    mix_call(call, chunks, fmt, channels)
+                    mix_call(call, chunks, fmt, channels, io.BytesIO())
                 cpu = (time.process_time() - start) / runs
                 row.append(f"{name} {seconds / cpu:7.0f}x")
             kind = "stereo" if channels == 2 else "mono  "

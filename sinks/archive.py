@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import tempfile
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from typing import BinaryIO, TypeVar
 
 from callrec.avro import codec
 from callrec.avro.events import AudioChunk, CallRecord, DeadLetter, RecordingArchived
@@ -61,17 +62,18 @@ class Archiver:
         ``entries`` are the call's spooled AudioChunks (offset, Kafka value, decoded or None).
         ``previous``: the recording this one supersedes (the call reopened after it); the new
         one is stored as a new version of the same object, the old version is kept."""
-        async with cpu:
-            chunks, mixed = await asyncio.to_thread(self._mix, call, entries)
-        await self._dead_letter_failures(call, chunks, mixed, partition)
-        key = object_key(call, self.format.extension)
-        stored = await self.retrying(
-            f"store {key}",
-            lambda: asyncio.to_thread(
-                self.store.put, key, mixed.data, self.format.content_type,
-                object_metadata(call, mixed), self._retain_until(call),
-            ),
-        )
+        with self._output() as out:
+            async with cpu:
+                chunks, mixed = await asyncio.to_thread(self._mix, call, entries, out)
+            await self._dead_letter_failures(call, chunks, mixed, partition)
+            key = object_key(call, self.format.extension)
+            stored = await self.retrying(
+                f"store {key}",
+                lambda: asyncio.to_thread(
+                    self.store.put, key, out, self.format.content_type,
+                    object_metadata(call, mixed), self._retain_until(call),
+                ),
+            )
         if stored.sha256 != mixed.sha256:
             log.warning("%s already stored with sha256 %s (this mix: %s); keeping the stored one",
                         key, stored.sha256, mixed.sha256)
@@ -90,8 +92,14 @@ class Archiver:
                  f", superseding call version {previous.call_version}" if previous else "")
         return event
 
+    def _output(self) -> BinaryIO:
+        """The recording's file while it is mixed and uploaded (deleted on close)."""
+        directory = self.settings.mixer_spool_dir / "mix"
+        directory.mkdir(parents=True, exist_ok=True)
+        return tempfile.TemporaryFile(dir=directory)
+
     def _mix(
-        self, call: CallRecord, entries: Sequence[Spooled]
+        self, call: CallRecord, entries: Sequence[Spooled], out: BinaryIO
     ) -> tuple[list[SpooledChunk], MixedRecording]:
         chunks = []
         for offset, value, decoded in entries:
@@ -99,7 +107,8 @@ class Archiver:
             if isinstance(chunk, AudioChunk):
                 chunks.append((offset, value, chunk))
         mixed = mix_call(
-            call, [c for _, _, c in chunks], self.format, self.settings.mixer_channels
+            call, [c for _, _, c in chunks], self.format, self.settings.mixer_channels, out,
+            self.settings.mixer_spool_dir / "mix",
         )
         return chunks, mixed
 

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, BinaryIO
 
 import urllib3
 from minio import Minio
@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 META_PREFIX = "x-amz-meta-"
 MISSING_CODES = {"NoSuchKey", "NoSuchObject", "NoSuchVersion"}
 BAD_VERSION_CODES = {"BadRequest", "InvalidArgument"}
+PART_SIZE = 16 * 1024 * 1024
+"""Upload part size: what a long recording costs in memory while it is sent."""
 
 
 @dataclass(frozen=True)
@@ -136,26 +138,28 @@ class RecordingStore:
     def put(
         self,
         key: str,
-        data: bytes,
+        data: bytes | BinaryIO,
         content_type: str,
         metadata: dict[str, str],
         retain_until: datetime | None,
     ) -> StoredObject:
         """Write an object unless one of the same or a newer call version is stored; either way
         return what is stored. A newer call version (a call that reopened after its recording)
-        becomes a new version of the object; versioning and object lock keep the old one."""
+        becomes a new version of the object; versioning and object lock keep the old one.
+        A file is sent from its start in parts (multipart past PART_SIZE), never read whole."""
         existing = self.find(key)
         if existing is not None and _call_version(existing) >= _call_version_of(metadata):
             return existing
+        body = io.BytesIO(data) if isinstance(data, bytes) else data
+        size = body.seek(0, io.SEEK_END)
+        body.seek(0)
         with _translated(f"put {key}"):
             result = self.client.put_object(
-                self.bucket, key, io.BytesIO(data), len(data), content_type=content_type,
+                self.bucket, key, body, size, content_type=content_type,
                 metadata=metadata,  # type: ignore[arg-type]
-                retention=self._retention(retain_until),
+                retention=self._retention(retain_until), part_size=PART_SIZE,
             )
-        return StoredObject(
-            key, len(data), metadata.get("sha256"), result.version_id, dict(metadata)
-        )
+        return StoredObject(key, size, metadata.get("sha256"), result.version_id, dict(metadata))
 
     def replace(self, key: str, data: bytes, content_type: str,
                 retain_until: datetime | None = None) -> None:

@@ -3,6 +3,7 @@ the store and the manifest against every RecordingArchived and catches tampering
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import subprocess
@@ -20,6 +21,7 @@ from callrec.infra.kafka import KafkaBroker
 from callrec.infra.s3 import S3Server
 from callrec.sinks.cli import app
 from callrec.sinks.errors import ManifestInvalid, ManifestKeyError
+from callrec.sinks.main import store_from
 from callrec.sinks.manifests import (
     ManifestEntry,
     ManifestWriter,
@@ -34,7 +36,8 @@ from callrec.sinks.manifests import (
 )
 from callrec.sinks.store import LockPolicy, RecordingStore, connect
 from tests.conftest import run_sync
-from tests.sinks.harness import publish
+from tests.sinks.factory import T0_US, simple_call
+from tests.sinks.harness import archived, mixer_env, new_cluster, publish, running, settings_from
 
 DAY = date(2026, 9, 21)
 
@@ -190,3 +193,27 @@ def test_cli_verify_exit_codes(kafka: KafkaBroker, s3: S3Server, tmp_path: Path,
     store.client.remove_object(store.bucket, "recordings/2026/09/21/C%3A0.wav")
     failed = runner.invoke(app, ["verify", "--day", DAY.isoformat()])
     assert failed.exit_code == 1 and "MISSING: recordings/2026/09/21/C%3A0.wav" in failed.output
+
+
+async def test_a_late_recording_amends_its_days_manifest(
+    kafka: KafkaBroker, s3: S3Server, tmp_path: Path
+) -> None:
+    cluster = new_cluster()
+    # the daily run never fires (hour 24): only the late recording's amendment can list it
+    settings = settings_from(mixer_env(kafka, s3, tmp_path, cluster,
+                                       CALLREC_MIXER_MANIFEST_HOUR_UTC="24"))
+    yesterday_us = T0_US - 86_400_000_000
+    day = datetime.fromtimestamp(yesterday_us / 1e6, UTC).date()
+    store = store_from(settings)
+    store.ensure_bucket(settings.lock)
+    writer = ManifestWriter(store, settings.mixer_manifest_key)
+    await asyncio.to_thread(writer.write_day, day)  # yesterday's manifest, written before
+    key = f"{cluster}:late"
+    near, far, done = simple_call(key, packets=25, started_us=yesterday_us)
+    async with running(settings):
+        await publish(kafka.bootstrap, [*near, *far, done])
+        [event] = await archived(kafka.bootstrap, {key}, within=60)
+    assert settings.mixer_manifest_public_key is not None
+    public = load_public_key(settings.mixer_manifest_public_key)
+    report = await asyncio.to_thread(verify_day, store, day, public, [event])
+    assert report.ok and report.checked == 1, report

@@ -110,7 +110,11 @@ class RecordingStore:
     def has_object_lock(self) -> bool:
         try:
             self.client.get_object_lock_config(self.bucket)
-        except S3Error:
+        except S3Error as e:
+            if e.code == "AccessDenied":
+                raise ObjectLockMissing(
+                    f"cannot read the object lock of bucket {self.bucket} (AccessDenied): grant "
+                    "the mixer's account s3:GetBucketObjectLockConfiguration") from e
             return False
         except ValueError:  # the SDK cannot parse a lock configuration without a default rule
             return True

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import os
 import secrets
 import statistics
@@ -36,6 +37,7 @@ from callrec.infra.procs import free_port
 from callrec.infra.s3 import S3Server, ensure_versitygw
 from callrec.infra.topics import ensure_topics
 from callrec.sinks.encode import FORMATS
+from callrec.sinks.manifests import generate_key
 from callrec.sinks.recording import mix_call
 from tests.sinks.factory import (
     call_record,
@@ -62,11 +64,11 @@ def speed(seconds: int) -> None:
         for channels in (2, 1):
             row = []
             for name, fmt in FORMATS.items():
-                mix_call(call, chunks, fmt, channels)  # warm up
+                mix_call(call, chunks, fmt, channels, io.BytesIO())  # warm up
                 runs = 3
                 start = time.process_time()
                 for _ in range(runs):
-                    mix_call(call, chunks, fmt, channels)
+                    mix_call(call, chunks, fmt, channels, io.BytesIO())
                 cpu = (time.process_time() - start) / runs
                 row.append(f"{name} {seconds / cpu:7.0f}x")
             kind = "stereo" if channels == 2 else "mono  "
@@ -89,6 +91,7 @@ async def latency(calls: int, seconds: int, workdir: Path) -> None:
     mixer = None
     try:
         await ensure_topics(broker.bootstrap, 6)
+        generate_key(workdir / "manifest.pem")
         env = {
             **os.environ,
             "CALLREC_KAFKA_BOOTSTRAP": broker.bootstrap, "CALLREC_S3_ENDPOINT": s3.endpoint,

@@ -47,7 +47,8 @@ def ensure_versitygw(cache_dir: Path) -> Path:
 @dataclass
 class S3Server:
     """versitygw on loopback serving ``data_dir`` (the NAS: objects as files) with versions and
-    its own state under ``state_dir``."""
+    its own state under ``state_dir``: object versions, and its accounts (``iam/``, created
+    through its admin API: see s3_accounts.py)."""
 
     binary: Path
     data_dir: Path
@@ -70,12 +71,12 @@ class S3Server:
             return
         ensure_port_free(self.host, self.port, "the S3 server")
         self.data_dir, self.state_dir = self.data_dir.resolve(), self.state_dir.resolve()
-        versions = self.state_dir / "versions"
-        for d in (self.data_dir, self.state_dir, versions):
+        versions, iam = self.state_dir / "versions", self.state_dir / "iam"
+        for d in (self.data_dir, self.state_dir, versions, iam):
             d.mkdir(parents=True, exist_ok=True)
         argv = [
             str(self.binary), "--port", self.endpoint, "--health", HEALTH_PATH, "--quiet",
-            "posix", "--versioning-dir", str(versions), str(self.data_dir),
+            "--iam-dir", str(iam), "posix", "--versioning-dir", str(versions), str(self.data_dir),
         ]
         # Credentials through the environment, not argv, so `ps` does not show them.
         env = {"ROOT_ACCESS_KEY": self.access_key, "ROOT_SECRET_KEY": self.secret_key}

@@ -8,8 +8,6 @@ tracked by PID files under ``var/run`` so `up`, `status` and `down` work from an
 from __future__ import annotations
 
 import asyncio
-import json
-import secrets
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,8 +20,10 @@ from callrec.infra.kafka import KafkaBroker, ensure_kafka_jars, kafka_libs_dir
 from callrec.infra.monitoring import PrometheusServer, http_ok
 from callrec.infra.procs import ManagedProcess
 from callrec.infra.s3 import S3Server, ensure_versitygw, versitygw_path
+from callrec.infra.s3_accounts import S3Account, account_file, provision
 from callrec.infra.topics import ensure_topics
 from callrec.settings import CommonSettings
+from callrec.sinks.manifests import generate_key, public_key_path
 
 
 class StackSettings(CommonSettings):
@@ -45,6 +45,9 @@ class StackSettings(CommonSettings):
     """Where the stack's recorder listens (its own settings read the same variables)."""
     exporter_port: int = 9479
     """The metrics exporter's /metrics on 127.0.0.1 (its own settings read the same variable)."""
+    mixer_retention_mode: str = "COMPLIANCE"
+    mixer_retention_days: int = 1827
+    """The bucket's default object lock retention (the mixer's own settings read the same)."""
     prometheus_port: int = 9090
     prometheus_scrape_interval_s: float = 5.0
 
@@ -91,14 +94,23 @@ class Service:
 
 def s3_credentials(settings: StackSettings) -> tuple[str, str]:
     """The S3 root credentials: made once per stack, kept out of argv and out of git."""
-    path = settings.var_dir / "s3-credentials.json"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"access_key": "callrec-" + secrets.token_hex(6),
-                                    "secret_key": secrets.token_urlsafe(24)}))
-        path.chmod(0o600)
-    stored = json.loads(path.read_text())
-    return stored["access_key"], stored["secret_key"]
+    root = account_file(settings.var_dir / "s3-credentials.json", "callrec")
+    return root.access_key, root.secret_key
+
+
+def mixer_account(settings: StackSettings) -> S3Account:
+    """The mixer's own S3 account (infra/s3_accounts.py), not root's."""
+    return account_file(settings.var_dir / "s3-mixer-credentials.json", "mixer")
+
+
+def with_manifest_key(path: Path, start: Callable[[], None]) -> Callable[[], None]:
+    """`up` makes the manifest signing key once, out loud (`callrec mixer keygen`)."""
+    def start_with_key() -> None:
+        if not path.exists():
+            print(f"creating the manifest signing key {path} (callrec mixer keygen); its "
+                  f"public key {generate_key(path)} is pinned for verify and the API")
+        start()
+    return start_with_key
 
 
 def kafka_broker(settings: StackSettings) -> KafkaBroker:
@@ -124,6 +136,9 @@ def services(settings: StackSettings) -> list[Service]:
     def start_s3() -> None:
         ensure_versitygw(settings.cache_dir)
         s3.start()
+        provision(s3.endpoint, S3Account(access, secret), settings.s3_bucket,
+                  mixer_account(settings), settings.mixer_retention_mode,
+                  settings.mixer_retention_days)
 
     return [
         Service("kafka", start_kafka, broker.stop, broker.process.pid, broker.healthy,
@@ -177,26 +192,34 @@ def app_services(settings: StackSettings, s3: S3Server) -> list[Service]:
     recorder_dir = run / "recorder"
     streams_env = {**env, "CALLREC_STREAMS_DATA_DIR": str(streams_dir),
                    "CALLREC_STREAMS_PARTITIONS": str(settings.partitions)}
+    mixer_s3 = mixer_account(settings)
+    manifest_key = mixer_dir / "manifest-ed25519.pem"
     mixer_env = {**env, "CALLREC_MIXER_SPOOL_DIR": str(mixer_dir / "spool"),
                  "CALLREC_MIXER_HEALTH_FILE": str(mixer_dir / "health.json"),
-                 "CALLREC_MIXER_MANIFEST_KEY": str(mixer_dir / "manifest-ed25519.pem")}
+                 "CALLREC_S3_ACCESS_KEY": mixer_s3.access_key,
+                 "CALLREC_S3_SECRET_KEY": mixer_s3.secret_key,
+                 "CALLREC_MIXER_MANIFEST_KEY": str(manifest_key),
+                 "CALLREC_MIXER_MANIFEST_PUBLIC_KEY": str(public_key_path(manifest_key))}
     recorder_env = {**env, "CALLREC_RECORDER_DATA_DIR": str(recorder_dir)}
     api_dir = settings.api_dir
     api_url = f"http://127.0.0.1:{settings.api_port}"
     api_env = {**env, "CALLREC_API_DATA_DIR": str(api_dir),
                "CALLREC_API_PORT": str(settings.api_port),
                "CALLREC_API_TOKENS_FILE": str(settings.api_tokens_file),
-               "CALLREC_API_SIGNING_KEY_FILE": str(api_dir / "playback.key")}
+               "CALLREC_API_SIGNING_KEY_FILE": str(api_dir / "playback.key"),
+               "CALLREC_API_MANIFEST_PUBLIC_KEY": str(public_key_path(manifest_key))}
+    mixer = python_service(
+        "mixer", ["mixer", "worker"], mixer_env, mixer_dir,
+        f"recordings to s3://{settings.s3_bucket}",
+        lambda: fresh_status(mixer_dir / "health.json", 10),
+    )
+    mixer.start = with_manifest_key(manifest_key, mixer.start)
     return [
         python_service(
             "streams", ["streams", "worker"], streams_env, streams_dir, "call state",
             lambda: fresh_status(streams_dir / "health.json", 5),
         ),
-        python_service(
-            "mixer", ["mixer", "worker"], mixer_env, mixer_dir,
-            f"recordings to s3://{settings.s3_bucket}",
-            lambda: fresh_status(mixer_dir / "health.json", 10),
-        ),
+        mixer,
         python_service(
             "recorder", ["recorder", "run"], recorder_env, recorder_dir,
             f"SIP {settings.recorder_sip_host}:{settings.recorder_sip_port} (UDP+TCP)",

@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import tempfile
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from typing import BinaryIO, TypeVar
 
 from callrec.avro import codec
 from callrec.avro.events import AudioChunk, CallRecord, DeadLetter, RecordingArchived
@@ -23,6 +24,7 @@ from callrec.eventlog import EventPublisher
 from callrec.sinks.calls import Archived
 from callrec.sinks.chunk_spool import Spooled
 from callrec.sinks.encode import recording_format
+from callrec.sinks.manifests import ManifestWriter
 from callrec.sinks.naming import archived_event, object_key, object_metadata
 from callrec.sinks.recording import MixedRecording, mix_call
 from callrec.sinks.settings import MixerSettings
@@ -37,9 +39,11 @@ SpooledChunk = tuple[int, bytes, AudioChunk]
 
 class Archiver:
     def __init__(
-        self, settings: MixerSettings, store: RecordingStore, publisher: EventPublisher
+        self, settings: MixerSettings, store: RecordingStore, publisher: EventPublisher,
+        manifests: ManifestWriter | None = None,
     ) -> None:
         self.settings = settings
+        self.manifests = manifests
         self.store = store
         self.publisher = publisher
         self.format = recording_format(settings.mixer_format)
@@ -58,17 +62,18 @@ class Archiver:
         ``entries`` are the call's spooled AudioChunks (offset, Kafka value, decoded or None).
         ``previous``: the recording this one supersedes (the call reopened after it); the new
         one is stored as a new version of the same object, the old version is kept."""
-        async with cpu:
-            chunks, mixed = await asyncio.to_thread(self._mix, call, entries)
-        await self._dead_letter_failures(call, chunks, mixed, partition)
-        key = object_key(call, self.format.extension)
-        stored = await self.retrying(
-            f"store {key}",
-            lambda: asyncio.to_thread(
-                self.store.put, key, mixed.data, self.format.content_type,
-                object_metadata(call, mixed), self._retain_until(call),
-            ),
-        )
+        with self._output() as out:
+            async with cpu:
+                chunks, mixed = await asyncio.to_thread(self._mix, call, entries, out)
+            await self._dead_letter_failures(call, chunks, mixed, partition)
+            key = object_key(call, self.format.extension)
+            stored = await self.retrying(
+                f"store {key}",
+                lambda: asyncio.to_thread(
+                    self.store.put, key, out, self.format.content_type,
+                    object_metadata(call, mixed), self._retain_until(call),
+                ),
+            )
         if stored.sha256 != mixed.sha256:
             log.warning("%s already stored with sha256 %s (this mix: %s); keeping the stored one",
                         key, stored.sha256, mixed.sha256)
@@ -79,13 +84,22 @@ class Archiver:
                 "supersedes_call_version": previous.call_version,
             })
         await self.retrying(f"announce {key}", lambda: self.publisher.publish(event))
+        if self.manifests is not None:  # a late recording of a day already in a manifest
+            amend = functools.partial(self.manifests.amend_for, key)
+            await self.retrying(f"amend the manifest of {key}", lambda: asyncio.to_thread(amend))
         log.info("archived %s: %s, %d ms, %d gap(s)%s%s", call.call_key, key, mixed.duration_ms,
                  len(mixed.gaps), ", partial" if mixed.partial else "",
                  f", superseding call version {previous.call_version}" if previous else "")
         return event
 
+    def _output(self) -> BinaryIO:
+        """The recording's file while it is mixed and uploaded (deleted on close)."""
+        directory = self.settings.mixer_spool_dir / "mix"
+        directory.mkdir(parents=True, exist_ok=True)
+        return tempfile.TemporaryFile(dir=directory)
+
     def _mix(
-        self, call: CallRecord, entries: Sequence[Spooled]
+        self, call: CallRecord, entries: Sequence[Spooled], out: BinaryIO
     ) -> tuple[list[SpooledChunk], MixedRecording]:
         chunks = []
         for offset, value, decoded in entries:
@@ -93,7 +107,8 @@ class Archiver:
             if isinstance(chunk, AudioChunk):
                 chunks.append((offset, value, chunk))
         mixed = mix_call(
-            call, [c for _, _, c in chunks], self.format, self.settings.mixer_channels
+            call, [c for _, _, c in chunks], self.format, self.settings.mixer_channels, out,
+            self.settings.mixer_spool_dir / "mix",
         )
         return chunks, mixed
 

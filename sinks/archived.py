@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from aiokafka import TopicPartition
 
@@ -17,8 +17,9 @@ from callrec.avro import codec
 from callrec.avro.errors import ContractError
 from callrec.avro.events import RecordingArchived
 from callrec.avro.topics import RECORDINGS
-from callrec.eventlog import kafka_errors, read_to_end, reader
+from callrec.eventlog import kafka_errors, read_to_end, reader, topic_partitions
 from callrec.sinks.calls import Archived
+from callrec.sinks.naming import day_prefix
 
 
 async def load_archived(
@@ -47,3 +48,29 @@ async def load_archived(
                 if known is None or event.call_version >= known.call_version:
                     calls[event.call_key] = Archived(event.call_version, event.version_id)
         return done
+
+
+async def announced_on(bootstrap: str, bucket: str, day: date) -> list[RecordingArchived]:
+    """Every RecordingArchived of ``bucket`` whose object is of ``day`` (what `verify` holds the
+    store and the manifest against), read from the day's start to the topic's end."""
+    tps = await topic_partitions(bootstrap, [RECORDINGS.name])
+    since_ms = int(datetime.combine(day, datetime.min.time(), UTC).timestamp() * 1000)
+    prefix = day_prefix(day)
+    found: list[RecordingArchived] = []
+    async with reader(bootstrap, "callrec-mixer-verify") as consumer:
+        consumer.assign(tps)
+        with kafka_errors(f"seek {RECORDINGS.name}"):
+            starts = await consumer.offsets_for_times({tp: since_ms for tp in tps})
+            ends = await consumer.end_offsets(tps)
+        for tp in tps:
+            start = starts.get(tp)
+            consumer.seek(tp, start.offset if start is not None else ends[tp])
+        async for record in read_to_end(consumer, tps, ends):
+            try:
+                event = codec.decode(record.value or b"")
+            except ContractError:
+                continue
+            if (isinstance(event, RecordingArchived) and event.bucket == bucket
+                    and event.object_key.startswith(prefix)):
+                found.append(event)
+    return found

@@ -6,15 +6,18 @@ carry predictor state from packet to packet; after a failure the context is rebu
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import os
+import tempfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import cast
 
 import av
 import numpy as np
 
 from callrec.sinks.codecs import AudioCodec
-from callrec.sinks.render import Pcm
+from callrec.sinks.render import Key, Pcm
 from callrec.sinks.timeline import ChunkAudio, PlacedLeg
 
 
@@ -25,22 +28,68 @@ class DecodeFailure:
     reason: str
 
 
+class DecodedFile:
+    """Decoded chunks kept in an unlinked temporary file, read back a chunk at a time: a call
+    of hours costs its index in memory, not its samples (render.Samples)."""
+
+    def __init__(self, directory: Path | None = None) -> None:
+        if directory is not None:
+            directory.mkdir(parents=True, exist_ok=True)
+        self.file = tempfile.TemporaryFile(dir=directory)
+        self.index: dict[Key, tuple[int, int] | None] = {}
+        self.size = 0
+
+    def __enter__(self) -> DecodedFile:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.file.close()
+
+    def put(self, key: Key, samples: Pcm | None) -> None:
+        if samples is None:
+            self.index[key] = None
+            return
+        data = samples.astype("<i2", copy=False).tobytes()
+        self.file.write(data)
+        self.index[key] = (self.size, len(samples))
+        self.size += len(data)
+
+    def length(self, key: Key) -> int | None:
+        entry = self.index.get(key)
+        return None if entry is None else entry[1]
+
+    def read(self, key: Key) -> Pcm:
+        entry = self.index[key]
+        assert entry is not None
+        self.file.flush()
+        data = os.pread(self.file.fileno(), entry[1] * 2, entry[0])
+        return np.frombuffer(data, dtype="<i2").astype(np.int16, copy=False)
+
+
 def decode_legs(
     legs: Iterable[PlacedLeg],
 ) -> tuple[dict[tuple[str, int], Pcm | None], list[DecodeFailure]]:
-    """Samples per (leg_id, chunk_seq); a chunk that fails maps to None and is reported."""
+    """Samples per (leg_id, chunk_seq) in memory; a chunk that fails maps to None."""
     decoded: dict[tuple[str, int], Pcm | None] = {}
+    return decoded, decode_into(legs, decoded.__setitem__)
+
+
+def decode_into(
+    legs: Iterable[PlacedLeg], put: Callable[[Key, Pcm | None], None]
+) -> list[DecodeFailure]:
+    """Hand each chunk's samples to ``put`` in leg order (None for a chunk that fails, which is
+    also reported)."""
     failures: list[DecodeFailure] = []
     for leg in legs:
         contexts: dict[str, av.AudioCodecContext] = {}
         for chunk in leg.chunks:
             try:
-                decoded[(leg.leg_id, chunk.chunk_seq)] = _decode_chunk(chunk, contexts)
+                put((leg.leg_id, chunk.chunk_seq), _decode_chunk(chunk, contexts))
             except ValueError as e:  # av.error.FFmpegError subclasses ValueError
                 contexts.pop(chunk.codec_name, None)
-                decoded[(leg.leg_id, chunk.chunk_seq)] = None
+                put((leg.leg_id, chunk.chunk_seq), None)
                 failures.append(DecodeFailure(leg.leg_id, chunk.chunk_seq, str(e)))
-    return decoded, failures
+    return failures
 
 
 def _decode_chunk(chunk: ChunkAudio, contexts: dict[str, av.AudioCodecContext]) -> Pcm:

@@ -1,4 +1,4 @@
-"""PyAV adapter: the call's samples -> the bytes of a recording file.
+"""PyAV adapter: the call's samples, block by block -> the bytes of a recording file.
 
 Encoding is deterministic (FFmpeg's bitexact flags: no random Ogg serial, no version string that
 varies) so a second worker mixing the same call produces the same bytes and the same sha256.
@@ -6,9 +6,10 @@ varies) so a second worker mixing the same call produces the same bytes and the 
 
 from __future__ import annotations
 
-import io
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 import av
 import numpy as np
@@ -51,30 +52,68 @@ def recording_format(name: str) -> RecordingFormat:
         raise UnsupportedFormat(f"format {name!r} is not one of {sorted(FORMATS)}") from None
 
 
-def encode(samples: Pcm, sample_rate: int, fmt: RecordingFormat) -> bytes:
-    """Encode (frames, channels) int16 samples into ``fmt``'s container, in memory."""
-    channels = samples.shape[1]
-    out = io.BytesIO()
-    try:
-        with av.open(out, "w", format=fmt.container, options={"fflags": "+bitexact"}) as container:
-            stream: Any = container.add_stream(
-                fmt.encoder, rate=sample_rate, options={"flags": "+bitexact", **dict(fmt.options)}
+class Encoder:
+    """Encode a recording block by block into a seekable file (WAV writes its sizes into the
+    header at the end): the frames the codec gets are the same however the blocks are cut, so
+    the bytes equal those of one whole-call encode."""
+
+    def __init__(self, out: BinaryIO, sample_rate: int, channels: int,
+                 fmt: RecordingFormat) -> None:
+        self.out, self.sample_rate, self.channels, self.fmt = out, sample_rate, channels, fmt
+        self.pending = np.zeros((0, channels), dtype=np.int16)
+        self.written = 0
+
+    def __enter__(self) -> Encoder:
+        fmt = self.fmt
+        with self._translated():
+            self.container = av.open(self.out, "w", format=fmt.container,
+                                     options={"fflags": "+bitexact"})
+            stream: Any = self.container.add_stream(
+                fmt.encoder, rate=self.sample_rate,
+                options={"flags": "+bitexact", **dict(fmt.options)},
             )
-            stream.layout = "stereo" if channels == 2 else "mono"
+            stream.layout = "stereo" if self.channels == 2 else "mono"
             stream.format = fmt.sample_format
             if fmt.name in BITRATE_PER_CHANNEL:
-                stream.bit_rate = BITRATE_PER_CHANNEL[fmt.name] * channels
+                stream.bit_rate = BITRATE_PER_CHANNEL[fmt.name] * self.channels
             stream.codec_context.open()
-            step = stream.codec_context.frame_size or DEFAULT_FRAME
-            for start in range(0, len(samples), step):
-                frame = _frame(samples[start : start + step], fmt.sample_format, stream.layout)
-                frame.sample_rate = sample_rate
-                frame.pts = start
-                container.mux(stream.encode(frame))
-            container.mux(stream.encode(None))
-    except (ValueError, OSError) as e:  # av.error.FFmpegError subclasses ValueError
-        raise UnsupportedFormat(f"cannot encode {fmt.name} at {sample_rate} Hz: {e}") from e
-    return out.getvalue()
+            self.stream = stream
+            self.step = stream.codec_context.frame_size or DEFAULT_FRAME
+        return self
+
+    def write(self, block: Pcm) -> None:
+        """Queue samples; every whole codec frame is encoded now, the rest waits."""
+        pending = np.concatenate([self.pending, block]) if len(self.pending) else block
+        whole = len(pending) - len(pending) % self.step
+        with self._translated():
+            for start in range(0, whole, self.step):
+                self._encode(pending[start : start + self.step])
+        self.pending = pending[whole:].copy()
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        try:
+            if kind is None:
+                with self._translated():
+                    if len(self.pending):
+                        self._encode(self.pending)
+                    self.container.mux(self.stream.encode(None))
+        finally:
+            self.container.close()
+
+    def _encode(self, block: Pcm) -> None:
+        frame = _frame(block, self.fmt.sample_format, self.stream.layout)
+        frame.sample_rate = self.sample_rate
+        frame.pts = self.written
+        self.written += len(block)
+        self.container.mux(self.stream.encode(frame))
+
+    @contextlib.contextmanager
+    def _translated(self) -> Iterator[None]:
+        try:
+            yield
+        except (ValueError, OSError) as e:  # av.error.FFmpegError subclasses ValueError
+            raise UnsupportedFormat(
+                f"cannot encode {self.fmt.name} at {self.sample_rate} Hz: {e}") from e
 
 
 def _frame(block: Pcm, sample_format: str, layout: Any) -> av.AudioFrame:

@@ -29,3 +29,12 @@ class ChunkSpoolFull(RetriableError):
 
 class ManifestInvalid(MixerError):
     """A manifest whose signature or hashes do not match."""
+
+
+class ObjectLockMissing(MixerError):
+    """The bucket has no object lock (or the server refused it) while the settings require it:
+    recordings would be deletable, so the mixer does not start."""
+
+
+class ManifestKeyError(MixerError):
+    """The manifest signing key is missing, unreadable, or would be overwritten."""

@@ -14,14 +14,15 @@ from callrec.health import judge, read_health, write_health
 
 
 class HealthReport:
-    """The mixer's health record (callrec/health.py): ``degraded`` while the store fails."""
+    """The mixer's health record (callrec/health.py): ``degraded`` while the store fails or the
+    spool is full (audio partitions paused: Kafka holds the audio, but archiving lags)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
 
     def write(self, status: dict[str, Any]) -> None:
         state = status.pop("state", "running")
-        if state == "running" and status.get("store_failing_since"):
+        if state == "running" and (status.get("store_failing_since") or status.get("paused")):
             state = "degraded"
         write_health(self.path, "mixer", state, **status)
 
@@ -32,4 +33,6 @@ def check_health(path: Path, max_age_s: float) -> tuple[bool, str]:
     health = read_health(path)
     if ok and health is not None and health.detail.get("store_failing_since"):
         why = f"degraded: object store failing since {health.detail['store_failing_since']}"
+    elif ok and health is not None and health.detail.get("paused"):
+        why = "degraded: spool full, audio partitions paused"
     return ok, why

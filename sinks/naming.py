@@ -87,7 +87,7 @@ def archived_event(
         sample_rate=mixed.sample_rate,
         started_at=datetime.fromtimestamp(mixed.started_at_us / 1_000_000, UTC),
         duration_ms=mixed.duration_ms,
-        size_bytes=len(mixed.data),
+        size_bytes=mixed.size_bytes,
         sha256=mixed.sha256,
         partial=mixed.partial,
         gaps=list(mixed.gaps),

@@ -1,28 +1,35 @@
 """A terminal call and its chunks -> one encoded recording with its gap list and hash.
 
 The steps are the house's shape: plan (pure) -> decode (PyAV) -> render (pure) -> encode (PyAV).
-Nothing here talks to Kafka or S3, so the worker, the benchmark and the tests share it.
+Nothing here talks to Kafka or S3, so the worker, the benchmark and the tests share it. The
+worker's path (``mix_call``) never holds the call's samples whole: an 8-hour trader line is
+decoded to a file, then rendered and encoded a window at a time into the output file.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import BinaryIO
 
 from callrec.avro.events import AudioChunk, CallRecord, CallStatus, Gap
-from callrec.sinks.decode import DecodeFailure, decode_legs
-from callrec.sinks.encode import RecordingFormat, encode
-from callrec.sinks.render import Rendered, render
+from callrec.sinks.decode import DecodedFile, DecodeFailure, decode_into, decode_legs
+from callrec.sinks.encode import Encoder, RecordingFormat
+from callrec.sinks.render import Rendered, layout, render
 from callrec.sinks.timeline import PlacedLeg, plan_leg
 
 MAX_EMPTY_CALL_US = 4 * 3600 * 1_000_000
 """A call without any audio still gets a file of its length in silence, up to this long."""
+HASH_BLOCK = 1 << 20
 
 
 @dataclass(frozen=True)
 class MixedRecording:
-    data: bytes
+    """What was encoded into the output file, and how it came out."""
+
+    size_bytes: int
     sha256: str
     format: RecordingFormat
     channels: int
@@ -38,16 +45,19 @@ class MixedRecording:
 
 def plan_call(call: CallRecord, chunks: Iterable[AudioChunk]) -> list[PlacedLeg]:
     """Plan every leg that sent audio; the CallRecord says how many chunks each leg had."""
+    return list(_planned(call, chunks))
+
+
+def _planned(call: CallRecord, chunks: Iterable[AudioChunk]) -> Iterator[PlacedLeg]:
+    """The legs' plans one at a time (each holds its leg's payloads until it is decoded)."""
     by_leg: dict[str, list[AudioChunk]] = {}
     for chunk in chunks:
         by_leg.setdefault(chunk.leg_id, []).append(chunk)
     last_seq = {leg.leg_id: leg.last_chunk_seq for leg in call.legs}
-    plans = []
     for leg_id in sorted(by_leg):
         plan = plan_leg(by_leg[leg_id], last_seq.get(leg_id))
         if plan is not None:
-            plans.append(plan)
-    return plans
+            yield plan
 
 
 def render_call(call: CallRecord, chunks: Iterable[AudioChunk], channels: int) -> tuple[
@@ -60,25 +70,45 @@ def render_call(call: CallRecord, chunks: Iterable[AudioChunk], channels: int) -
 
 
 def mix_call(
-    call: CallRecord, chunks: Iterable[AudioChunk], fmt: RecordingFormat, channels: int
+    call: CallRecord, chunks: Iterable[AudioChunk], fmt: RecordingFormat, channels: int,
+    out: BinaryIO, workdir: Path | None = None,
 ) -> MixedRecording:
-    """Everything the archive needs to store one call; a call with lost audio is flagged."""
-    rendered, failures = render_call(call, chunks, channels)
-    data = encode(rendered.samples, rendered.sample_rate, fmt)
-    partial = call.status == CallStatus.ABNORMAL or rendered.missing_audio
+    """Encode the call into ``out`` (a seekable file) and say what it holds; a call with lost
+    audio is flagged. Memory stays bounded whatever the call's length: decoded samples go to a
+    temporary file in ``workdir`` and are mixed and encoded a window at a time."""
+    with DecodedFile(workdir) as samples:
+        legs, failures = [], []
+        for leg in _planned(call, chunks):  # one leg's joined payloads alive at a time
+            failures += decode_into([leg], samples.put)
+            legs.append(replace(leg, chunks=()))
+        plan = layout(legs, samples, channels, _empty_call_us(call))
+        with Encoder(out, plan.sample_rate, channels, fmt) as encoder:
+            for block in plan.windows(samples):
+                encoder.write(block)
+    size, digest = _size_and_hash(out)
     return MixedRecording(
-        data=data,
-        sha256=hashlib.sha256(data).hexdigest(),
+        size_bytes=size,
+        sha256=digest,
         format=fmt,
         channels=channels,
-        sample_rate=rendered.sample_rate,
-        started_at_us=rendered.started_at_us,
-        duration_ms=rendered.duration_ms,
-        gaps=rendered.gaps,
-        partial=partial,
+        sample_rate=plan.sample_rate,
+        started_at_us=plan.started_at_us,
+        duration_ms=plan.duration_ms,
+        gaps=plan.gaps,
+        partial=call.status == CallStatus.ABNORMAL or plan.missing_audio,
         failures=tuple(failures),
-        shifted_runs=rendered.shifted_runs,
+        shifted_runs=plan.shifted_runs,
     )
+
+
+def _size_and_hash(out: BinaryIO) -> tuple[int, str]:
+    out.seek(0)
+    digest = hashlib.sha256()
+    while block := out.read(HASH_BLOCK):
+        digest.update(block)
+    size = out.tell()
+    out.seek(0)
+    return size, digest.hexdigest()
 
 
 def _empty_call_us(call: CallRecord) -> tuple[int, int]:

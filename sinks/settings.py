@@ -10,6 +10,7 @@ from pydantic import Field, field_validator
 
 from callrec.settings import CommonSettings, S3Settings
 from callrec.sinks.encode import FORMATS
+from callrec.sinks.store import LockPolicy
 
 DEFAULT_HEALTH_FILE = Path("var/mixer/health.json")
 
@@ -39,14 +40,24 @@ class MixerSettings(S3Settings):
     mixer_session_timeout_ms: int = 10_000
     mixer_upload_backoff_max_s: float = 30.0
     mixer_object_lock: bool = True
-    mixer_retention_days: int = 0
-    """Object lock retention from the call's start; 0 keeps objects without a retention date."""
-    mixer_retention_mode: str = "GOVERNANCE"
+    """Create a missing bucket with object lock (WORM)."""
+    mixer_require_object_lock: bool = True
+    """Refuse to start when the bucket has no object lock (or the server refuses it)."""
+    mixer_retention_days: int = 1827
+    """Object lock retention of a recording from the call's start, of a manifest from its
+    writing, and the default retention of a bucket the mixer creates (5 years: MiFID II);
+    0 leaves objects to the bucket's default retention, if any."""
+    mixer_retention_mode: str = "COMPLIANCE"
+    """COMPLIANCE: nobody, root included, deletes a version or shortens its retention before
+    it expires; GOVERNANCE: an account with BypassGovernanceRetention can."""
     mixer_archived_lookback_days: int = 8
     """How far back rec.recordings.v1 is read at start to know which calls are done."""
     mixer_health_file: Path = DEFAULT_HEALTH_FILE
     mixer_manifest_key: Path = Path("var/mixer/manifest-ed25519.pem")
-    """Ed25519 private key (PEM, PKCS#8) that signs the daily manifests; created if absent."""
+    """Ed25519 private key (PEM, PKCS#8) that signs the daily manifests; made by `callrec mixer
+    keygen` (the worker refuses to start without it)."""
+    mixer_manifest_public_key: Path | None = None
+    """The pinned public key `callrec mixer verify` trusts (never the copy in the bucket)."""
     mixer_manifest_hour_utc: int = 1
     """Hour (UTC) after which the worker writes yesterday's manifest."""
 
@@ -72,6 +83,11 @@ class MixerSettings(S3Settings):
         return value.upper()
 
     @property
+    def lock(self) -> LockPolicy:
+        return LockPolicy(self.mixer_object_lock, self.mixer_require_object_lock,
+                          self.mixer_retention_mode, self.mixer_retention_days)
+
+    @property
     def clusters(self) -> frozenset[str]:
         return frozenset(c.strip() for c in self.mixer_clusters.split(",") if c.strip())
 
@@ -80,3 +96,9 @@ class HealthSettings(CommonSettings):
     """What `callrec mixer health` needs: only where the worker writes its status."""
 
     mixer_health_file: Path = DEFAULT_HEALTH_FILE
+
+
+class KeySettings(CommonSettings):
+    """What `callrec mixer keygen` needs: only where the signing key goes."""
+
+    mixer_manifest_key: Path = Path("var/mixer/manifest-ed25519.pem")

@@ -14,20 +14,35 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, BinaryIO
 
 import urllib3
 from minio import Minio
-from minio.commonconfig import ENABLED, GOVERNANCE
+from minio.commonconfig import COMPLIANCE, ENABLED
 from minio.error import MinioException, S3Error
+from minio.objectlockconfig import DAYS, ObjectLockConfig
 from minio.retention import Retention
 from minio.versioningconfig import VersioningConfig
 
-from callrec.sinks.errors import StoreUnavailable
+from callrec.sinks.errors import ObjectLockMissing, StoreUnavailable
 
 log = logging.getLogger(__name__)
 META_PREFIX = "x-amz-meta-"
 MISSING_CODES = {"NoSuchKey", "NoSuchObject", "NoSuchVersion"}
+BAD_VERSION_CODES = {"BadRequest", "InvalidArgument"}
+PART_SIZE = 16 * 1024 * 1024
+"""Upload part size: what a long recording costs in memory while it is sent."""
+
+
+@dataclass(frozen=True)
+class LockPolicy:
+    """What the settings ask of the bucket's object lock."""
+
+    enabled: bool = True
+    required: bool = True
+    mode: str = COMPLIANCE
+    default_days: int = 0
+    """The bucket's default retention, set when the mixer creates the bucket (0: none)."""
 
 
 @dataclass(frozen=True)
@@ -49,46 +64,70 @@ def connect(endpoint: str, access_key: str, secret_key: str, secure: bool) -> Mi
 
 
 class RecordingStore:
-    def __init__(self, client: Minio, bucket: str, retention_mode: str = GOVERNANCE) -> None:
+    def __init__(self, client: Minio, bucket: str, retention_mode: str = COMPLIANCE) -> None:
         self.client = client
         self.bucket = bucket
         self.retention_mode = retention_mode
         self.object_lock = False
 
-    def ensure_bucket(self, object_lock: bool) -> None:
-        """Create the bucket with object lock if asked and supported, else with versioning."""
+    def ensure_bucket(self, lock: LockPolicy) -> None:
+        """Create the bucket with object lock (and ``lock``'s default retention) if it is missing
+        and we may; then find out whether it is locked. Without lock the bucket is only
+        versioned, which ``lock.required`` refuses (ObjectLockMissing): recordings would be
+        deletable by anyone holding the credentials."""
         with _translated(f"bucket {self.bucket}"):
-            if self.client.bucket_exists(self.bucket):
-                self.object_lock = object_lock and self._has_object_lock()
-                return
-            if object_lock:
-                try:
-                    self.client.make_bucket(self.bucket, object_lock=True)
-                    self.object_lock = True
-                    return
-                except S3Error as e:
-                    log.warning("object lock refused by the server (%s); versioning only", e.code)
-            self.client.make_bucket(self.bucket)
-            try:
-                self.client.set_bucket_versioning(self.bucket, VersioningConfig(ENABLED))
-            except S3Error as e:
-                log.warning("bucket versioning refused by the server (%s)", e.code)
+            if not self.client.bucket_exists(self.bucket):
+                self._create(lock)
+            self.object_lock = self.has_object_lock()
+        if lock.required and not self.object_lock:
+            raise ObjectLockMissing(
+                f"bucket {self.bucket} has no object lock and CALLREC_MIXER_REQUIRE_OBJECT_LOCK "
+                "is on: create the bucket with object lock (S3 allows it only at creation; "
+                "`./run up` does) or point CALLREC_S3_BUCKET at a locked bucket")
+        if not self.object_lock:
+            log.warning("bucket %s has no object lock: recordings are versioned, not WORM",
+                        self.bucket)
 
-    def _has_object_lock(self) -> bool:
+    def _create(self, lock: LockPolicy) -> None:
+        if lock.enabled:
+            try:
+                self.client.make_bucket(self.bucket, object_lock=True)
+                if lock.default_days > 0:
+                    self.client.set_object_lock_config(self.bucket, ObjectLockConfig(
+                        lock.mode, lock.default_days, DAYS))
+                return
+            except S3Error as e:
+                if lock.required:
+                    raise ObjectLockMissing(
+                        f"the S3 server refused a bucket with object lock ({e.code})") from e
+                log.warning("object lock refused by the server (%s); versioning only", e.code)
+        self.client.make_bucket(self.bucket)
+        try:
+            self.client.set_bucket_versioning(self.bucket, VersioningConfig(ENABLED))
+        except S3Error as e:
+            log.warning("bucket versioning refused by the server (%s)", e.code)
+
+    def has_object_lock(self) -> bool:
         try:
             self.client.get_object_lock_config(self.bucket)
-        except S3Error:
+        except S3Error as e:
+            if e.code == "AccessDenied":
+                raise ObjectLockMissing(
+                    f"cannot read the object lock of bucket {self.bucket} (AccessDenied): grant "
+                    "the mixer's account s3:GetBucketObjectLockConfiguration") from e
             return False
         except ValueError:  # the SDK cannot parse a lock configuration without a default rule
             return True
         return True
 
-    def find(self, key: str) -> StoredObject | None:
+    def find(self, key: str, version_id: str | None = None) -> StoredObject | None:
+        """The object (its newest version, or ``version_id``), None if there is none; a
+        version id the server cannot parse names no version either."""
         with _translated(f"stat {key}"):
             try:
-                stat = self.client.stat_object(self.bucket, key)
+                stat = self.client.stat_object(self.bucket, key, version_id=version_id)
             except S3Error as e:
-                if e.code in MISSING_CODES:
+                if e.code in MISSING_CODES or (version_id and e.code in BAD_VERSION_CODES):
                     return None
                 raise
         metadata = {
@@ -103,32 +142,34 @@ class RecordingStore:
     def put(
         self,
         key: str,
-        data: bytes,
+        data: bytes | BinaryIO,
         content_type: str,
         metadata: dict[str, str],
         retain_until: datetime | None,
     ) -> StoredObject:
         """Write an object unless one of the same or a newer call version is stored; either way
         return what is stored. A newer call version (a call that reopened after its recording)
-        becomes a new version of the object; versioning and object lock keep the old one."""
+        becomes a new version of the object; versioning and object lock keep the old one.
+        A file is sent from its start in parts (multipart past PART_SIZE), never read whole."""
         existing = self.find(key)
         if existing is not None and _call_version(existing) >= _call_version_of(metadata):
             return existing
-        retention = None
-        if retain_until is not None and self.object_lock:
-            retention = Retention(self.retention_mode, retain_until)
+        body = io.BytesIO(data) if isinstance(data, bytes) else data
+        size = body.seek(0, io.SEEK_END)
+        body.seek(0)
         with _translated(f"put {key}"):
             result = self.client.put_object(
-                self.bucket, key, io.BytesIO(data), len(data), content_type=content_type,
-                metadata=metadata, retention=retention,  # type: ignore[arg-type]
+                self.bucket, key, body, size, content_type=content_type,
+                metadata=metadata,  # type: ignore[arg-type]
+                retention=self._retention(retain_until), part_size=PART_SIZE,
             )
-        return StoredObject(
-            key, len(data), metadata.get("sha256"), result.version_id, dict(metadata)
-        )
+        return StoredObject(key, size, metadata.get("sha256"), result.version_id, dict(metadata))
 
-    def replace(self, key: str, data: bytes, content_type: str) -> None:
+    def replace(self, key: str, data: bytes, content_type: str,
+                retain_until: datetime | None = None) -> None:
         """Write a derived object (a manifest) unless the same bytes are already there; in a
-        versioned bucket an earlier different content stays as an older version."""
+        versioned bucket an earlier different content stays as an older version, locked like
+        the recordings it lists."""
         digest = hashlib.sha256(data).hexdigest()
         existing = self.find(key)
         if existing is not None and existing.sha256 == digest:
@@ -136,12 +177,18 @@ class RecordingStore:
         with _translated(f"put {key}"):
             self.client.put_object(
                 self.bucket, key, io.BytesIO(data), len(data), content_type=content_type,
-                metadata={"sha256": digest},
+                metadata={"sha256": digest}, retention=self._retention(retain_until),
             )
 
-    def read(self, key: str) -> bytes:
+    def _retention(self, retain_until: datetime | None) -> Retention | None:
+        """An explicit retention for a new version; the bucket's default covers the rest."""
+        if retain_until is None or not self.object_lock:
+            return None
+        return Retention(self.retention_mode, retain_until)
+
+    def read(self, key: str, version_id: str | None = None) -> bytes:
         with _translated(f"get {key}"):
-            response = self.client.get_object(self.bucket, key)
+            response = self.client.get_object(self.bucket, key, version_id=version_id)
             try:
                 return bytes(response.read())
             finally:

@@ -13,7 +13,7 @@ import httpx
 
 from callrec.api.tokens import Role
 from callrec.avro.events import CallStatus
-from callrec.sinks.manifests import ManifestWriter
+from callrec.sinks.manifests import ManifestWriter, generate_key
 from callrec.sinks.store import RecordingStore
 from tests.api.conftest import Seeded
 from tests.api.harness import Replica, Site, archive, call_record, make_wav, wait_for
@@ -36,6 +36,7 @@ def test_manifest_checks_pass_then_tampering_is_named(
     detail = f"{replica.url}/api/v1/calls/{quote(key, safe='')}"
     wait_for(lambda: (httpx.get(detail, headers=headers).json().get("recording")
                       is not None), 30, "the recording")
+    generate_key(tmp_path / "key.pem")  # `callrec mixer keygen`: the writer never makes one
     ManifestWriter(RecordingStore(site.minio, bucket), tmp_path / "key.pem").write_day(
         call.started_at.astimezone(UTC).date())
 

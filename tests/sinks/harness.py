@@ -26,13 +26,18 @@ from callrec.eventlog import EventPublisher
 from callrec.infra.kafka import KafkaBroker
 from callrec.infra.s3 import S3Server
 from callrec.sinks.main import serve
+from callrec.sinks.manifests import generate_key, public_key_path
 from callrec.sinks.settings import MixerSettings
 
 
 def mixer_env(kafka: KafkaBroker, s3: S3Server, tmp: Path, cluster: str, **extra: str) -> dict[
     str, str
 ]:
-    """CALLREC_* variables of a mixer isolated by bucket, group, cluster and directories."""
+    """CALLREC_* variables of a mixer isolated by bucket, group, cluster and directories, with
+    its manifest key made (`callrec mixer keygen`)."""
+    key = tmp / "manifest.pem"
+    if not key.exists():
+        generate_key(key)
     env = {
         "CALLREC_KAFKA_BOOTSTRAP": kafka.bootstrap,
         "CALLREC_S3_ENDPOINT": s3.endpoint,
@@ -43,7 +48,8 @@ def mixer_env(kafka: KafkaBroker, s3: S3Server, tmp: Path, cluster: str, **extra
         "CALLREC_MIXER_CLUSTERS": cluster,
         "CALLREC_MIXER_SPOOL_DIR": str(tmp / "spool"),
         "CALLREC_MIXER_HEALTH_FILE": str(tmp / "health.json"),
-        "CALLREC_MIXER_MANIFEST_KEY": str(tmp / "manifest.pem"),
+        "CALLREC_MIXER_MANIFEST_KEY": str(key),
+        "CALLREC_MIXER_MANIFEST_PUBLIC_KEY": str(public_key_path(key)),
         "CALLREC_MIXER_COMPLETE_WAIT_S": "1.0",
         "CALLREC_MIXER_SESSION_TIMEOUT_MS": "6000",
         "CALLREC_MIXER_COMMIT_INTERVAL_S": "0.3",

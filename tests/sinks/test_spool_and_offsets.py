@@ -3,6 +3,7 @@ the health check."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -71,6 +72,10 @@ def test_health_check_wants_a_fresh_running_status(tmp_path: Path,
     HealthReport(path).write({"state": "running", "store_failing_since": "2026-11-24T20:00:00"})
     degraded = runner.invoke(app, ["health"])
     assert degraded.exit_code == 0 and "degraded" in degraded.output
+    HealthReport(path).write({"state": "running", "paused": True, "store_failing_since": None})
+    full = runner.invoke(app, ["health"])
+    assert full.exit_code == 0 and "spool full" in full.output
+    assert json.loads(path.read_text())["state"] == "degraded"
     assert check_health(path, max_age_s=-1)[0] is False  # stale
     HealthReport(path).write({"state": "stopped"})
     assert runner.invoke(app, ["health"]).exit_code == 1

@@ -139,7 +139,7 @@ async def test_a_hold_between_two_segments_is_silence_of_the_holds_length_in_fla
     assert not pcm[4000:24000].any()
     np.testing.assert_array_equal(pcm[24000:, 0], payload_pcm(near_after))
     retention = minio_client.get_object_retention(settings.s3_bucket, event.object_key)
-    assert retention is not None and retention.mode == "GOVERNANCE"
+    assert retention is not None and retention.mode == "COMPLIANCE"  # the default mode
 
 
 async def test_calls_spilled_to_the_disk_spool_mix_the_same(

@@ -26,7 +26,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
@@ -51,10 +51,25 @@ log = logging.getLogger(__name__)
 CALL_TOPICS = (LIFECYCLE.name, AUDIO.name)
 START_RETRY_S = 2.0
 FREEZE_CHECK_S = 0.25
+Client = TypeVar("Client", AIOKafkaProducer, AIOKafkaConsumer)
 
 
 def wall_clock_us() -> int:
     return time.time_ns() // 1000
+
+
+async def started(make: Callable[[], Client]) -> Client:
+    """A started Kafka client from ``make``; while Kafka is away, reported and tried again."""
+    while True:
+        client = make()
+        try:
+            with kafka_errors("connect"):
+                await client.start()
+            return client
+        except EventLogError as e:
+            log.warning("Kafka unavailable (%s); retrying in %.0f s", e, START_RETRY_S)
+            await client.stop()
+            await asyncio.sleep(START_RETRY_S)
 
 
 class CallStateWorker:
@@ -128,26 +143,18 @@ class CallStateWorker:
 
     async def _connect(self) -> tuple[AIOKafkaProducer, AIOKafkaConsumer]:
         s = self.settings
-        while True:
-            producer = new_producer(s.kafka_bootstrap, s.streams_worker_id)
-            consumer = new_consumer(
-                s.kafka_bootstrap, s.streams_worker_id,
-                group_id=s.streams_app_id,
-                auto_offset_reset="earliest", max_poll_records=s.streams_batch_max,
-                fetch_max_wait_ms=int(s.streams_batch_within_s * 1000),
-                session_timeout_ms=int(s.streams_session_timeout_s * 1000),
-                heartbeat_interval_ms=int(s.streams_heartbeat_interval_s * 1000),
-                partition_assignment_strategy=(RangePartitionAssignor,))
-            try:
-                with kafka_errors("connect"):
-                    await producer.start()
-                    await consumer.start()
-                return producer, consumer
-            except EventLogError as e:
-                log.warning("Kafka unavailable (%s); retrying in %.0f s", e, START_RETRY_S)
-                await consumer.stop()
-                await producer.stop()
-                await asyncio.sleep(START_RETRY_S)
+        consumer = await started(lambda: new_consumer(
+            s.kafka_bootstrap, s.streams_worker_id,
+            group_id=s.streams_app_id,
+            auto_offset_reset="earliest", max_poll_records=s.streams_batch_max,
+            fetch_max_wait_ms=int(s.streams_batch_within_s * 1000),
+            session_timeout_ms=int(s.streams_session_timeout_s * 1000),
+            heartbeat_interval_ms=int(s.streams_heartbeat_interval_s * 1000),
+            partition_assignment_strategy=(RangePartitionAssignor,)))
+        return await started(self._producer), consumer
+
+    def _producer(self) -> AIOKafkaProducer:
+        return new_producer(self.settings.kafka_bootstrap, self.settings.streams_worker_id)
 
     async def _renew_producer(self, spent: AIOKafkaProducer) -> AIOKafkaProducer:
         """Replace ``spent``, a producer that can no longer send (see eventlog.PRODUCER_SPENT),
@@ -156,24 +163,10 @@ class CallStateWorker:
         async with self._renewing:
             if self.producer is not spent and self.producer is not None:
                 return self.producer  # the tick loop and the flush both saw it; renewed once
-            return await self._new_producer(spent)
-
-    async def _new_producer(self, spent: AIOKafkaProducer | None) -> AIOKafkaProducer:
-        log.warning("replacing the producer: it can no longer send")
-        if spent is not None:
+            log.warning("replacing the producer: it can no longer send")
             await spent.stop()
-        while True:
-            producer = new_producer(self.settings.kafka_bootstrap, self.settings.streams_worker_id)
-            try:
-                with kafka_errors("connect"):
-                    await producer.start()
-            except EventLogError as e:
-                log.warning("Kafka unavailable (%s); retrying in %.0f s", e, START_RETRY_S)
-                await producer.stop()
-                await asyncio.sleep(START_RETRY_S)
-                continue
-            self.producer = producer
-            return producer
+            self.producer = await started(self._producer)
+            return self.producer
 
     def _current_producer(self) -> AIOKafkaProducer:
         assert self.producer is not None

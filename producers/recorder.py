@@ -12,6 +12,7 @@ import functools
 import logging
 import socket
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -37,6 +38,7 @@ from callrec.producers.leg import (
 from callrec.producers.media import PortPool, read_stamped
 from callrec.producers.outbox import Outbox
 from callrec.producers.rtp import parse_rtp
+from callrec.producers.rtp_gate import Address, RtpGate
 from callrec.producers.settings import RecorderSettings
 from callrec.producers.sip_facts import DialogAccepted, DialogClosed, MediaNegotiated, SipFact
 
@@ -75,11 +77,12 @@ class SipRequests(Protocol):
 class LiveLeg:
     """The runtime of one leg: its state value, its chunker and its socket."""
 
-    def __init__(self, state: LegState, sock: socket.socket) -> None:
+    def __init__(self, state: LegState, sock: socket.socket, gate: RtpGate) -> None:
         self.state = state
         self.sock = sock
+        self.gate = gate  # whose RTP counts (rtp_gate.py)
         self.chunker = LegChunker(state.codec)
-        self.early: list[tuple[bytes, int]] = []
+        self.early: list[tuple[bytes, int, Address]] = []
         self.bad_datagrams = 0
 
 
@@ -102,6 +105,7 @@ class Recorder:
         self.sip = sip
         self.draining = False
         self.lost_events = 0
+        self.rtp_dropped: Counter[str] = Counter()  # by rtp_gate.Drop, all legs
         self._spool_failed_at = -SPOOL_FAILURE_MEMORY_S
         self._loop = loop
         self._heartbeat_seq = 0
@@ -131,7 +135,8 @@ class Recorder:
 
     def _open(self, accepted: DialogAccepted) -> None:
         fact = accepted.opened
-        live = LiveLeg(open_leg(fact, self.identity), accepted.sock)
+        gate = RtpGate(self.settings.rtp_max_datagram_bytes, self.rtp_dropped)
+        live = LiveLeg(open_leg(fact, self.identity), accepted.sock, gate)
         self.legs[fact.leg_id] = live
         on_datagram = functools.partial(self._on_datagram, live)
         self._loop.add_reader(accepted.sock.fileno(), read_stamped, accepted.sock, on_datagram)
@@ -143,8 +148,8 @@ class Recorder:
         live.chunker.codec = live.state.codec
         self._emit(started)
         early, live.early = live.early, []
-        for data, arrival in early:
-            self._on_datagram(live, data, arrival)
+        for data, arrival, sender in early:
+            self._on_datagram(live, data, arrival, sender)
 
     def _negotiated(self, fact: MediaNegotiated) -> None:
         live = self.legs.get(fact.leg_id)
@@ -179,6 +184,8 @@ class Recorder:
         read_stamped(sock, functools.partial(self._on_datagram, live), DRAIN_LIMIT)
         sock.close()
         self.ports.release(live.state.opened.local_port)
+        if live.gate.dropped:
+            log.warning("leg %s: RTP dropped %s", leg_id, dict(live.gate.dropped))
         if not live.state.started:
             return  # cancelled or never acknowledged: nothing was recorded, nothing to say
         self._emit_chunk(live, live.chunker.flush(at_us))
@@ -187,10 +194,12 @@ class Recorder:
 
     # -- media ---------------------------------------------------------------------------------
 
-    def _on_datagram(self, live: LiveLeg, data: bytes, arrival_us: int) -> None:
+    def _on_datagram(self, live: LiveLeg, data: bytes, arrival_us: int, sender: Address) -> None:
         if not live.state.started:
             if len(live.early) < EARLY_PACKETS:
-                live.early.append((data, arrival_us))
+                live.early.append((data, arrival_us, sender))
+            return
+        if not live.gate.admit(live.state.media, sender, data):
             return
         try:
             packet = parse_rtp(data, arrival_us)
@@ -291,6 +300,7 @@ class Recorder:
             published_events=self.outbox.published,
             lost_events=self.lost_events,
             rejected_by_kafka=self.outbox.rejected,
+            rtp_dropped=dict(self.rtp_dropped),
             kafka_reachable=self.outbox.kafka_reachable,
             sip=self.sip.stats(),
         )

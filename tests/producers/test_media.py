@@ -17,12 +17,30 @@ def now_us() -> int:
     return time.time_ns() // 1000
 
 
+def wait_for_kernel_stamps(sock: socket.socket, sender: socket.socket) -> None:
+    """Linux turns packet stamping on lazily (a deferred static key) when the first socket of the
+    host asks for it; until then a datagram is stamped when read. Wait until it is on (seen in a
+    test run with no other stamping socket alive)."""
+    deadline = time.monotonic() + 5
+    stamps: list[int] = []
+    while time.monotonic() < deadline:
+        stamps.clear()
+        sender.sendto(b"warm-up", sock.getsockname())
+        sent = now_us()
+        read_stamped(sock, lambda _, at, __: stamps.append(at))
+        if stamps and stamps[0] <= sent:
+            return
+        time.sleep(0.01)
+    raise AssertionError("the kernel never stamped a datagram on arrival")
+
+
 def test_datagrams_read_late_carry_the_time_they_arrived() -> None:
     port = free_port()
     pool = PortPool("127.0.0.1", range(port, port + 1))
     _, sock = pool.acquire()
     received: list[tuple[bytes, int]] = []
     with sock, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+        wait_for_kernel_stamps(sock, sender)
         before = now_us()
         for n in range(3):
             sender.sendto(bytes([n]) * 20, ("127.0.0.1", port))

@@ -74,6 +74,7 @@ class RecorderView:
     max_legs: int
     spool_bytes: int
     spool_oldest_age_ms: int
+    rtp_dropped: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -178,6 +179,7 @@ class ExporterState:
             heard_at_us=at, health=beat.health, interval_ms=beat.interval_ms,
             active_legs=beat.active_legs, max_legs=beat.max_legs,
             spool_bytes=beat.spool_bytes, spool_oldest_age_ms=beat.spool_oldest_age_ms,
+            rtp_dropped=dict(beat.rtp_dropped),
         )
 
     def recorder_up(self, recorder: RecorderView, now_us: int) -> bool:

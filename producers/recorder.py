@@ -279,6 +279,7 @@ class Recorder:
             spool_bytes=self.outbox.spool.pending_bytes,
             spool_oldest_age_ms=self.outbox.spool.oldest_pending_age_ms(),
             sip_address=f"{self.settings.sip_host}:{self.settings.sip_port}",
+            rtp_dropped=dict(self.rtp_dropped),
         )
         self._heartbeat_seq += 1
         return beat

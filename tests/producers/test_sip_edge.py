@@ -7,11 +7,12 @@ import asyncio
 import socket
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 
 import pytest
 
-from callrec.avro.events import AudioChunk, LegEnded, LegStarted
+from callrec.avro.events import AudioChunk, Event, LegEnded, LegStarted, RecorderHeartbeat
 from callrec.infra.kafka import KafkaBroker
 from callrec.infra.procs import free_port
 from tests.producers.harness import (
@@ -71,6 +72,14 @@ def wait_until(condition, timeout: float = 10.0) -> None:  # type: ignore[no-unt
         time.sleep(0.05)
 
 
+def legs_complete(events: list[Event], key: str, legs: int) -> bool:
+    """``legs`` legs of the call ended, and every chunk they counted is read (audio is another
+    topic than the lifecycle: its chunks may come to the tap after the LegEnded)."""
+    ends = [e for e in events if isinstance(e, LegEnded) and e.call_key == key]
+    chunks = Counter(e.leg_id for e in events if isinstance(e, AudioChunk) and e.call_key == key)
+    return len(ends) == legs and all(chunks[e.leg_id] == e.chunk_count for e in ends)
+
+
 def test_strangers_get_503_never_403(recorder: RecorderProcess) -> None:
     before = counter(recorder, "forbidden")
     for method in ("OPTIONS", "INVITE"):
@@ -104,9 +113,7 @@ async def test_a_second_sender_changes_no_byte_of_the_recording(
     finally:
         for sender in (peer, phone, *strangers):
             sender.close()
-    events = await tap.until(
-        lambda evs: any(isinstance(e, LegEnded) and e.call_key == key for e in evs)
-    )
+    events = await tap.until(lambda evs: legs_complete(evs, key, 1))
     chunks = sorted((e for e in events if isinstance(e, AudioChunk) and e.call_key == key),
                     key=lambda c: c.chunk_seq)  # fmt: skip
     recorded = b"".join(p.payload for c in chunks for p in c.packets)
@@ -119,6 +126,10 @@ async def test_a_second_sender_changes_no_byte_of_the_recording(
             == {"stranger": 120, "ssrc": 60, "oversize": 60}  # fmt: skip
 
     wait_until(counted)
+    total = sum(dropped(recorder).values())
+    await tap.until(lambda evs: any(  # and in the heartbeat, whence the exporter's metric
+        isinstance(e, RecorderHeartbeat) and e.recorder_id == recorder.recorder_id
+        and sum(e.rtp_dropped.values()) >= total for e in evs))  # fmt: skip
 
 
 async def test_a_reused_call_id_is_a_second_leg_and_leaks_no_port(
@@ -145,10 +156,7 @@ async def test_a_reused_call_id_is_a_second_leg_and_leaks_no_port(
         finally:
             for sender in (peer, *phones):
                 sender.close()
-        events = await tap.until(
-            lambda evs, key=key: sum(isinstance(e, LegEnded) and e.call_key == key for e in evs)
-            == 2
-        )
+        events = await tap.until(lambda evs, key=key: legs_complete(evs, key, 2))
         started = [e for e in events if isinstance(e, LegStarted) and e.call_key == key]
         assert len({e.leg_id for e in started}) == 2
         assert {e.sip_call_id for e in started} == {f"same-{refci}"}
@@ -184,6 +192,15 @@ def closed_by_peer(sock: socket.socket) -> bool:
         return True
 
 
+def reset_at_accept(recorder: RecorderProcess, host: str = "127.0.0.1") -> bool:
+    """Connected and closed before a word was said (the reset may beat connect's return)."""
+    try:
+        with connect(recorder, host) as sock:
+            return closed_by_peer(sock)
+    except ConnectionResetError:
+        return True
+
+
 def answers_options(sock: socket.socket, recorder: RecorderProcess, host: str) -> bool:
     sock.sendall(options_request(recorder.sip_port, host).replace(b"UDP", b"TCP"))
     return sock.recv(65535).startswith(b"SIP/2.0 200")
@@ -193,17 +210,14 @@ def test_tcp_refuses_strangers_and_connections_over_the_caps_at_accept(
     recorder: RecorderProcess,
 ) -> None:
     refused = counter(recorder, "tcp_refused")
-    with connect(recorder, "127.0.0.2") as stranger:
-        assert closed_by_peer(stranger)  # before it said a word
+    assert reset_at_accept(recorder, "127.0.0.2")
     with connect(recorder) as a, connect(recorder) as b:
         assert answers_options(a, recorder, "127.0.0.1")
         assert answers_options(b, recorder, "127.0.0.1")
-        with connect(recorder) as third:
-            assert closed_by_peer(third)  # two per peer
+        assert reset_at_accept(recorder)  # two per peer
         with connect(recorder, "127.0.0.3") as other:
             assert answers_options(other, recorder, "127.0.0.3")
-            with connect(recorder, "127.0.0.3") as over_total:
-                assert closed_by_peer(over_total)  # three in all
+            assert reset_at_accept(recorder, "127.0.0.3")  # three in all
     wait_until(lambda: counter(recorder, "tcp_refused") == refused + 3)
     wait_until(lambda: a_new_connection_is_served(recorder))  # the closed ones freed their slots
 

@@ -14,8 +14,6 @@ from __future__ import annotations
 import ipaddress
 import logging
 import random
-import re
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -23,12 +21,9 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-import sippy.SipTransactionManager as sippy_tm
 from sippy.MsgBody import MsgBody
 from sippy.SipHeader import SipHeader
-from sippy.SipTransactionManager import SipTransactionManager
 from sippy.Time.Timeout import Timeout
-from sippy.Udp_server import Udp_server, Udp_server_opts
 
 from callrec.avro.events import LegEndReason
 from callrec.producers.errors import BadSdp, BadSipInput, NoCommonCodec, NoFreeRtpPort
@@ -57,6 +52,7 @@ from callrec.producers.sip_messages import (
     bye_sender,
     header,
 )
+from callrec.producers.sip_stack import ParseFailures, TransactionManager
 from callrec.producers.sip_tcp import TcpSipServer
 
 log = logging.getLogger(__name__)
@@ -86,36 +82,6 @@ def _now_us() -> int:
     return time.time_ns() // 1000
 
 
-class _OneWorkerUdp(Udp_server_opts):  # type: ignore[misc]
-    """sippy's default is a pool of UDP threads on SO_REUSEPORT sockets, which reorders messages
-    (a 487 overtaking the 200 to its CANCEL) and lets a second process share our port unnoticed.
-    A trunk endpoint's SIP rate is tiny: one thread each way keeps order and owns the port."""
-
-    nworkers = 1
-
-
-_STATUS_LINE = re.compile(r"SIP/2\.0 [1-6][0-9][0-9](?:\s|$)")
-
-
-class _TransactionManager(SipTransactionManager):  # type: ignore[misc]
-    """sippy's, with what it cannot parse handed to ``on_unparsable`` instead of stdout."""
-
-    model_udp_server = (Udp_server, _OneWorkerUdp)
-    on_unparsable: Callable[[str], None] = staticmethod(lambda what: None)
-
-    def handleIncoming(self, data_in: Any, ra: Any, server: Any, rtime: Any) -> None:
-        """sippy would raise on bytes that are not UTF-8 and print a bad status line to stdout."""
-        try:
-            text = data_in.decode() if isinstance(data_in, bytes) else data_in
-        except UnicodeDecodeError:
-            self.on_unparsable(f"not UTF-8, from {ra}")
-            return
-        if text.startswith("SIP/2.0 ") and not _STATUS_LINE.match(text):
-            self.on_unparsable(f"bad status line, from {ra}")
-            return
-        super().handleIncoming(data_in, ra, server, rtime)
-
-
 class SipUas:
     def __init__(
         self,
@@ -134,7 +100,9 @@ class SipUas:
         self.invite_rate = InviteRate(
             settings.sip_invite_rate_per_peer, settings.sip_invite_burst_per_peer
         )
-        self.parse_log = LogBudget(settings.sip_parse_failures_logged_per_minute)
+        self.parse_failures = ParseFailures(
+            self.stats, LogBudget(settings.sip_parse_failures_logged_per_minute)
+        )
         self.tm: Any = None
         self.tcp: TcpSipServer | None = None
 
@@ -145,11 +113,8 @@ class SipUas:
             "_sip_port": self.settings.sip_port,
             "_sip_logger": SipLog(),
         }
-        self.tm = _TransactionManager(config, self.on_request)
-        self.tm.on_unparsable = self._unparsable
-        # sippy prints every message it cannot parse, with a traceback, to stdout: a log nobody
-        # rotates. Its transaction layer calls this name only for parse failures.
-        sippy_tm.dump_exception = self._sippy_parse_failure
+        self.tm = TransactionManager(config, self.on_request)
+        self.parse_failures.install(self.tm)
         config["_sip_tm"] = self.tm
         s = self.settings
         self.tcp = TcpSipServer(
@@ -449,21 +414,6 @@ class SipUas:
         contact = f"<sip:recorder@{host}:{self.settings.sip_port}{transport}>"
         resp.appendHeader(SipHeader(name="contact", bodys=contact))
         add_capabilities(resp)
-
-    # -- what sippy cannot parse -------------------------------------------------------------------
-
-    def _unparsable(self, what: str) -> None:
-        """Counted always, logged within the budget (a flood must not fill the disk)."""
-        self.stats["unparsable"] += 1
-        held_back = self.parse_log.take(time.monotonic())
-        if held_back is not None:
-            more = f" ({held_back} more not logged)" if held_back else ""
-            log.info("unparsable SIP: %s%s", what, more)
-
-    def _sippy_parse_failure(self, msg: str, f: Any = None, extra: Any = None) -> None:
-        """Stands in for sippy's ``dump_exception`` (same signature): one line, no traceback."""
-        error = sys.exc_info()[1]
-        self._unparsable(f"{msg}: {error!r}"[:300])
 
     def _peer(self, req: Any) -> str:
         try:

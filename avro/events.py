@@ -214,6 +214,7 @@ class RecorderHeartbeat(Event):
     spool_bytes: int = 0
     spool_oldest_age_ms: int = 0
     sip_address: str
+    rtp_dropped: dict[str, int] = Field(default_factory=dict)
 
     @property
     def kafka_key(self) -> bytes:

@@ -79,7 +79,7 @@ def bare_receiver(ports: range, ready: multiprocessing.synchronize.Event,
     socks = [pool.acquire()[1] for _ in ports]
     loop = asyncio.new_event_loop()
     for sock in socks:
-        loop.add_reader(sock.fileno(), read_stamped, sock, lambda data, at: None)
+        loop.add_reader(sock.fileno(), read_stamped, sock, lambda *_: None)
 
     ready.set()
     loop.run_until_complete(asyncio.to_thread(stop.wait))

@@ -23,6 +23,7 @@ from prometheus_client.registry import Collector
 from callrec.avro.events import AbnormalReason
 from callrec.exporter.catalog import SAMPLE_SPECS, Kind
 from callrec.exporter.state import US, ExporterState, Histogram, RecorderView
+from callrec.producers.rtp_gate import Drop
 
 
 @dataclass
@@ -108,7 +109,13 @@ class StateCollector(Collector):
             labels=["recorder", "reason"])
         others = [GaugeMetricFamily(name, text, labels=["recorder"])
                   for name, text, _ in RECORDER_GAUGES]
+        dropped = CounterMetricFamily(
+            "callrec_recorder_rtp_dropped", "RTP datagrams the recorder did not record, by "
+            "reason (stranger, ssrc, oversize) since it started (its heartbeat).",
+            labels=["recorder", "reason"])
         for recorder, view in sorted(state.recorders.items()):
+            for reason in sorted({*Drop, *view.rtp_dropped}):
+                dropped.add_metric([recorder, reason], float(view.rtp_dropped.get(reason, 0)))
             up.add_metric([recorder], float(state.recorder_up(view, now_us)))
             serving.add_metric([recorder], float(state.in_service(view, now_us)))
             if state.recorder_up(view, now_us):
@@ -116,7 +123,7 @@ class StateCollector(Collector):
                     refusing.add_metric([recorder, reason], 1.0)
             for family, (_, _, value) in zip(others, RECORDER_GAUGES, strict=True):
                 family.add_metric([recorder], float(value(view)))
-        return [up, serving, refusing, *others]
+        return [up, serving, refusing, *others, dropped]
 
     def _recordings(self, now_us: int) -> list[Metric]:
         state = self.state

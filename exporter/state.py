@@ -77,6 +77,7 @@ class RecorderView:
     reasons: tuple[str, ...] = ()
     """Why the recorder refuses new calls (its heartbeat's ``health_reasons``: "disk full",
     "Kafka unreachable", "at capacity", ...)."""
+    rtp_dropped: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -182,6 +183,7 @@ class ExporterState:
             active_legs=beat.active_legs, max_legs=beat.max_legs,
             spool_bytes=beat.spool_bytes, spool_oldest_age_ms=beat.spool_oldest_age_ms,
             reasons=tuple(beat.health_reasons),
+            rtp_dropped=dict(beat.rtp_dropped),
         )
 
     def recorder_up(self, recorder: RecorderView, now_us: int) -> bool:

@@ -13,6 +13,7 @@ import functools
 import logging
 import socket
 import time
+from collections import Counter
 from typing import Protocol
 
 from callrec.avro.events import AudioChunk, Event, LegEndReason
@@ -31,11 +32,9 @@ from callrec.producers.lifecycle import LegLimits, due_end, keep_early
 from callrec.producers.media import PortPool, read_stamped
 from callrec.producers.outbox import Outbox
 from callrec.producers.rtp import parse_rtp
+from callrec.producers.rtp_gate import Address, RtpGate
 from callrec.producers.settings import RecorderSettings
 from callrec.producers.sip_facts import DialogAccepted, DialogClosed, MediaNegotiated, SipFact
-from callrec.producers.vitals import Health as Health  # what sip_uas.py answers with
-
-__all__ = ["Health", "LiveLeg", "Recorder", "SipRequests"]
 
 log = logging.getLogger(__name__)
 DRAIN_LIMIT = 2000  # a socket's receive buffer holds ~1,500 G.711 packets
@@ -56,11 +55,12 @@ class SipRequests(Protocol):
 class LiveLeg:
     """The runtime of one leg: its state value, its chunker and its socket."""
 
-    def __init__(self, state: LegState, sock: socket.socket) -> None:
+    def __init__(self, state: LegState, sock: socket.socket, gate: RtpGate) -> None:
         self.state = state
         self.sock = sock
+        self.gate = gate  # whose RTP counts (rtp_gate.py)
         self.chunker = LegChunker(state.codec)
-        self.early: list[tuple[bytes, int]] = []
+        self.early: list[tuple[bytes, int, Address]] = []
         self.bad_datagrams = 0
         self.media_seen_us = state.opened.at_us
         """Last RTP datagram, start or offer/answer: what the media timeout counts from."""
@@ -88,6 +88,7 @@ class Recorder:
         self.lost_events = 0
         self.last_loss_at = -float("inf")
         """``time.monotonic()`` of the last event the spool refused (health looks back at it)."""
+        self.rtp_dropped: Counter[str] = Counter()  # by rtp_gate.Drop, all legs
         self._loop = loop
 
     # -- from the SIP thread ---------------------------------------------------------------------
@@ -111,7 +112,8 @@ class Recorder:
 
     def _open(self, accepted: DialogAccepted) -> None:
         fact = accepted.opened
-        live = LiveLeg(open_leg(fact, self.identity), accepted.sock)
+        gate = RtpGate(self.settings.rtp_max_datagram_bytes, self.rtp_dropped)
+        live = LiveLeg(open_leg(fact, self.identity), accepted.sock, gate)
         live.chunker.max_bytes = self.settings.chunk_max_bytes
         self.legs[fact.leg_id] = live
         on_datagram = functools.partial(self._on_datagram, live)
@@ -125,8 +127,8 @@ class Recorder:
         live.media_seen_us = max(live.media_seen_us, at_us)
         self.emit(started)
         early, live.early = live.early, []
-        for data, arrival in early:
-            self._on_datagram(live, data, arrival)
+        for data, arrival, sender in early:
+            self._on_datagram(live, data, arrival, sender)
 
     def _negotiated(self, fact: MediaNegotiated) -> None:
         live = self.legs.get(fact.leg_id)
@@ -163,6 +165,8 @@ class Recorder:
         read_stamped(sock, functools.partial(self._on_datagram, live), DRAIN_LIMIT)
         sock.close()
         self.ports.release(live.state.opened.local_port)
+        if live.gate.dropped:
+            log.warning("leg %s: RTP dropped %s", leg_id, dict(live.gate.dropped))
         if not live.state.started:
             return  # cancelled or never acknowledged: nothing was recorded, nothing to say
         self._emit_chunk(live, live.chunker.flush(at_us))
@@ -177,10 +181,12 @@ class Recorder:
 
     # -- media ---------------------------------------------------------------------------------
 
-    def _on_datagram(self, live: LiveLeg, data: bytes, arrival_us: int) -> None:
+    def _on_datagram(self, live: LiveLeg, data: bytes, arrival_us: int, sender: Address) -> None:
         if not live.state.started:
             if keep_early(len(live.early)):
-                live.early.append((data, arrival_us))
+                live.early.append((data, arrival_us, sender))
+            return
+        if not live.gate.admit(live.state.media, sender, data):
             return
         try:
             packet = parse_rtp(data, arrival_us)

@@ -28,7 +28,7 @@ class RecorderSettings(CommonSettings):
     rtp_ports: str = "20000-20999"
     """Inclusive UDP port range, one port per leg."""
     allow: str = "127.0.0.1"
-    """Comma-separated peers (addresses or CIDR networks) answered; everyone else gets 403."""
+    """Comma-separated peers (addresses or CIDR networks) served; everyone else gets 503."""
     max_legs: int = 1000
     """Capacity: INVITEs beyond this many live legs get 503."""
     data_dir: Path = Path("var/recorder")
@@ -59,6 +59,24 @@ class RecorderSettings(CommonSettings):
     up to this many bytes (and go to Kafka from there); beyond it they are lost and counted."""
     answer_delay_ms: int = 0
     """Ring before answering (lets CUCM or a test CANCEL first); 0 answers at once."""
+
+    # -- SIP and media edge (hostile input): see README "Limits at the SIP and media edge" --------
+    rtp_max_datagram_bytes: int = Field(default=1500, ge=12, le=2047)
+    """Largest RTP datagram recorded; larger ones are dropped and counted (G.711/20 ms: 172)."""
+    sip_invite_rate_per_peer: float = Field(default=100.0, gt=0)
+    """New-dialog INVITEs per second one peer address may send; beyond it 503 + Retry-After."""
+    sip_invite_burst_per_peer: int = Field(default=200, ge=1)
+    """How many INVITEs a peer may send at once before the rate applies."""
+    sip_tcp_max_connections: int = Field(default=256, ge=1)
+    """SIP/TCP connections open at once; more are closed at accept."""
+    sip_tcp_max_connections_per_peer: int = Field(default=16, ge=1)
+    """SIP/TCP connections one peer address may hold open; more are closed at accept."""
+    sip_tcp_idle_timeout_s: float = Field(default=600.0, gt=0)
+    """A SIP/TCP connection with no bytes for this long is closed (CUCM pings every 60-120 s)."""
+    sip_tcp_message_timeout_s: float = Field(default=10.0, gt=0)
+    """A SIP/TCP message begun must be complete within this long, or the connection is closed."""
+    sip_parse_failures_logged_per_minute: int = Field(default=10, ge=0)
+    """Unparsable SIP messages logged per minute; the rest are counted and summed up in one line."""
 
     @model_validator(mode="before")
     @classmethod

@@ -72,6 +72,12 @@ SipFact = DialogAccepted | MediaNegotiated | DialogClosed
 _CAUSE = re.compile(r"cause\s*=\s*(\d+)", re.IGNORECASE)
 
 
+def dialog_leg_id(recorder_id: str, call_id: str, remote_tag: str, local_tag: str) -> str:
+    """A leg is one dialog: RFC 3261 12 names a dialog by Call-ID and both tags, never by the
+    Call-ID alone (a peer may reuse one, by mistake or to overwrite a live leg)."""
+    return f"{recorder_id}:{call_id}:{remote_tag}:{local_tag}"
+
+
 def q850_cause(reason_header: str | None) -> int | None:
     """The Q.850 cause of a Reason header (RFC 3326), e.g. 'Q.850;cause=16'."""
     if not reason_header or not reason_header.strip().upper().startswith("Q.850"):

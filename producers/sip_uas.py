@@ -2,10 +2,11 @@
 
 sippy (a maintained RFC 3261 stack) parses messages, matches transactions, retransmits the 2xx
 until the ACK, answers CANCEL with 487 and duplicate requests from its cache. This module adds
-what a recording trunk endpoint decides: who may talk to us (403), whether we can take a call
-(503), the CUCM metadata (400 without it), the SDP offer/answer and RFC 4028 session intervals,
-and it reports each dialog's facts to the asyncio recorder. No handler may raise into sippy:
-anything unexpected becomes a 400/500 answer and a counter.
+what a recording trunk endpoint decides: who may talk to us (503 to everyone else, see
+``_refuse_stranger``), whether we can take a call (503), how fast a peer may open dialogs
+(``sip_limits``), the CUCM metadata (400 without it), the SDP offer/answer and RFC 4028 session
+intervals, and it reports each dialog's facts to the asyncio recorder. No handler may raise into
+sippy: anything unexpected becomes a 400/500 answer and a counter.
 """
 
 from __future__ import annotations
@@ -22,15 +23,12 @@ from typing import Any
 
 from sippy.MsgBody import MsgBody
 from sippy.SipHeader import SipHeader
-from sippy.SipTransactionManager import SipTransactionManager
 from sippy.Time.Timeout import Timeout
-from sippy.Udp_server import Udp_server, Udp_server_opts
 
 from callrec.avro.events import LegEndReason
 from callrec.producers.errors import BadSdp, BadSipInput, NoCommonCodec, NoFreeRtpPort
 from callrec.producers.media import PortPool
 from callrec.producers.metadata import call_metadata, parse_name_addr
-from callrec.producers.recorder import Health
 from callrec.producers.sdp import RemoteMedia, build_answer, build_offer, parse_sdp
 from callrec.producers.settings import RecorderSettings
 from callrec.producers.sip_facts import (
@@ -39,10 +37,12 @@ from callrec.producers.sip_facts import (
     DialogOpened,
     MediaNegotiated,
     SipFact,
+    dialog_leg_id,
     end_reason,
     q850_cause,
     session_interval,
 )
+from callrec.producers.sip_limits import ConnectionCaps, InviteRate, LogBudget
 from callrec.producers.sip_messages import (
     ALLOW,
     SipLog,
@@ -51,7 +51,9 @@ from callrec.producers.sip_messages import (
     bye_sender,
     header,
 )
+from callrec.producers.sip_stack import ParseFailures, TransactionManager
 from callrec.producers.sip_tcp import TcpSipServer
+from callrec.producers.vitals import Health
 
 log = logging.getLogger(__name__)
 Response = tuple[Any, Any, Any] | None
@@ -63,6 +65,7 @@ class Dialog:
 
     leg_id: str
     call_id: str
+    remote_tag: str
     local_tag: str
     port: int
     session_id: int
@@ -79,18 +82,6 @@ def _now_us() -> int:
     return time.time_ns() // 1000
 
 
-class _OneWorkerUdp(Udp_server_opts):  # type: ignore[misc]
-    """sippy's default is a pool of UDP threads on SO_REUSEPORT sockets, which reorders messages
-    (a 487 overtaking the 200 to its CANCEL) and lets a second process share our port unnoticed.
-    A trunk endpoint's SIP rate is tiny: one thread each way keeps order and owns the port."""
-
-    nworkers = 1
-
-
-class _TransactionManager(SipTransactionManager):  # type: ignore[misc]
-    model_udp_server = (Udp_server, _OneWorkerUdp)
-
-
 class SipUas:
     def __init__(
         self,
@@ -104,8 +95,14 @@ class SipUas:
         self.health = health
         self.submit = submit
         self.allowed = settings.allowed_networks
-        self.dialogs: dict[tuple[str, str], Dialog] = {}
+        self.dialogs: dict[tuple[str, str, str], Dialog] = {}  # Call-ID, remote tag, local tag
         self.stats: Counter[str] = Counter()
+        self.invite_rate = InviteRate(
+            settings.sip_invite_rate_per_peer, settings.sip_invite_burst_per_peer
+        )
+        self.parse_failures = ParseFailures(
+            self.stats, LogBudget(settings.sip_parse_failures_logged_per_minute)
+        )
         self.tm: Any = None
         self.tcp: TcpSipServer | None = None
 
@@ -116,10 +113,19 @@ class SipUas:
             "_sip_port": self.settings.sip_port,
             "_sip_logger": SipLog(),
         }
-        self.tm = _TransactionManager(config, self.on_request)
+        self.tm = TransactionManager(config, self.on_request)
+        self.parse_failures.install(self.tm)
         config["_sip_tm"] = self.tm
+        s = self.settings
         self.tcp = TcpSipServer(
-            self.settings.sip_host, self.settings.sip_port, self.tm.handleIncoming
+            s.sip_host,
+            s.sip_port,
+            self.tm.handleIncoming,
+            allowed=self._allowed,
+            caps=ConnectionCaps(s.sip_tcp_max_connections, s.sip_tcp_max_connections_per_peer),
+            idle_timeout_s=s.sip_tcp_idle_timeout_s,
+            message_timeout_s=s.sip_tcp_message_timeout_s,
+            stats=self.stats,
         )
         self.tcp.start()
 
@@ -143,8 +149,11 @@ class SipUas:
             self.stats[req.getMethod()] += 1
             host = req.getSource()[0]
             if not self._allowed(host):
-                self.stats["forbidden"] += 1
-                return (req.genResponse(403, "Forbidden"), None, None)
+                return self._refuse_stranger(req)
+            if req.getMethod() == "INVITE" and not req.getHFBody("to").getTag():
+                if not self.invite_rate.allow(host, time.monotonic()):
+                    self.stats["rate_limited"] += 1
+                    return self._unavailable(req)
             return self._dispatch(req, t)
         except (BadSipInput, BadSdp) as e:
             self.stats["bad_requests"] += 1
@@ -166,7 +175,8 @@ class SipUas:
             if method in ("BYE", "UPDATE", "INFO", "NOTIFY"):
                 return (req.genResponse(481, "Call/Transaction Does Not Exist"), None, None)
             return self._not_allowed(req)
-        dialog = self.dialogs.get((str(req.getHFBody("call-id")), to_tag))
+        call_id, from_tag = str(req.getHFBody("call-id")), req.getHFBody("from").getTag() or ""
+        dialog = self.dialogs.get((call_id, from_tag, to_tag))
         if dialog is None:
             return (req.genResponse(481, "Call/Transaction Does Not Exist"), None, None)
         if method == "BYE":
@@ -183,6 +193,23 @@ class SipUas:
         except ValueError:
             return False
         return any(address in network for network in self.allowed)
+
+    def _refuse_stranger(self, req: Any) -> Response:
+        """A peer off the allow-list gets 503, never 403, whatever it sends.
+
+        CUCM's OPTIONS ping counts every answer but 408/503 (and a failed TCP connect) as in
+        service, 403 included: a node we refuse with 403 keeps routing recordings to us, and each
+        INVITE fails. 503 takes us out of its route list; and an INVITE that does reach us gets
+        503 too, on which CUCM tries the route list's next recorder (a 403 may end the hunt, so
+        the call would go unrecorded). The counter still says who was refused.
+        """
+        self.stats["forbidden"] += 1
+        return self._unavailable(req)
+
+    def _unavailable(self, req: Any) -> Response:
+        resp = req.genResponse(503, "Service Unavailable")
+        resp.appendHeader(SipHeader(name="retry-after", bodys="5"))
+        return (resp, None, None)
 
     # -- requests ----------------------------------------------------------------------------------
 
@@ -203,9 +230,7 @@ class SipUas:
         health = self.health()
         if not health.accepting or len(self.dialogs) >= self.settings.max_legs:
             self.stats["busy"] += 1
-            resp = req.genResponse(503, "Service Unavailable")
-            resp.appendHeader(SipHeader(name="retry-after", bodys="5"))
-            return (resp, None, None)
+            return self._unavailable(req)
         meta = call_metadata(str(req.getHFBody("from")), self.settings.default_cluster_id)
         offer, refusal = self._offer_or_refusal(req)
         if refusal is not None:
@@ -221,19 +246,21 @@ class SipUas:
             self.stats["busy"] += 1
             return (req.genResponse(503, "Service Unavailable"), None, None)
         call_id = str(req.getHFBody("call-id"))
+        remote_tag = req.getHFBody("from").getTag() or ""
         resp = req.genResponse(200, "OK")
         resp.getHFBody("to").genTag()
         local_tag = resp.getHFBody("to").getTag()
         dialog = Dialog(
-            leg_id=f"{self.settings.id}:{call_id}",
+            leg_id=dialog_leg_id(self.settings.id, call_id, remote_tag, local_tag),
             call_id=call_id,
+            remote_tag=remote_tag,
             local_tag=local_tag,
             port=port,
             session_id=random.randrange(1, 2**31),
             session_expires_s=session_expires,
             from_params=meta.from_params,
         )
-        self.dialogs[(call_id, local_tag)] = dialog
+        self.dialogs[(call_id, remote_tag, local_tag)] = dialog
         dialog.send_bye = bye_sender(self.tm, req, t, resp)
         self._answer_sdp(resp, dialog, offer, req)
         add_session_timer(resp, session_expires)
@@ -241,7 +268,7 @@ class SipUas:
             leg_id=dialog.leg_id,
             meta=meta,
             sip_call_id=call_id,
-            from_tag=req.getHFBody("from").getTag() or "",
+            from_tag=remote_tag,
             to_tag=local_tag,
             cisco_guid=header(req, "cisco-guid"),
             destination=req.getRURI().username or "",
@@ -353,7 +380,7 @@ class SipUas:
         if dialog.closed:
             return
         dialog.closed = True
-        self.dialogs.pop((dialog.call_id, dialog.local_tag), None)
+        self.dialogs.pop((dialog.call_id, dialog.remote_tag, dialog.local_tag), None)
         self.submit(DialogClosed(dialog.leg_id, reason, sip_reason, cause, _now_us()))
 
     # -- message parts ------------------------------------------------------------------------

@@ -155,6 +155,7 @@ class Vitals:
             spool_bytes=spool.pending_bytes,
             spool_oldest_age_ms=spool.oldest_pending_age_ms(),
             sip_address=f"{self.settings.sip_host}:{self.settings.sip_port}",
+            rtp_dropped=dict(r.rtp_dropped),
         )
         self._heartbeat_seq += 1
         return beat
@@ -178,6 +179,7 @@ class Vitals:
             published_events=r.outbox.published,
             lost_events=r.lost_events,
             rejected_by_kafka=r.outbox.rejected,
+            rtp_dropped=dict(r.rtp_dropped),
             kafka_reachable=r.outbox.kafka_reachable,
             sip=r.sip.stats(),
         )

@@ -166,3 +166,12 @@ def test_what_went_quiet_for_a_day_is_forgotten() -> None:
     state.prune(T0 + us(3700))
     assert set(state.recorders) == {"rec-1"}
     assert set(state.awaiting_recording) == {fresh.key}
+
+
+def test_a_recorders_dropped_rtp_is_a_counter_per_reason_from_zero() -> None:
+    state = ExporterState()
+    state.apply_heartbeat(beat("rec-1", T0).model_copy(update={"rtp_dropped": {"stranger": 7}}))
+    series = scrape(state, T0 + us(1))
+    assert series['callrec_recorder_rtp_dropped_total{reason="stranger",recorder="rec-1"}'] == 7
+    assert series['callrec_recorder_rtp_dropped_total{reason="ssrc",recorder="rec-1"}'] == 0
+    assert series['callrec_recorder_rtp_dropped_total{reason="oversize",recorder="rec-1"}'] == 0

@@ -1,14 +1,23 @@
-"""Fixtures of the recorder's tests: a small disk of the test's own, to fill."""
+"""Fixtures the recorder's tests share: the event tap, and a small disk of the test's own to
+fill."""
 
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.producers.harness import SmallDisk
+from callrec.infra.kafka import KafkaBroker
+from tests.producers.harness import EventTap, SmallDisk
+
+
+@pytest.fixture
+async def tap(kafka: KafkaBroker) -> AsyncIterator[EventTap]:
+    """The contract topics from their current end, for one test."""
+    async with EventTap(kafka.bootstrap) as tap:
+        yield tap
 
 
 @pytest.fixture

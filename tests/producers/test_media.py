@@ -1,16 +1,37 @@
-"""RTP sockets report when the kernel received a datagram, not when the recorder got to it."""
+"""RTP sockets report when the kernel received a datagram (not when the recorder got to it) and
+from whom; their ports are drawn at random."""
 
 from __future__ import annotations
 
 import socket
 import time
 
+import pytest
+
 from callrec.infra.procs import free_port
-from callrec.producers.media import PortPool, read_stamped
+from callrec.producers.errors import NoFreeRtpPort
+from callrec.producers.media import MAX_DATAGRAM, PortPool, read_stamped
 
 
 def now_us() -> int:
     return time.time_ns() // 1000
+
+
+def wait_for_kernel_stamps(sock: socket.socket, sender: socket.socket) -> None:
+    """Linux turns packet stamping on lazily (a deferred static key) when the first socket of the
+    host asks for it; until then a datagram is stamped when read. Wait until it is on (seen in a
+    test run with no other stamping socket alive)."""
+    deadline = time.monotonic() + 5
+    stamps: list[int] = []
+    while time.monotonic() < deadline:
+        stamps.clear()
+        sender.sendto(b"warm-up", sock.getsockname())
+        sent = now_us()
+        read_stamped(sock, lambda _, at, __: stamps.append(at))
+        if stamps and stamps[0] <= sent:
+            return
+        time.sleep(0.01)
+    raise AssertionError("the kernel never stamped a datagram on arrival")
 
 
 def test_datagrams_read_late_carry_the_time_they_arrived() -> None:
@@ -19,13 +40,14 @@ def test_datagrams_read_late_carry_the_time_they_arrived() -> None:
     _, sock = pool.acquire()
     received: list[tuple[bytes, int]] = []
     with sock, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+        wait_for_kernel_stamps(sock, sender)
         before = now_us()
         for n in range(3):
             sender.sendto(bytes([n]) * 20, ("127.0.0.1", port))
         after = now_us()
         time.sleep(0.3)  # the recorder is busy: the datagrams wait in the kernel
         read_at = now_us()
-        assert read_stamped(sock, lambda data, at: received.append((data, at))) == 3
+        assert read_stamped(sock, lambda data, at, _: received.append((data, at))) == 3
     assert [data for data, _ in received] == [bytes([n]) * 20 for n in range(3)]
     assert all(before <= at <= after for _, at in received), (before, received, read_at)
     assert read_at - after >= 300_000
@@ -38,7 +60,34 @@ def test_a_batch_stops_at_its_limit_and_leaves_the_rest_queued() -> None:
     with sock, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
         for n in range(5):
             sender.sendto(bytes([n]), ("127.0.0.1", port))
-        assert read_stamped(sock, lambda data, _: received.append(data), limit=2) == 2
-        assert read_stamped(sock, lambda data, _: received.append(data)) == 3
-        assert read_stamped(sock, lambda data, _: received.append(data)) == 0
+        assert read_stamped(sock, lambda data, *_: received.append(data), limit=2) == 2
+        assert read_stamped(sock, lambda data, *_: received.append(data)) == 3
+        assert read_stamped(sock, lambda data, *_: received.append(data)) == 0
     assert received == [bytes([n]) for n in range(5)]
+
+
+def test_each_datagram_comes_with_its_sender_and_an_oversize_one_is_cut_to_the_buffer() -> None:
+    port = free_port()
+    _, sock = PortPool("127.0.0.1", range(port, port + 1)).acquire()
+    received: list[tuple[int, tuple[str, int]]] = []
+    with sock, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+        sender.bind(("127.0.0.2", 0))
+        sender.sendto(b"a" * 172, ("127.0.0.1", port))
+        sender.sendto(b"b" * 9000, ("127.0.0.1", port))  # loopback: queued before sendto returns
+        assert read_stamped(sock, lambda data, _, source: received.append((len(data), source)))
+        where = sender.getsockname()
+    assert received == [(172, where), (MAX_DATAGRAM, where)]  # over every accepted size
+
+
+def test_ports_are_drawn_at_random_and_all_of_them_used() -> None:
+    base = free_port()
+    pool = PortPool("127.0.0.1", range(base, base + 40))
+    taken: list[tuple[int, socket.socket]] = []
+    with pytest.raises(NoFreeRtpPort):
+        while True:
+            taken.append(pool.acquire())
+    for _, sock in taken:
+        sock.close()
+    ports = [port for port, _ in taken]
+    assert len(ports) >= 30 and len(set(ports)) == len(ports)  # a few may be another's
+    assert ports != sorted(ports)  # in order from the bottom: ~1 chance in 30!

@@ -7,11 +7,16 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from callrec.infra.errors import PortTaken, StartFailed, ToolMissing
+
+LOG_MAX_BYTES = 50 * 1024 * 1024
+LOG_BACKUPS = 5
+"""Each managed process's log: at most this much per file and this many old files (logpipe)."""
 
 
 def require_tool(name: str, hint: str) -> str:
@@ -52,10 +57,13 @@ def log_tail(log: Path, lines: int = 30) -> str:
 class ManagedProcess:
     """One detached process with its PID file and log, so `down` works from another shell."""
 
-    def __init__(self, name: str, run_dir: Path) -> None:
+    def __init__(self, name: str, run_dir: Path, log_max_bytes: int = LOG_MAX_BYTES,
+                 log_backups: int = LOG_BACKUPS) -> None:
         self.name = name
         self.pid_file = run_dir / f"{name}.pid"
         self.log_file = run_dir / f"{name}.log"
+        self.log_max_bytes = log_max_bytes
+        self.log_backups = log_backups
 
     def pid(self) -> int | None:
         """PID of the live process, or None (a stale PID file is removed)."""
@@ -75,16 +83,28 @@ class ManagedProcess:
         return pid
 
     def start(self, argv: list[str], env: dict[str, str] | None = None) -> int:
+        """Start ``argv`` detached; its output goes through ``logpipe`` into ``log_file``,
+        rotated by size. The log writer has a session of its own: stopping the process's group
+        leaves it to write the last lines and exit when the pipe closes."""
         self.pid_file.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_file, "ab") as log:
+        writer = subprocess.Popen(
+            [sys.executable, "-m", "callrec.infra.logpipe", str(self.log_file),
+             str(self.log_max_bytes), str(self.log_backups)],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        assert writer.stdin is not None
+        try:
             proc = subprocess.Popen(
                 argv,
-                stdout=log,
+                stdout=writer.stdin,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 env={**os.environ, **(env or {})},
                 start_new_session=True,
             )
+        finally:
+            writer.stdin.close()  # the process holds the pipe now; EOF when it is gone
         self.pid_file.write_text(str(proc.pid))
         return proc.pid
 

@@ -18,7 +18,7 @@ from callrec.avro.events import CallRecord, CallStatus, DeadLetter, MetricSample
 from callrec.eventlog import dead_letter_for
 from callrec.streams.admission import is_leg_event, refusal
 from callrec.streams.errors import InvariantViolated, LateEvent
-from callrec.streams.fold import apply, micros
+from callrec.streams.fold import apply, event_micros
 from callrec.streams.metrics import add, gauge_tallies, samples, window_at
 from callrec.streams.model import CallState, SourcePosition
 from callrec.streams.outputs import Evict, Snapshot, Tally
@@ -118,7 +118,7 @@ class CallProcessor:
         self, record: Incoming, touched: dict[bytes, CallState | None], tallies: list[Tally]
     ) -> None:
         try:
-            event = codec.decode(record.value or b"")
+            event = codec.decode_skimming(record.value or b"")
             key = event.kafka_key
             state = touched[key] if key in touched else self.get(key)
             refused = refusal(state, event, record.key)
@@ -126,7 +126,7 @@ class CallProcessor:
                 raise refused
             assert is_leg_event(event)
             if state is None:
-                age = self.clock() - micros(event.event_time)
+                age = self.clock() - event_micros(event)
                 if age > self.rules.us(self.rules.terminal_retention_s):
                     raise LateEvent(
                         f"event {age / 1e6:.0f} s old for a call not in the table: it ended "

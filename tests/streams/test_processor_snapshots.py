@@ -9,13 +9,16 @@ from tests.streams.factory import Call
 from tests.streams.test_processor_lag import Clock, Sent, incoming
 
 
+def processor_of(call: Call, sent: Sent) -> CallProcessor:
+    return CallProcessor(worker_id="w", rules=RULES, emitter=sent,  # type: ignore[arg-type]
+                         recorders=lambda: alive("rec-a", "inc-1", call.t0), clock=Clock(call.t0))
+
+
 def test_a_call_changed_several_times_between_saves_is_published_once_at_its_latest() -> None:
     # given a call whose legs start and first audio arrives in two batches before a save
     call = Call()
     sent = Sent()
-    processor = CallProcessor(worker_id="w", rules=RULES, emitter=sent,  # type: ignore[arg-type]
-                              recorders=lambda: alive("rec-a", "inc-1", call.t0),
-                              clock=Clock(call.t0))
+    processor = processor_of(call, sent)
     records = incoming([call.started(Leg.NEAR_END), call.started(Leg.FAR_END, 10_000),
                         call.chunk(Leg.NEAR_END, 0)])
     processor.fold_batch(records[:1])
@@ -40,9 +43,7 @@ def test_a_call_changed_several_times_between_saves_is_published_once_at_its_lat
 def test_snapshots_of_partitions_given_up_are_not_sent() -> None:
     call = Call()
     sent = Sent()
-    processor = CallProcessor(worker_id="w", rules=RULES, emitter=sent,  # type: ignore[arg-type]
-                              recorders=lambda: alive("rec-a", "inc-1", call.t0),
-                              clock=Clock(call.t0))
+    processor = processor_of(call, sent)
     processor.fold_batch(incoming([call.started(Leg.NEAR_END)]))
     processor.keep_only({1, 2})  # the call's partition (0) went to another worker
     processor.save()

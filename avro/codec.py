@@ -20,7 +20,8 @@ from fastavro.schema import fingerprint, to_parsing_canonical_form
 from pydantic import ValidationError
 
 from callrec.avro.errors import InvalidEvent, UndecodableEvent
-from callrec.avro.events import EVENT_TYPES, Event
+from callrec.avro.events import EVENT_TYPES, AudioChunk, Event
+from callrec.avro.skim import SkimmedChunk, skim_chunk
 
 MARKER = b"\xc3\x01"
 HEADER_LEN = len(MARKER) + 8
@@ -104,6 +105,22 @@ def decode(data: bytes) -> Event:
         return writer.model.model_validate(record)
     except ValidationError as e:
         raise InvalidEvent(f"{writer.model.__name__} breaks its model: {e}") from e
+
+
+def decode_skimming(data: bytes) -> Event | SkimmedChunk:
+    """``decode``, except that an AudioChunk of the current schema comes back skimmed: every
+    field but its packets, which are counted and summed, not built (about 4x cheaper; see
+    skim.py). For consumers that fold chunks without reading their audio (call state)."""
+    if data[2:HEADER_LEN] == _audio_fingerprint() and data[:2] == MARKER:
+        skimmed = skim_chunk(data, HEADER_LEN)
+        if skimmed is not None:
+            return skimmed
+    return decode(data)
+
+
+@cache
+def _audio_fingerprint() -> bytes:
+    return _registry()[0][AudioChunk].fingerprint
 
 
 def event_type_name(data: bytes) -> str | None:

@@ -10,18 +10,19 @@ from __future__ import annotations
 
 from typing import TypeGuard
 
-from callrec.avro.events import AudioChunk, Event, LegStarted
+from callrec.avro.events import Event, LegStarted
+from callrec.avro.skim import SkimmedChunk
 from callrec.streams.errors import InvariantViolated
-from callrec.streams.fold import LegEvent
+from callrec.streams.fold import AUDIO, LegEvent
 from callrec.streams.model import CallState
 
 
-def is_leg_event(event: Event) -> TypeGuard[LegEvent]:
+def is_leg_event(event: Event | SkimmedChunk) -> TypeGuard[LegEvent]:
     return isinstance(event, LegEvent)
 
 
 def refusal(
-    state: CallState | None, event: Event, kafka_key: bytes | None = None
+    state: CallState | None, event: Event | SkimmedChunk, kafka_key: bytes | None = None
 ) -> InvariantViolated | None:
     """Why ``event`` must not be folded into ``state`` (its call's state so far), or None."""
     if not is_leg_event(event):
@@ -40,6 +41,6 @@ def refusal(
         return InvariantViolated(
             f"LegStarted of {event.call_key!r} carries cluster {event.cluster_id!r} and refci "
             f"{event.refci!r}: the call key must be '<cluster id>:<x-refci>'")
-    if isinstance(event, AudioChunk) and event.chunk_seq < 0:
+    if isinstance(event, AUDIO) and event.chunk_seq < 0:
         return InvariantViolated(f"chunk_seq {event.chunk_seq} of leg {event.leg_id} is negative")
     return None

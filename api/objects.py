@@ -6,6 +6,7 @@ manifest. Library failures become RecordingUnavailable at this boundary.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Iterator
 from typing import Any
@@ -73,6 +74,17 @@ class ObjectReader:
         finally:
             if not done:
                 response.close()
+            response.release_conn()
+
+    @contextlib.contextmanager
+    def whole(self, bucket: str, key: str, version_id: str | None) -> Iterator[Any]:
+        """The whole object as a file-like ``read(n)``, read as it arrives (a decoder's
+        input: memory stays bounded however long the recording)."""
+        response = self.open_range(bucket, key, version_id, 0, 0)
+        try:
+            yield response
+        finally:
+            response.close()
             response.release_conn()
 
     def sha256(self, bucket: str, key: str, version_id: str | None) -> tuple[str, int]:

@@ -4,9 +4,14 @@ A Kafka broker, the S3 server and one REST replica started here on free ports; a
 WAV archived. Time to first byte of ranged GETs (each access event is acknowledged by Kafka
 before that byte), p50/p99, goal p99 < 100 ms with 100 concurrent streams:
 1. burst: ``--rounds`` rounds of ``--streams`` requests fired at the same instant (the worst
-   case: every stream seeks at once); the server's CPU per request; ceiling: the same ranged
-   GETs straight from the S3 server at the same concurrency, with no audit;
+   case: every stream seeks at once), and the replica's CPU per request;
+   ceiling: the same ranged GETs straight from the S3 server at the same concurrency, with no
+   audit, in the same run (and the S3 server's own CPU per request);
+   floor: the replica's CPU per request of ``GET /api/v1/me`` (token check and HTTP stack,
+   no S3, no audit) fired the same way: what any request costs here;
 2. listening: ``--streams`` players, each asking for its next 64 KiB when the last has played.
+The last lines say what a burst needs at least: the S3 ceiling, plus the replica's CPU for the
+burst spread over the replicas that share it.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
+import os
 import random
 import secrets
 import statistics
@@ -40,7 +47,8 @@ from tests.conftest import cache_dir
 from tests.sinks.harness import publish
 
 
-async def first_byte(client: httpx.AsyncClient, url: str, headers: dict[str, str]) -> float:
+async def first_byte(client: httpx.AsyncClient, url: str, headers: dict[str, str],
+                     status: int = 206) -> float:
     t = time.perf_counter()
     async with client.stream("GET", url, headers=headers) as response:
         chunks = response.aiter_raw()
@@ -48,7 +56,7 @@ async def first_byte(client: httpx.AsyncClient, url: str, headers: dict[str, str
         ttfb = time.perf_counter() - t
         async for _ in chunks:
             pass
-    assert response.status_code == 206, response.status_code
+    assert response.status_code == status, response.status_code
     return ttfb
 
 
@@ -77,12 +85,13 @@ async def listeners(url: str, token: str, streams: int, size: int, seconds: floa
     return out
 
 
-async def rounds(urls: list[str], headers_of: list[dict[str, str]], n: int) -> list[float]:
+async def rounds(urls: list[str], headers_of: list[dict[str, str]], n: int,
+                 status: int = 206) -> list[float]:
     limits = httpx.Limits(max_connections=len(urls), max_keepalive_connections=len(urls))
     async with httpx.AsyncClient(timeout=30, limits=limits) as client:
         out: list[float] = []
         for _ in range(n):
-            out += await asyncio.gather(*(first_byte(client, u, h)
+            out += await asyncio.gather(*(first_byte(client, u, h, status)
                                           for u, h in zip(urls, headers_of, strict=True)))
         return out
 
@@ -135,30 +144,52 @@ def main() -> None:
                 ranges = [{"Range": f"bytes={s}-{s + 65535}"} for s in starts]
                 api_headers = [{"Authorization": f"Bearer {token}", **r} for r in ranges]
                 pid = replica.process.pid()
-                assert pid is not None
+                s3_pid = s3.process.pid()
+                assert pid is not None and s3_pid is not None
+                me = f"{replica.url}/api/v1/me"
+                me_headers = [{"Authorization": f"Bearer {token}"}] * args.streams
+                cpu0 = cpu_seconds(pid)
+                light = asyncio.run(rounds([me] * args.streams, me_headers, args.rounds, 200))
+                floor_cpu = cpu_seconds(pid) - cpu0
                 cpu0 = cpu_seconds(pid)
                 api = asyncio.run(rounds([url] * args.streams, api_headers, args.rounds))
                 server_cpu = cpu_seconds(pid) - cpu0
+                direct_url = minio.presigned_get_object("recordings", archived.object_key)
+                s3_cpu0 = cpu_seconds(s3_pid)
+                direct = asyncio.run(rounds([direct_url] * args.streams, ranges, args.rounds))
+                s3_cpu = cpu_seconds(s3_pid) - s3_cpu0
                 playing = asyncio.run(listeners(url, token, args.streams, len(wav),
                                                 args.listen_s, 32_000))
-                direct_url = minio.presigned_get_object("recordings", archived.object_key)
-                direct = asyncio.run(rounds([direct_url] * args.streams, ranges, args.rounds))
             finally:
                 replica.stop()
         finally:
             s3.stop()
             broker.stop()
+    load = os.getloadavg()
+    cores = os.cpu_count() or 1
+    per_request = server_cpu / len(api) * 1000
+    burst_cpu = per_request * args.streams
+    print(f"machine: {cores} cores, load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} "
+          "(shared: every figure is also given against a ceiling measured in this run)")
+    print(f"burst, {args.streams} Range requests at the same instant x {args.rounds} rounds, "
+          f"audit acknowledged by Kafka first: time to first byte p50 {pct(api, 50):.0f} ms, "
+          f"p99 {pct(api, 99):.0f} ms (goal < 100 ms)")
+    print(f"  ceiling, S3 alone at the same burst: p50 {pct(direct, 50):.0f} ms, "
+          f"p99 {pct(direct, 99):.0f} ms; ratio ceiling/replica p50 "
+          f"{pct(direct, 50) / pct(api, 50):.2f}, p99 {pct(direct, 99) / pct(api, 99):.2f}; "
+          f"the S3 server's CPU {s3_cpu / len(direct) * 1000:.1f} ms per request")
+    print(f"  replica CPU {per_request:.1f} ms per request ({len(api) / server_cpu:,.0f} "
+          f"requests per CPU-second, one core); floor, GET /me (token + HTTP stack only): "
+          f"{floor_cpu / len(light) * 1000:.1f} ms per request, time to first byte p99 "
+          f"{pct(light, 99):.0f} ms")
+    s3_p99 = pct(direct, 99)
+    needed = (f"{math.ceil(burst_cpu / (100 - s3_p99))} replica(s), a core each,"
+              if s3_p99 < 100 else "no number of replicas can help: S3 alone is over it")
+    print(f"  a burst needs at least S3's p99 ({s3_p99:.0f} ms) + {burst_cpu:.0f} ms of one "
+          f"core / replicas: for p99 < 100 ms, {needed} with S3 and Kafka on cores of their own")
     print(f"playback, {args.streams} listeners playing at once (a 64 KiB Range every 2 s each, "
           f"{len(playing)} requests): time to first byte p50 {pct(playing, 50):.0f} ms, "
           f"p99 {pct(playing, 99):.0f} ms (goal < 100 ms)")
-    print(f"burst, {args.streams} Range requests at the same instant x {args.rounds} rounds: "
-          f"time to first byte p50 {pct(api, 50):.0f} ms, p99 {pct(api, 99):.0f} ms "
-          f"(goal < 100 ms), audit acknowledged by Kafka first; S3 alone p50 "
-          f"{pct(direct, 50):.0f} ms, p99 {pct(direct, 99):.0f} ms (ratio p99 "
-          f"{pct(direct, 99) / pct(api, 99):.2f}); server CPU "
-          f"{server_cpu / len(api) * 1000:.1f} ms per request "
-          f"({len(api) / server_cpu:,.0f} requests per CPU-second)")
-
 
 if __name__ == "__main__":
     main()

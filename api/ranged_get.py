@@ -20,6 +20,7 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 import httptools
+import urllib3
 from minio import Minio
 from minio.error import MinioException
 
@@ -84,7 +85,7 @@ class RangeReader:
         try:
             url = await asyncio.to_thread(self.client.presigned_get_object, bucket, key,
                                           URL_LIFE, version_id=version_id)
-        except (MinioException, OSError, ValueError) as e:
+        except (MinioException, urllib3.exceptions.HTTPError, OSError, ValueError) as e:
             raise RecordingUnavailable(f"object store: presign {key} failed: {e}") from e
         parts = urlsplit(url)
         secure = parts.scheme == "https"

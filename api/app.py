@@ -11,8 +11,12 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from callrec.api.deps import AppState
-from callrec.api.errors import AuditUnavailable, RecordingUnavailable, TokenStoreError
-from callrec.api.objects import MissingObject
+from callrec.api.errors import (
+    AuditUnavailable,
+    MissingObject,
+    RecordingUnavailable,
+    TokenStoreError,
+)
 from callrec.api.routes import audit, calls, live, recording, system, tokens
 
 STATIC = Path(__file__).parent / "static"

@@ -6,6 +6,7 @@ import asyncio
 from typing import Annotated
 
 import typer
+import uvloop
 
 from callrec.api.routes.tokens import RoleName
 from callrec.api.settings import ApiSettings, TokenSettings
@@ -23,7 +24,10 @@ def serve() -> None:
     """Run one replica: read model, REST API and page (settings: CALLREC_API_*)."""
     from callrec.api.service import serve as run
 
-    asyncio.run(run(ApiSettings()))  # type: ignore[call-arg]  # S3 keys come from the env
+    # uvloop (and httptools, which uvicorn picks when installed): the event loop and the HTTP
+    # parser in C, about half the replica's CPU per ranged GET (bench/api_playback.py).
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(run(ApiSettings()))  # type: ignore[call-arg]  # S3 keys come from the env
 
 
 @token_app.command("add")

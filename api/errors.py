@@ -17,3 +17,9 @@ class RecordingUnavailable(RetriableError):
 
 class TokenStoreError(ApiError):
     """The token file is unreadable or a token operation makes no sense."""
+
+
+class MissingObject(RecordingUnavailable):
+    """The object (or that version of it) is not in the store."""
+
+    retriable = False

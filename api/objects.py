@@ -6,6 +6,7 @@ manifest. Library failures become RecordingUnavailable at this boundary.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Iterator
 from typing import Any
@@ -14,7 +15,8 @@ import urllib3
 from minio import Minio
 from minio.error import MinioException, S3Error
 
-from callrec.api.errors import RecordingUnavailable
+from callrec.api.errors import MissingObject, RecordingUnavailable
+from callrec.api.ranged_get import RangeReader
 from callrec.sinks.encode import FORMATS
 from callrec.sinks.store import MISSING_CODES
 
@@ -24,12 +26,6 @@ CHUNK = 64 * 1024
 def content_type(fmt: str) -> str:
     found = FORMATS.get(fmt.lower())
     return found.content_type if found else "application/octet-stream"
-
-
-class MissingObject(RecordingUnavailable):
-    """The object (or that version of it) is not in the store."""
-
-    retriable = False
 
 
 def _translate(what: str, error: Exception) -> RecordingUnavailable:
@@ -51,8 +47,10 @@ def connect(endpoint: str, access_key: str, secret_key: str, secure: bool,
 
 
 class ObjectReader:
-    def __init__(self, client: Minio) -> None:
+    def __init__(self, client: Minio, connections: int = 16) -> None:
         self.client = client
+        self.ranged = RangeReader(client, connections)
+        """Short ranges on the event loop, with their own pool of ``connections``."""
 
     def open_range(self, bucket: str, key: str, version_id: str | None, start: int,
                    length: int) -> Any:
@@ -65,9 +63,26 @@ class ObjectReader:
 
     @staticmethod
     def stream(response: Any) -> Iterator[bytes]:
-        """Body chunks of an opened response; the connection goes back to the pool after."""
+        """Body chunks of an opened response. A body read to its end leaves its connection
+        open and back in the pool (``close()`` would shut the socket, so every request paid a
+        new TCP connection to S3); one abandoned half-way is closed, as its unread rest
+        would poison the next request on that connection."""
+        done = False
         try:
             yield from response.stream(CHUNK)
+            done = True
+        finally:
+            if not done:
+                response.close()
+            response.release_conn()
+
+    @contextlib.contextmanager
+    def whole(self, bucket: str, key: str, version_id: str | None) -> Iterator[Any]:
+        """The whole object as a file-like ``read(n)``, read as it arrives (a decoder's
+        input: memory stays bounded however long the recording)."""
+        response = self.open_range(bucket, key, version_id, 0, 0)
+        try:
+            yield response
         finally:
             response.close()
             response.release_conn()
@@ -91,8 +106,4 @@ class ObjectReader:
             raise _translate(f"get {key}", e) from e
         except (MinioException, urllib3.exceptions.HTTPError, OSError) as e:
             raise _translate(f"get {key}", e) from e
-        try:
-            return bytes(response.read())
-        finally:
-            response.close()
-            response.release_conn()
+        return b"".join(self.stream(response))

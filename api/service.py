@@ -22,6 +22,9 @@ from callrec.api.tokens import TokenStore
 from callrec.eventlog import EventPublisher
 
 log = logging.getLogger(__name__)
+KEEP_ALIVE_S = 30
+"""Idle keep-alive connections live this long: a player asks for its next range every few
+seconds, and uvicorn's 5 s default closes connections a client is about to reuse."""
 
 
 def build_state(settings: ApiSettings, model: ReadModel, publisher: EventPublisher,
@@ -31,8 +34,8 @@ def build_state(settings: ApiSettings, model: ReadModel, publisher: EventPublish
     return AppState(
         settings=settings, tokens=TokenStore(settings.api_tokens_file),
         signing_key=load_or_create_key(settings.api_signing_key_file),
-        reader=ObjectReader(client), publisher=publisher, progress=model.progress, hub=hub,
-        db_path=settings.db_path,
+        reader=ObjectReader(client, settings.api_s3_connections), publisher=publisher,
+        progress=model.progress, hub=hub, db_path=settings.db_path,
     )
 
 
@@ -50,7 +53,8 @@ async def serve(settings: ApiSettings) -> None:
     state = build_state(settings, model, publisher, hub)
     server = uvicorn.Server(uvicorn.Config(
         create_app(state), host=settings.api_host, port=settings.api_port, log_level="warning",
-        proxy_headers=False, timeout_graceful_shutdown=3,
+        proxy_headers=False, http="httptools", timeout_keep_alive=KEEP_ALIVE_S,
+        timeout_graceful_shutdown=3,
     ))
     stop = asyncio.Event()
     consumer = asyncio.create_task(model.run(stop))
@@ -63,4 +67,5 @@ async def serve(settings: ApiSettings) -> None:
         consumer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await consumer
+        state.reader.ranged.close()
         await publisher.stop()

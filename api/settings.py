@@ -29,7 +29,11 @@ class ApiSettings(S3Settings, TokenSettings):
     api_manifest_public_key: Path | None = None
     """Ed25519 public key of the daily manifests; default: the one published in the bucket."""
     api_io_threads: int = 128
-    """Threads (and S3 connections) for blocking store reads: the streams served at once."""
+    """Threads (and S3 connections) for blocking store reads: long ranges and downloads
+    streamed at once, /verify, /peaks."""
+    api_s3_connections: int = 100
+    """Keep-alive S3 connections for short ranges (a seeking player's), read on the event
+    loop: a burst of that many seeks gets one each, more wait for a free one."""
 
     @property
     def db_path(self) -> Path:

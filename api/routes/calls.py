@@ -8,12 +8,14 @@ from datetime import UTC, datetime
 from typing import Annotated
 from urllib.parse import quote, urlencode
 
+import av
 import numpy as np
 from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.exceptions import RequestValidationError
 
 from callrec.api import peaks, present, queries, signing
 from callrec.api.deps import State, Viewer
+from callrec.api.errors import RecordingUnavailable
 from callrec.api.rows import CallFilter, Cursor
 from callrec.api.schemas import (
     CallPublic,
@@ -151,9 +153,12 @@ async def waveform(
         cached = queries.cached_peaks(conn, rec["sha256"], buckets)
         if cached is not None:
             return cached
-        data = b"".join(state.reader.stream(state.reader.open_range(
-            rec["bucket"], rec["object_key"], rec["version_id"], 0, 0)))
-        computed = peaks.peaks(peaks.decode(data), buckets).tobytes()
+        try:
+            with state.reader.whole(rec["bucket"], rec["object_key"],
+                                    rec["version_id"]) as body:
+                computed = peaks.stream_peaks(body, buckets, rec["duration_ms"]).tobytes()
+        except av.FFmpegError as e:
+            raise RecordingUnavailable(f"the stored recording does not decode: {e}") from e
         queries.store_peaks(conn, rec["sha256"], buckets, computed)
         return computed
 

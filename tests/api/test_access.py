@@ -3,6 +3,7 @@ that Kafka acknowledges before the first audio byte."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from typing import Any
@@ -130,6 +131,51 @@ def test_if_range(replica: Replica, seeded: Seeded, tokens: dict[Role, str]) -> 
     stale = ranged(replica, key, tokens[Role.viewer], Range="bytes=0-9",
                    **{"If-Range": '"0000"'})
     assert stale.status_code == 200 and stale.content == seeded.wavs[key]
+
+
+def test_head_gives_the_get_headers_and_no_audio_nor_audit(
+        replica: Replica, seeded: Seeded, site: Site, tokens: dict[Role, str]) -> None:
+    key = seeded.key(1001)
+    size = len(seeded.wavs[key])
+    before = run_sync(audit_ends(site))
+    head = httpx.head(rec_url(replica, key),
+                      headers={**auth(tokens[Role.viewer]), "Range": "bytes=100-199",
+                               "User-Agent": "head-probe/1"})
+    get = ranged(replica, key, tokens[Role.viewer], Range="bytes=100-199")
+    assert head.status_code == get.status_code == 206 and head.content == b""
+    for name in ("content-length", "content-range", "content-type", "etag", "accept-ranges"):
+        assert head.headers[name] == get.headers[name], name
+    whole = httpx.head(rec_url(replica, key), headers=auth(tokens[Role.viewer]))
+    assert whole.status_code == 200 and int(whole.headers["content-length"]) == size
+    assert httpx.head(rec_url(replica, key)).status_code == 401
+    assert httpx.head(rec_url(replica, key), headers={
+        **auth(tokens[Role.viewer]), "Range": f"bytes={size}-"}).status_code == 416
+    events = run_sync(audit_events_since(site, before))
+    assert not [e for e in events if e.user_agent == "head-probe/1"]
+
+
+async def a_burst_of_ranges(url: str, token: str, spans: list[tuple[int, int]]) -> list[bytes]:
+    limits = httpx.Limits(max_connections=len(spans))
+    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+        async def one(start: int, end: int) -> bytes:
+            r = await client.get(url, headers={**auth(token), "Range": f"bytes={start}-{end}"})
+            assert r.status_code == 206, r.text
+            return r.content
+
+        return list(await asyncio.gather(*(one(a, b) for a, b in spans)))
+
+
+def test_a_burst_of_seeks_gets_each_its_own_bytes(replica: Replica, seeded: Seeded,
+                                                 tokens: dict[Role, str]) -> None:
+    """Short ranges share pooled S3 connections read on the event loop: 60 at the same
+    instant, then 60 more on the kept-alive connections, each get exactly their bytes."""
+    key = seeded.key(1001)
+    wav = seeded.wavs[key]
+    spans = [(n * 97 % (len(wav) - 5000), n * 97 % (len(wav) - 5000) + 999 + n)
+             for n in range(60)]
+    for _ in range(2):
+        bodies = run_sync(a_burst_of_ranges(rec_url(replica, key), tokens[Role.viewer], spans))
+        assert bodies == [wav[a:b + 1] for a, b in spans]
 
 
 def playback(replica: Replica, key: str, token: str) -> Any:

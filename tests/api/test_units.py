@@ -138,9 +138,34 @@ def test_peaks_follow_loudness() -> None:
     assert peaks.peaks(np.zeros((0, 1), dtype=np.int16), 4).shape == (1, 4)
 
 
-def test_peaks_decode_a_wav() -> None:
-    samples = peaks.decode(make_wav(1.0))
-    assert samples.shape == (8000, 2)
+def test_peaks_stream_a_recording_without_seeking() -> None:
+    """A reader that can only read forward, as an S3 body is; the grid is the same as the
+    whole-array one."""
+    wav = make_wav(3.0)
+
+    class Forward:
+        def __init__(self) -> None:
+            self.at = 0
+
+        def read(self, size: int = -1, /) -> bytes:
+            n = 4096 if size < 0 else min(size, 4096)  # short reads, as a network body gives
+            out = wav[self.at:self.at + n]
+            self.at += len(out)
+            return out
+
+    streamed = peaks.stream_peaks(Forward(), 100, 3000)
+    whole = peaks.peaks(np.frombuffer(wav[44:], dtype=np.int16).reshape(-1, 2), 100)
+    assert streamed.shape == (2, 100) and streamed.any()
+    assert (streamed == whole).all()
+
+
+def test_peaks_of_frames_arriving_in_pieces_match_the_whole() -> None:
+    rng = np.random.default_rng(7)
+    samples = rng.integers(-32768, 32767, size=(10_007, 2), dtype=np.int16)
+    grid = peaks.PeakGrid(2, 37, len(samples))
+    for start in range(0, len(samples), 333):
+        grid.add(samples[start:start + 333])
+    assert (grid.grid == peaks.peaks(samples, 37)).all()
 
 
 def test_party_search_follows_the_newest_snapshot() -> None:

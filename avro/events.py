@@ -171,6 +171,7 @@ class LegEnded(CallEvent):
     packets_lost: int
     payload_bytes: int
     chunk_count: int
+    rtp_dropped: dict[str, int] = Field(default_factory=dict)
 
 
 class RtpPacket(Record):

@@ -6,6 +6,7 @@ and returns the leg as it now is with the events that say what changed.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -184,6 +185,7 @@ def end_leg(
     at_us: int,
     sip_reason: str | None = None,
     q850_cause: int | None = None,
+    rtp_dropped: Mapping[str, int] | None = None,
 ) -> LegEnded:
     return LegEnded(
         event_time=_time(at_us),
@@ -198,4 +200,5 @@ def end_leg(
         packets_lost=totals.packets_lost,
         payload_bytes=totals.payload_bytes,
         chunk_count=totals.chunk_count,
+        rtp_dropped=dict(rtp_dropped or {}),
     )

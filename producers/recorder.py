@@ -171,7 +171,8 @@ class Recorder:
             return  # cancelled or never acknowledged: nothing was recorded, nothing to say
         self._emit_chunk(live, live.chunker.flush(at_us))
         totals = live.chunker.totals()
-        self.emit(end_leg(live.state, reason, totals, at_us, sip_reason, q850_cause))
+        self.emit(end_leg(live.state, reason, totals, at_us, sip_reason, q850_cause,
+                          live.gate.dropped))
 
     def end_all(self, reason: LegEndReason, at_us: int) -> None:
         """End every live leg with a BYE (the recorder stops)."""

@@ -119,6 +119,8 @@ async def test_a_second_sender_changes_no_byte_of_the_recording(
     recorded = b"".join(p.payload for c in chunks for p in c.packets)
     assert recorded == b"".join(sent)
     assert {p.ssrc for c in chunks for p in c.packets} == {phone.ssrc}
+    [end] = [e for e in events if isinstance(e, LegEnded) and e.call_key == key]
+    assert end.rtp_dropped == {"stranger": 120, "ssrc": 60, "oversize": 60}  # this leg's own
 
     def counted() -> bool:
         after = dropped(recorder)

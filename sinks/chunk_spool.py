@@ -67,7 +67,7 @@ class ChunkSpool:
             return []
         out: list[Spooled] = []
         if call.file is not None:
-            data = call.file.read_bytes()
+            data = call.file.read_bytes()[: call.file_bytes]  # only what was written whole
             pos = 0
             while pos < len(data):
                 offset, length = RECORD_HEADER.unpack_from(data, pos)
@@ -96,6 +96,7 @@ class ChunkSpool:
             call.file = self.directory / f"{quote(key, safe='')}.spool"
         try:
             with call.file.open("ab") as f:
+                f.truncate(call.file_bytes)  # a spill the disk refused half-way left a torn tail
                 for offset, value, _ in call.memory:
                     f.write(RECORD_HEADER.pack(offset, len(value)))
                     f.write(value)

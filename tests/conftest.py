@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import subprocess
 from collections.abc import Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,6 +22,7 @@ from callrec.infra.kafka import KafkaBroker, ensure_kafka_jars
 from callrec.infra.procs import free_port
 from callrec.infra.s3 import S3Server, ensure_versitygw
 from callrec.infra.topics import ensure_topics
+from tests.disks import SmallDisk
 
 TEST_PARTITIONS = 6
 T = TypeVar("T")
@@ -72,3 +74,28 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
 @pytest.fixture(scope="session")
 def minio_client(s3: S3Server) -> Minio:
     return Minio(s3.endpoint, s3.access_key, s3.secret_key, secure=False)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[SmallDisk]:
+    """``small_disk(size_bytes)``: a tmpfs of that size mounted under tmp_path (we run as root;
+    skipped where mounting is not allowed), unmounted at teardown."""
+    mounted: list[Path] = []
+
+    def mount(size_bytes: int) -> Path:
+        path = tmp_path / f"disk{len(mounted)}"
+        path.mkdir()
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size_bytes}", "tmpfs", str(path)],
+            capture_output=True,
+        )
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs: {done.stderr.decode(errors='replace')}")
+        mounted.append(path)
+        return path
+
+    try:
+        yield mount
+    finally:
+        for path in mounted:
+            subprocess.run(["umount", "--lazy", str(path)], check=True)

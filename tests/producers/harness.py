@@ -30,8 +30,6 @@ SIPP_DIR = Path(__file__).parent / "sipp"
 """The test-only scenarios (pcap_leg.xml: the emulator's CUCM leg playing a given pcap once)."""
 DTMF_PCAP = Path("/usr/share/sip-tester/dtmf_2833_1.pcap")
 TOPICS = ("rec.lifecycle.v1", "rec.audio.v1", "rec.recorders.v1")
-SmallDisk = Callable[[int], Path]
-"""The ``small_disk`` fixture: mounts a tmpfs of the given size, returns its directory."""
 
 
 @dataclass
@@ -272,28 +270,6 @@ def options_request(port: int, source_ip: str = "127.0.0.1", method: str = "OPTI
         "Max-Forwards: 70\r\n"
         "Content-Length: 0\r\n\r\n"
     ).encode()
-
-
-def room(directory: Path) -> int:
-    st = os.statvfs(directory)
-    return st.f_bavail * st.f_frsize
-
-
-def fill_disk(directory: Path, leave_bytes: int = 0) -> Path:
-    """Write a filler file until the disk refuses (or only ``leave_bytes`` are left); returns
-    it (delete it to give the room back)."""
-    filler = directory / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    try:
-        while (want := min(64 * 1024, room(directory) - leave_bytes)) > 0:
-            try:
-                if os.write(fd, b"\0" * want) == 0:
-                    break
-            except OSError:
-                break
-    finally:
-        os.close(fd)
-    return filler
 
 
 def new_call() -> tuple[str, str]:

@@ -22,12 +22,11 @@ from callrec.avro.events import (
 )
 from callrec.emulator.audio import G711A_PCAP, pcap_rtp_payloads
 from callrec.infra.kafka import KafkaBroker
+from tests.disks import SmallDisk, fill_disk
 from tests.producers.harness import (
     DTMF_PCAP,
     EventTap,
     RecorderProcess,
-    SmallDisk,
-    fill_disk,
     leg_keys,
     new_call,
     options_request,

@@ -6,7 +6,7 @@ import pytest
 
 from callrec.producers.errors import SpoolFull
 from callrec.producers.spool import SEGMENT_SUFFIX, Spool, SpooledRecord
-from tests.producers.harness import SmallDisk, fill_disk
+from tests.disks import SmallDisk, fill_disk
 
 
 def put(spool: Spool, first: int, n: int) -> None:

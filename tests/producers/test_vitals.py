@@ -7,7 +7,7 @@ import pytest
 
 from callrec.avro.events import RecorderHealth
 from callrec.producers.vitals import Load, assess, write_status
-from tests.producers.harness import SmallDisk, fill_disk
+from tests.disks import SmallDisk, fill_disk
 
 FINE = Load(
     draining=False, kafka_reachable=True, spool_bytes=0, spool_unhealthy_bytes=100,

@@ -14,6 +14,7 @@ from callrec.sinks.cli import app
 from callrec.sinks.errors import ChunkSpoolFull
 from callrec.sinks.health import HealthReport, check_health
 from callrec.sinks.offsets import PartitionLedger
+from tests.disks import SmallDisk, fill_disk
 
 
 def test_spool_spills_to_disk_and_gives_everything_back_in_order(tmp_path: Path) -> None:
@@ -36,6 +37,31 @@ def test_a_full_spool_refuses_and_stays_as_it_was(tmp_path: Path) -> None:
         spool.add("A:1", 1, b"y" * 90, None)
     assert caught.value.retriable
     assert spool.values("A:1") == [(0, b"x" * 90, None)]
+
+
+def test_a_spill_the_disk_refuses_half_way_leaves_no_torn_record(small_disk: SmallDisk) -> None:
+    """The disk fills in the middle of a spill: the spool refuses (the value is offered again
+    later), and once there is room every record comes back whole, in order."""
+    disk = small_disk(256 * 1024)
+    spool = ChunkSpool(disk / "spool", memory_budget=40_000, disk_budget=10_000_000)
+    values = [bytes([n]) * 30_000 for n in range(8)]
+    spool.add("A:1", 0, values[0], None)
+    spool.add("A:1", 1, values[1], None)  # spills 60 KB
+    filler = fill_disk(disk, leave_bytes=40_000)  # room for one record and a half
+    kept = 2
+    for n in range(2, 5):
+        try:
+            spool.add("A:1", n, values[n], None)
+            kept += 1
+        except ChunkSpoolFull:
+            break
+    else:
+        raise AssertionError("the disk never filled")
+    assert spool.values("A:1") == [(n, values[n], None) for n in range(kept)]
+    filler.unlink()  # room again: the torn tail is cut before the next spill
+    for n in range(kept, 8):
+        spool.add("A:1", n, values[n], None)
+    assert spool.values("A:1") == [(n, values[n], None) for n in range(8)]
 
 
 def test_commit_waits_for_the_oldest_open_call() -> None:

@@ -37,6 +37,8 @@ from callrec.producers.settings import RecorderSettings
 from callrec.producers.sip_facts import DialogAccepted, DialogClosed, MediaNegotiated, SipFact
 
 log = logging.getLogger(__name__)
+STALL_US = 2_000_000
+"""Ticks come every 50 ms; a gap past this means the recorder itself stood still."""
 DRAIN_LIMIT = 2000  # a socket's receive buffer holds ~1,500 G.711 packets
 """RTP already in the kernel when the BYE came belongs to the call: read before closing (under
 load the event loop runs behind the sockets; closing one drops its queue silently)."""
@@ -86,6 +88,7 @@ class Recorder:
         self.legs: dict[str, LiveLeg] = {}
         self.sip = sip
         self.lost_events = 0
+        self._ticked_us = time.time_ns() // 1000
         self.last_loss_at = -float("inf")
         """``time.monotonic()`` of the last event the spool refused (health looks back at it)."""
         self.rtp_dropped: Counter[str] = Counter()  # by rtp_gate.Drop, all legs
@@ -228,7 +231,20 @@ class Recorder:
     # -- time ----------------------------------------------------------------------------------
 
     def tick(self, now_us: int) -> None:
-        """Close chunks of streams that went quiet; end (with a BYE) the legs a rule ends."""
+        """Close chunks of streams that went quiet; end (with a BYE) the legs a rule ends.
+
+        After the recorder itself stood still (SIGSTOP, a frozen VM, a long GC), its legs' RTP
+        waits unread in the kernel: that silence is the recorder's, not the phones'. The legs'
+        media clocks restart and no leg is judged on this tick, so the backlog is read first
+        (seen: a recorder frozen 60 s hung up every call with MEDIA_TIMEOUT on resuming)."""
+        stood_still_us = now_us - self._ticked_us
+        self._ticked_us = now_us
+        if stood_still_us > STALL_US:
+            log.warning("the recorder stood still for %.1f s: its %d legs' media clocks restart",
+                        stood_still_us / 1e6, len(self.legs))
+            for live in self.legs.values():
+                live.media_seen_us = max(live.media_seen_us, now_us)
+            return
         for live in list(self.legs.values()):
             self._emit_chunk(live, live.chunker.tick(now_us))
             decision = due_end(live.state, live.media_seen_us, now_us, self.limits)

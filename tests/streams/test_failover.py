@@ -46,13 +46,16 @@ def workers(kafka: KafkaBroker, tmp_path_factory: pytest.TempPathFactory
             worker.stop()
 
 
-def wait_split(pair: tuple[StreamsWorker, StreamsWorker], timeout: float = 60.0) -> None:
-    """Until the two workers share the six partitions."""
+def wait_split(pair: tuple[StreamsWorker, StreamsWorker], timeout: float = 60.0,
+               since: float = 0.0) -> None:
+    """Until the two workers share the six partitions, as health records written after
+    ``since`` (wall time) say: a worker just resumed from SIGSTOP still has its old record."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        owned = [set(w.health()["assigned_partitions"]) if w.health() else set()  # type: ignore[index,arg-type]
-                 for w in pair]
-        ready = all((w.health() or {}).get("recorders_ready") for w in pair)
+        healths = [w.health() or {} for w in pair]
+        fresh = all(float(h.get("at", 0)) >= since for h in healths)  # type: ignore[arg-type]
+        owned = [set(h.get("assigned_partitions") or []) for h in healths]  # type: ignore[call-overload]
+        ready = fresh and all(h.get("recorders_ready") for h in healths)
         split = all(owned) and not owned[0] & owned[1] and owned[0] | owned[1] == set(range(6))
         if ready and split:
             return
@@ -239,7 +242,8 @@ async def test_a_worker_frozen_past_the_session_timeout_does_not_resume_stale_ca
             assert {r.producer_id for r in at_four.values()} == {"survivor"}
         finally:
             os.kill(pid, signal.SIGCONT)
-        await asyncio.to_thread(wait_split, workers)
+            resumed_at = time.time()
+        await asyncio.to_thread(wait_split, workers, 60.0, resumed_at)
         assert set(frozen.health()["assigned_partitions"]) == frozen_partitions  # type: ignore[index,arg-type]
         await finish_complete(kafka.bootstrap, reader, calls, within_s=40)
     assert "stood still" in frozen.log()

@@ -9,6 +9,8 @@ arrival here. Goal (issue 14): p99 < 2 s with 100 calls ending at the same insta
 
 Ceilings measured in the same run, after the mixer is stopped, on the same calls:
 - PyAV encoding each call's PCM alone, and the mixer's whole mix (``mix_call``), CPU s per call;
+- all the calls decoded from their Kafka values and mixed at once on as many threads as cores
+  (how the worker mixes, under the GIL), and on as many processes;
 - the S3 put of the same objects alone (the mixer's store code, all at once as the worker
   issues them), wall s for all;
 - the floor for "all end at once": the longer of every call's mix CPU spread over the machine's
@@ -28,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -172,6 +175,15 @@ async def _round(publisher: EventPublisher, bootstrap: str, calls: int, seconds:
     return [got[k] - sent[k] for k in got], made, busy
 
 
+def _mix_encoded(record: bytes, chunks: list[bytes]) -> int:
+    """One call from its Kafka values (as the spool holds them): decode, then mix."""
+    call = codec.decode(record)
+    decoded = [codec.decode(c) for c in chunks]
+    assert isinstance(call, CallRecord)
+    audio = [c for c in decoded if isinstance(c, AudioChunk)]
+    return mix_call(call, audio, WAV, CHANNELS, io.BytesIO()).size_bytes
+
+
 async def ceilings(calls: list[Call], s3: S3Server, p99: float) -> None:
     """The same calls' bare encode, whole mix and S3 put, each alone (mixer stopped)."""
     encode_cpu = mix_cpu = 0.0
@@ -191,6 +203,14 @@ async def ceilings(calls: list[Call], s3: S3Server, p99: float) -> None:
     print(f"  ceilings, same {n} calls, WAV stereo ({load_line()}):")
     print(f"    PyAV encode of the PCM alone  {encode_cpu / n * 1000:6.1f} ms CPU per call")
     print(f"    the mixer's whole mix_call    {mix_cpu / n * 1000:6.1f} ms CPU per call")
+    encoded = [(codec.encode(r), [codec.encode(c) for c in cs]) for r, cs in calls]
+    for kind, pool in (("threads", ThreadPoolExecutor), ("processes", ProcessPoolExecutor)):
+        with pool(cores) as workers:
+            start = time.monotonic()
+            list(workers.map(_mix_encoded, *zip(*encoded, strict=True)))
+            wall = time.monotonic() - start
+            print(f"    all {n} decode+mix on {cores} {kind:<9} {wall:5.2f} s wall "
+                  f"(mix CPU / {cores} cores: {mix_cpu / cores:.2f} s)")
     store = RecordingStore(connect(s3.endpoint, s3.access_key, s3.secret_key, False), "ceiling")
     store.ensure_bucket(LockPolicy())
     retain = datetime.now(UTC) + timedelta(days=1)

@@ -9,8 +9,9 @@ arrival here. Goal (issue 14): p99 < 2 s with 100 calls ending at the same insta
 
 Ceilings measured in the same run, after the mixer is stopped, on the same calls:
 - PyAV encoding each call's PCM alone, and the mixer's whole mix (``mix_call``), CPU s per call;
-- all the calls decoded from their Kafka values and mixed at once on as many threads as cores
-  (how the worker mixes, under the GIL), and on as many processes;
+- all the calls decoded from their Kafka values (as the worker does at intake) and mixed at
+  once on as many threads as cores (how the worker mixes, under the GIL), and on as many
+  processes;
 - the S3 put of the same objects alone (the mixer's store code, all at once as the worker
   issues them), wall s for all;
 - the floor for "all end at once": the longer of every call's mix CPU spread over the machine's

@@ -236,10 +236,13 @@ async def bench(args: argparse.Namespace, bootstrap: str, work: Path) -> None:
         os.kill(recorder.pid, signal.SIGTERM)
         recorder.wait(30)
     chunks = await read_audio_chunks(bootstrap, start)
-    report(args.calls, bare, rec, sender.ticks, chunks, ended, window)
     print(f"kernel drops on RTP sockets: {drops}, host-wide UDP receive-buffer drops: "
           f"{rcvbuf_errors}; largest recorder backlog (spooled, not yet acknowledged by Kafka): "
           f"{backlog} events")  # fmt: skip
+    report(args.calls, bare, rec, sender.ticks, chunks, ended, window)
+    if drops:
+        print("NOT KEEPING UP: the kernel dropped RTP the recorder did not read in time; a process "
+              "that lags reads more per wake-up, so its CPU per packet reads low")  # fmt: skip
     print(machine_load())
 
 

@@ -188,12 +188,18 @@ class Recorder:
             if keep_early(len(live.early)):
                 live.early.append((data, arrival_us, sender))
             return
-        if not live.gate.admit(state.media, sender, data):
-            return
+        # The gate judges before anything is recorded; the header is parsed first only so that the
+        # common packet (latched sender and SSRC) is judged from its parsed SSRC in one compare.
+        gate = live.gate
         try:
             packet = parse_rtp(data, arrival_us)
         except BadRtp:
-            live.bad_datagrams += 1
+            if gate.admit(state.media, sender, data):
+                live.bad_datagrams += 1  # from the right sender, but not RTP
+            return
+        if not gate.settled(state.media, sender, len(data), packet.ssrc) and not gate.admit(
+            state.media, sender, data
+        ):
             return
         if arrival_us > live.media_seen_us:  # early RTP replays older
             live.media_seen_us = arrival_us

@@ -243,6 +243,9 @@ async def bench(args: argparse.Namespace, bootstrap: str, work: Path) -> None:
     if drops:
         print("NOT KEEPING UP: the kernel dropped RTP the recorder did not read in time; a process "
               "that lags reads more per wake-up, so its CPU per packet reads low")  # fmt: skip
+    if backlog > legs * 10:  # more than 2 s of chunks waiting for Kafka
+        print("KAFKA NOT KEEPING UP: the spool backlog grew; the recorder sent Kafka less than it "
+              "recorded, so its CPU per packet reads low and latency is the backlog's")  # fmt: skip
     print(machine_load())
 
 

@@ -1,11 +1,13 @@
 """How many concurrent CUCM calls one recorder process records with zero lost chunks.
 
-Run by hand: ``.venv/bin/python bench/recorder_load.py --calls 250 --seconds 20``. It starts a
-Kafka broker (or uses ``--bootstrap``), one recorder process, sets up ``calls`` two-leg calls with
-delayed-offer INVITEs (our own minimal UAC), then a separate sender process streams G.711 RTP
-(20 ms, 160-byte payloads) to every leg. It prints the recorder's CPU use as cores and as
-CPU-seconds per call-minute, calls per core, p50/p99 chunk latency (chunk closed -> visible to
-a Kafka consumer), and whether every packet sent arrived in a contiguous chunk sequence.
+Run by hand: ``.venv/bin/python bench/recorder_load.py --calls 500 --seconds 20``. It starts a
+Kafka broker (or uses ``--bootstrap``). First the ceiling: a bare asyncio UDP receiver on as many
+sockets as the recorder will have, fed the same packet rate (``rtp_ceiling.py``). Then one
+recorder process: ``calls`` two-leg calls with delayed-offer INVITEs (our own minimal UAC), and a
+separate sender process streaming G.711 RTP (20 ms, 160-byte payloads) to every leg. It prints
+the machine's load, the CPU per packet of both and their ratio, the recorder's calls per core and
+CPU-seconds per call-minute, p50/p99 chunk latency (chunk closed -> visible to a Kafka consumer),
+and whether every packet sent arrived in a contiguous chunk sequence.
 """
 
 from __future__ import annotations
@@ -13,42 +15,34 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import multiprocessing
 import os
 import re
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from rtp_ceiling import (
+    CpuWindow,
+    bare_ceiling,
+    machine_load,
+    measure,
+    read_audio_chunks,
+    start_sending,
+    udp_drops,
+    with_broker,
+)
+
 from callrec.avro import codec
 from callrec.avro.events import AudioChunk, LegEnded
-from callrec.infra.kafka import KafkaBroker, ensure_kafka_jars
 from callrec.infra.procs import free_port
-from callrec.infra.topics import ensure_topics
-from callrec.producers.rtp import build_rtp
-
-PARTITIONS = 6
-PTIME_S = 0.02
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-PAYLOADS = [bytes((n * 37 + k * 11) & 0xFF for k in range(160)) for n in range(251)]
-"""A different 20 ms PCMA frame per sequence number (251 of them, prime), so a recording can be
-checked frame by frame against what was sent."""
-
-
-def payload_of(seq: int) -> bytes:
-    return PAYLOADS[seq % len(PAYLOADS)]
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def sip_request(method: str, port: int, call_id: str, leg: str, refci: str, cseq: int,
@@ -118,23 +112,6 @@ class Uac:
                         local_port=self.port), "200")  # fmt: skip
 
 
-def send_rtp(ports: list[int], stop: multiprocessing.synchronize.Event, sent: multiprocessing.Array) -> None:  # type: ignore[name-defined]  # noqa: E501
-    """The phones: one 20 ms PCMA packet per leg per tick, paced on the monotonic clock."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    seq = 0
-    start = time.monotonic()
-    while not stop.is_set():
-        payload = payload_of(seq)
-        for i, port in enumerate(ports):
-            sock.sendto(build_rtp(seq, seq * 160, 1000 + i, 8, payload), ("127.0.0.1", port))
-        seq += 1
-        sent.value = seq  # type: ignore[attr-defined]
-        delay = start + seq * PTIME_S - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-
-
 async def tail_sample(
     bootstrap: str,
     stop: asyncio.Event,
@@ -168,47 +145,11 @@ async def tail_sample(
         await consumer.stop()
 
 
-async def read_all_chunks(
-    bootstrap: str, start: dict[TopicPartition, int]
-) -> dict[str, list[tuple[int, int]]]:
-    """After the run: (chunk_seq, packets) of every chunk published, per leg."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
-    await consumer.start()
-    tps = [tp for tp in start if tp.topic == "rec.audio.v1"]
-    consumer.assign(tps)
-    for tp in tps:
-        consumer.seek(tp, start[tp])
-    end = await consumer.end_offsets(tps)
-    chunks: dict[str, list[tuple[int, int]]] = {}
-    try:
-        while [tp for tp in tps if await consumer.position(tp) < end[tp]]:
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                for r in records:
-                    event = codec.decode(r.value or b"")
-                    if isinstance(event, AudioChunk) and event.call_key.startswith("BENCH:"):
-                        chunks.setdefault(event.leg_id, []).append(
-                            (event.chunk_seq, len(event.packets))
-                        )
-    finally:
-        await consumer.stop()
-    return chunks
-
-
 def udp_receive_buffer_errors() -> int:
     """The host's count of UDP datagrams dropped for a full receive buffer (/proc/net/snmp)."""
     lines = [line.split() for line in Path("/proc/net/snmp").read_text().splitlines()]
     names, values = [line for line in lines if line[0] == "Udp:"][:2]
     return int(values[names.index("RcvbufErrors")])
-
-
-def udp_drops(ports: range) -> int:
-    """Datagrams the kernel dropped on the recorder's RTP sockets (receive buffer full)."""
-    drops = 0
-    for line in Path("/proc/net/udp").read_text().splitlines()[1:]:
-        fields = line.split()
-        if int(fields[1].split(":")[1], 16) in ports:
-            drops += int(fields[-1])
-    return drops
 
 
 def start_recorder(bootstrap: str, work: Path, legs: int, sip_port: int) -> subprocess.Popen[bytes]:
@@ -222,6 +163,9 @@ def start_recorder(bootstrap: str, work: Path, legs: int, sip_port: int) -> subp
         "CALLREC_RECORDER_MAX_LEGS": str(legs + 10),
         "CALLREC_RECORDER_DATA_DIR": str(work / "recorder"),
         "CALLREC_RECORDER_DRAIN_TIMEOUT_S": "5",
+        # The bench sets up every call at once from one address: no INVITE rate limit to hit.
+        "CALLREC_RECORDER_SIP_INVITE_RATE_PER_PEER": "100000",
+        "CALLREC_RECORDER_SIP_INVITE_BURST_PER_PEER": str(legs * 2),
     }
     log = (work / "recorder.log").open("wb")
     return subprocess.Popen(
@@ -246,8 +190,12 @@ def open_calls(uac: Uac, calls: int, sender_port: int) -> list[tuple[str, str, s
 
 
 async def bench(args: argparse.Namespace, bootstrap: str, work: Path) -> None:
-    sip_port = free_port()
     legs = args.calls * 2
+    print(machine_load(), flush=True)
+    bare = await bare_ceiling(legs, args.bare_seconds)
+    print(f"bare receiver: {bare.cores:.3f} cores at {bare.packets_per_s:,.0f} packets/s = "
+          f"{bare.us_per_packet:.2f} µs/packet", flush=True)  # fmt: skip
+    sip_port = free_port()
     recorder = start_recorder(bootstrap, work, legs, sip_port)
     stop_tail = asyncio.Event()
     latencies: list[float] = []
@@ -255,29 +203,25 @@ async def bench(args: argparse.Namespace, bootstrap: str, work: Path) -> None:
     start: dict[TopicPartition, int] = {}
     tail = asyncio.create_task(tail_sample(bootstrap, stop_tail, latencies, ended, start))
     rtp_ports = range(40000, 40000 + legs + 101)
+    backlog = 0
+
+    def watch_backlog() -> None:
+        nonlocal backlog
+        status = json.loads((work / "recorder" / "status.json").read_text())
+        backlog = max(backlog, status["spool_backlog_events"])
+
     try:
         await asyncio.sleep(3)
         uac = Uac(sip_port)
         opened = open_calls(uac, args.calls, free_port())
         print(f"{args.calls} calls ({legs} legs) set up", flush=True)
-        stop_send = multiprocessing.Event()
-        sent = multiprocessing.Value("l", 0)
-        sender = multiprocessing.Process(
-            target=send_rtp, args=([o[4] for o in opened], stop_send, sent), daemon=True
-        )
         rcvbuf_errors = udp_receive_buffer_errors()
-        sender.start()
+        sender = start_sending([o[4] for o in opened])
         await asyncio.sleep(3)  # warm up
-        cpu0, t0, lat0 = cpu_seconds(recorder.pid), time.monotonic(), len(latencies)
-        backlog = 0
-        while time.monotonic() - t0 < args.seconds:
-            await asyncio.sleep(1)
-            status = json.loads((work / "recorder" / "status.json").read_text())
-            backlog = max(backlog, status["spool_backlog_events"])
-        cpu1, t1 = cpu_seconds(recorder.pid), time.monotonic()
+        lat0 = len(latencies)
+        rec = await measure(recorder.pid, sender, legs, args.seconds, watch_backlog)
         window = latencies[lat0:]
-        stop_send.set()
-        sender.join()
+        sender.stop()
         await asyncio.sleep(0.5)
         drops = udp_drops(rtp_ports)  # before the BYEs close the sockets that count them
         rcvbuf_errors = udp_receive_buffer_errors() - rcvbuf_errors
@@ -291,51 +235,57 @@ async def bench(args: argparse.Namespace, bootstrap: str, work: Path) -> None:
         await tail
         os.kill(recorder.pid, signal.SIGTERM)
         recorder.wait(30)
-    cores = (cpu1 - cpu0) / (t1 - t0)
-    call_minutes = args.calls * (t1 - t0) / 60
-    per_leg_sent = sent.value  # type: ignore[attr-defined]
-    chunks = await read_all_chunks(bootstrap, start)
+    chunks = await read_audio_chunks(bootstrap, start)
+    print(f"kernel drops on RTP sockets: {drops}, host-wide UDP receive-buffer drops: "
+          f"{rcvbuf_errors}; largest recorder backlog (spooled, not yet acknowledged by Kafka): "
+          f"{backlog} events")  # fmt: skip
+    report(args.calls, bare, rec, sender.ticks, chunks, ended, window)
+    if drops:
+        print("NOT KEEPING UP: the kernel dropped RTP the recorder did not read in time; a process "
+              "that lags reads more per wake-up, so its CPU per packet reads low")  # fmt: skip
+    if backlog > legs * 10:  # more than 2 s of chunks waiting for Kafka
+        print("KAFKA NOT KEEPING UP: the spool backlog grew; the recorder sent Kafka less than it "
+              "recorded, so its CPU per packet reads low and latency is the backlog's")  # fmt: skip
+    print(machine_load())
+
+
+def report(calls: int, bare: CpuWindow, rec: CpuWindow, per_leg_sent: int,
+           chunks: dict[str, list[AudioChunk]], ended: dict[str, LegEnded],
+           window: list[float]) -> None:  # fmt: skip
+    """The figures the goal names: CPU per packet against the ceiling, calls per core, loss, p99."""
     lost_chunks = duplicated_chunks = missing_packets = 0
     for leg_id, end in ended.items():
-        seqs = [seq for seq, _ in chunks.get(leg_id, [])]
+        seqs = [c.chunk_seq for c in chunks.get(leg_id, [])]
         lost_chunks += end.chunk_count - len(set(seqs))
         duplicated_chunks += len(seqs) - len(set(seqs))
-        missing_packets += per_leg_sent - sum(n for _, n in chunks.get(leg_id, []))
-    window.sort()
+        missing_packets += per_leg_sent - sum(len(c.packets) for c in chunks.get(leg_id, []))
+    window = sorted(window)
     pct = lambda q: window[min(len(window) - 1, int(q * len(window)))] * 1000  # noqa: E731
-    print(f"legs ended: {len(ended)}/{legs}; packets per leg sent: {per_leg_sent}")
+    print(f"legs ended: {len(ended)}/{calls * 2}; packets per leg sent: {per_leg_sent}")
     print(f"chunks lost: {lost_chunks}, duplicated: {duplicated_chunks}; "
-          f"packets missing: {missing_packets} (kernel drops on RTP sockets: {drops}, "
-          f"host-wide UDP receive-buffer drops: {rcvbuf_errors})")
-    print(f"RTP rate: {legs / PTIME_S:,.0f} packets/s; recorder CPU: {cores:.3f} cores")
-    print(f"CPU-seconds per call-minute: {(cpu1 - cpu0) / call_minutes:.3f}")
-    print(f"calls per core at this load: {args.calls / cores:,.0f}")
-    print(f"largest recorder backlog (spooled, not yet acknowledged by Kafka): {backlog} events")
-    print(f"chunk latency (closed -> consumed) p50 {pct(0.5):.1f} ms, p99 {pct(0.99):.1f} ms")
+          f"packets missing: {missing_packets}")  # fmt: skip
+    print(f"recorder: {rec.cores:.3f} cores at {rec.packets_per_s:,.0f} packets/s = "
+          f"{rec.us_per_packet:.2f} µs/packet; CPU-seconds per call-minute: "
+          f"{rec.cores * 60 / calls:.3f}")  # fmt: skip
+    print(f"recorder / bare receiver CPU per packet: {rec.us_per_packet / bare.us_per_packet:.2f}x")
+    print(f"calls per core at this load: {calls / rec.cores:,.0f} "
+          f"(bare receiver: {calls / bare.cores:,.0f})")  # fmt: skip
+    if window:
+        print(f"chunk latency (closed -> consumed) p50 {pct(0.5):.1f} ms, p99 {pct(0.99):.1f} ms "
+              f"({len(window)} chunks sampled)")  # fmt: skip
+    else:
+        print("chunk latency: no chunk sampled in the window")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--calls", type=int, default=250)
     parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--bare-seconds", type=float, default=10, help="the ceiling's window")
     parser.add_argument("--bootstrap", help="use this Kafka instead of starting one")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="recorder-bench-") as tmp:
-        work = Path(tmp)
-        broker = None
-        bootstrap = args.bootstrap
-        if bootstrap is None:
-            cache = Path(os.environ.get("CALLREC_CACHE_DIR", Path.home() / ".cache" / "callrec"))
-            broker = KafkaBroker(libs=ensure_kafka_jars(cache), data_dir=work / "kafka",
-                                 port=free_port(), controller_port=free_port())  # fmt: skip
-            broker.start()
-            bootstrap = broker.bootstrap
-            asyncio.run(ensure_topics(bootstrap, PARTITIONS))
-        try:
-            asyncio.run(bench(args, bootstrap, work))
-        finally:
-            if broker is not None:
-                broker.stop()
+    with_broker(args.bootstrap, "recorder-bench-",
+                lambda bootstrap, work: bench(args, bootstrap, work))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -16,47 +16,39 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import multiprocessing
-import multiprocessing.synchronize
 import os
 import signal
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from recorder_load import (
-    PARTITIONS,
-    Uac,
-    cpu_seconds,
-    open_calls,
+from recorder_load import Uac, open_calls, start_recorder, tail_sample
+from rtp_ceiling import (
+    bare_ceiling,
+    machine_load,
+    measure,
     payload_of,
-    send_rtp,
-    start_recorder,
-    tail_sample,
+    read_audio_chunks,
+    start_sending,
     udp_drops,
+    with_broker,
 )
 
-from callrec.avro import codec
 from callrec.avro.events import AudioChunk, LegEnded
-from callrec.infra.kafka import KafkaBroker, ensure_kafka_jars
 from callrec.infra.procs import free_port
-from callrec.infra.topics import ensure_topics
-from callrec.producers.media import PortPool, read_stamped
 from callrec.sinks.decode import decode_legs
 from callrec.sinks.render import render
 from callrec.sinks.timeline import plan_leg
 from tests.sinks.factory import alaw_to_pcm
 
 FRAME = 160
-BARE_PORTS = 45_000
 
 
 @dataclass
@@ -72,47 +64,6 @@ class Step:
     late_ms: float = 0.0
 
 
-def bare_receiver(ports: range, ready: multiprocessing.synchronize.Event,
-                  stop: multiprocessing.synchronize.Event) -> None:  # fmt: skip
-    """The ceiling: the recorder's sockets and reads, with nothing done with the datagrams."""
-    pool = PortPool("127.0.0.1", ports)
-    socks = [pool.acquire()[1] for _ in ports]
-    loop = asyncio.new_event_loop()
-    for sock in socks:
-        loop.add_reader(sock.fileno(), read_stamped, sock, lambda *_: None)
-
-    ready.set()
-    loop.run_until_complete(asyncio.to_thread(stop.wait))
-
-
-def sending(ports: list[int]) -> tuple[multiprocessing.Process, multiprocessing.synchronize.Event,
-                                       object]:  # fmt: skip
-    stop = multiprocessing.Event()
-    sent = multiprocessing.Value("l", 0)
-    proc = multiprocessing.Process(target=send_rtp, args=(ports, stop, sent), daemon=True)
-    proc.start()
-    return proc, stop, sent
-
-
-async def bare_cores(legs: int, seconds: float) -> float:
-    ready, stop = multiprocessing.Event(), multiprocessing.Event()
-    ports = range(BARE_PORTS, BARE_PORTS + legs)
-    receiver = multiprocessing.Process(target=bare_receiver, args=(ports, ready, stop))
-    receiver.start()
-    ready.wait(30)
-    sender, stop_send, _ = sending(list(ports))
-    await asyncio.sleep(2)
-    pid = receiver.pid or 0
-    cpu0, t0 = cpu_seconds(pid), time.monotonic()
-    await asyncio.sleep(seconds)
-    cores = (cpu_seconds(pid) - cpu0) / (time.monotonic() - t0)
-    stop_send.set()
-    sender.join()
-    stop.set()
-    receiver.join(10)
-    return cores
-
-
 async def recorder_run(step: Step, seconds: float, bootstrap: str, work: Path) -> None:
     legs = step.calls * 2
     sip_port = free_port()
@@ -126,13 +77,10 @@ async def recorder_run(step: Step, seconds: float, bootstrap: str, work: Path) -
         await asyncio.sleep(3)
         uac = Uac(sip_port)
         opened = open_calls(uac, step.calls, free_port())
-        sender, stop_send, sent = sending([o[4] for o in opened])
+        sender = start_sending([o[4] for o in opened])
         await asyncio.sleep(3)
-        cpu0, t0 = cpu_seconds(recorder.pid), time.monotonic()
-        await asyncio.sleep(seconds)
-        step.recorder_cores = (cpu_seconds(recorder.pid) - cpu0) / (time.monotonic() - t0)
-        stop_send.set()
-        sender.join()
+        step.recorder_cores = (await measure(recorder.pid, sender, legs, seconds)).cores
+        sender.stop()
         await asyncio.sleep(0.5)
         step.kernel_drops = udp_drops(range(40000, 40000 + legs + 101))
         for call_id, leg, refci, to_tag, _ in opened:
@@ -145,32 +93,8 @@ async def recorder_run(step: Step, seconds: float, bootstrap: str, work: Path) -
         await tail
         os.kill(recorder.pid, signal.SIGTERM)
         recorder.wait(30)
-    chunks = await read_chunks(bootstrap, start)
-    check_recordings(step, chunks, ended, sent.value)  # type: ignore[attr-defined]
-
-
-async def read_chunks(
-    bootstrap: str, start: dict[TopicPartition, int]
-) -> dict[str, list[AudioChunk]]:
-    """Every AudioChunk the recorder published during the step, per leg."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, max_partition_fetch_bytes=8 << 20)
-    await consumer.start()
-    tps = [tp for tp in start if tp.topic == "rec.audio.v1"]
-    consumer.assign(tps)
-    for tp in tps:
-        consumer.seek(tp, start[tp])
-    end = await consumer.end_offsets(tps)
-    chunks: dict[str, list[AudioChunk]] = {}
-    try:
-        while [tp for tp in tps if await consumer.position(tp) < end[tp]]:
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                for r in records:
-                    event = codec.decode(r.value or b"")
-                    if isinstance(event, AudioChunk) and event.call_key.startswith("BENCH:"):
-                        chunks.setdefault(event.leg_id, []).append(event)
-    finally:
-        await consumer.stop()
-    return chunks
+    chunks = await read_audio_chunks(bootstrap, start)
+    check_recordings(step, chunks, ended, sender.ticks)
 
 
 def check_recordings(
@@ -210,10 +134,11 @@ def lateness_ms(chunks: list[AudioChunk]) -> float:
 
 
 async def sweep(args: argparse.Namespace, bootstrap: str, work: Path) -> None:
+    print(machine_load(), flush=True)
     steps = []
     for calls in (int(n) for n in args.calls.split(",")):
         step = Step(calls)
-        step.bare_cores = await bare_cores(calls * 2, min(args.seconds, 10))
+        step.bare_cores = (await bare_ceiling(calls * 2, min(args.seconds, 10))).cores
         await recorder_run(step, args.seconds, bootstrap, work / f"n{calls}")
         steps.append(step)
         print(
@@ -228,6 +153,7 @@ async def sweep(args: argparse.Namespace, bootstrap: str, work: Path) -> None:
         )
     good = [s.calls for s in steps if s.exact == s.recordings == s.calls]
     print(f"largest N with every recording byte-exact: {max(good, default=0)}")
+    print(machine_load())
 
 
 def main() -> None:
@@ -236,23 +162,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--bootstrap", help="use this Kafka instead of starting one")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="recording-bench-") as tmp:
-        work = Path(tmp)
-        broker = None
-        bootstrap = args.bootstrap
-        if bootstrap is None:
-            cache = Path(os.environ.get("CALLREC_CACHE_DIR", Path.home() / ".cache" / "callrec"))
-            broker = KafkaBroker(libs=ensure_kafka_jars(cache), data_dir=work / "kafka",
-                                 port=free_port(), controller_port=free_port())  # fmt: skip
-            broker.start()
-            bootstrap = broker.bootstrap
-            asyncio.run(ensure_topics(bootstrap, PARTITIONS))
-        try:
-            asyncio.run(sweep(args, bootstrap, work))
-        finally:
-            if broker is not None:
-                broker.stop()
-
+    with_broker(args.bootstrap, "recording-bench-",
+                lambda bootstrap, work: sweep(args, bootstrap, work))  # fmt: skip
 
 if __name__ == "__main__":
     main()

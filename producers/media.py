@@ -82,6 +82,7 @@ def read_stamped(sock: socket.socket, on_datagram: OnDatagram, limit: int = READ
     One ``recvmsg`` per datagram and a batch per wake-up keep the cost below asyncio's transport.
     """
     recvmsg = sock.recvmsg
+    unpack = _TIMESPEC.unpack_from
     for n in range(limit):
         try:
             data, ancillary, _, sender = recvmsg(MAX_DATAGRAM, _ANCILLARY_SPACE)
@@ -90,7 +91,7 @@ def read_stamped(sock: socket.socket, on_datagram: OnDatagram, limit: int = READ
         except OSError:  # a queued ICMP error; the recorder never sends, nothing to do
             continue
         if ancillary and ancillary[0][1] == SCM_TIMESTAMPNS:
-            seconds, nanos = _TIMESPEC.unpack_from(ancillary[0][2])
+            seconds, nanos = unpack(ancillary[0][2])
             on_datagram(data, seconds * 1_000_000 + nanos // 1000, sender)
         else:  # stamps off (a socket made elsewhere): the read time, as before
             on_datagram(data, time.time_ns() // 1000, sender)

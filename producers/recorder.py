@@ -186,18 +186,26 @@ class Recorder:
     # -- media ---------------------------------------------------------------------------------
 
     def _on_datagram(self, live: LiveLeg, data: bytes, arrival_us: int, sender: Address) -> None:
-        if not live.state.started:
+        state = live.state
+        if not state.started:
             if keep_early(len(live.early)):
                 live.early.append((data, arrival_us, sender))
             return
-        if not live.gate.admit(live.state.media, sender, data):
-            return
+        # The gate judges before anything is recorded; the header is parsed first only so that the
+        # common packet (latched sender and SSRC) is judged from its parsed SSRC in one compare.
+        gate = live.gate
         try:
             packet = parse_rtp(data, arrival_us)
         except BadRtp:
-            live.bad_datagrams += 1
+            if gate.admit(state.media, sender, data):
+                live.bad_datagrams += 1  # from the right sender, but not RTP
             return
-        live.media_seen_us = max(live.media_seen_us, arrival_us)  # early RTP replays older
+        if not gate.settled(state.media, sender, len(data), packet.ssrc) and not gate.admit(
+            state.media, sender, data
+        ):
+            return
+        if arrival_us > live.media_seen_us:  # early RTP replays older
+            live.media_seen_us = arrival_us
         closed = live.chunker.add(packet)
         if closed is not None:
             self._emit_chunk(live, closed)

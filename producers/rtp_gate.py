@@ -113,6 +113,18 @@ class RtpGate:
         self.latch = latch_for(None)
         self.dropped: Counter[str] = Counter()
 
+    def settled(self, media: RemoteMedia | None, source: Address, size: int, ssrc: int) -> bool:
+        """True: a parsed RTP packet of ``ssrc`` from the latched sender, with the latched SSRC,
+        under the same SDP and within the size cap, which ``admit`` would record and latch nothing
+        for. Nearly every packet is one: the recorder asks this first and ``admit`` only if not."""
+        latch = self.latch
+        return (
+            media is latch.media
+            and source == latch.source
+            and ssrc == latch.ssrc
+            and size <= self.max_bytes
+        )
+
     def admit(self, media: RemoteMedia | None, source: Address, datagram: bytes) -> bool:
         """True: record it. False: it was dropped and counted."""
         self.latch, drop = judge(self.latch, media, source, datagram, self.max_bytes)

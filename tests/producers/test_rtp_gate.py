@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from callrec.producers.rtp import build_rtp
 from callrec.producers.rtp_gate import Drop, Latch, RtpGate, judge, latch_for
@@ -111,3 +113,32 @@ def test_the_gate_counts_per_leg_and_in_the_recorders_totals() -> None:
     assert a.dropped == Counter({Drop.STRANGER: 1, Drop.SSRC: 1})
     assert b.dropped == Counter({Drop.OVERSIZE: 1})
     assert totals == Counter({"stranger": 1, "ssrc": 1, "oversize": 1})
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([PHONE, ("10.0.0.5", 6002), ("10.0.0.6", 6000)]),
+            st.sampled_from([0x11, 0x22]),
+            st.sampled_from([160, MAX - 12, MAX - 11]),
+            st.booleans(),  # a new SDP (same address) before this packet
+        ),
+        max_size=12,
+    )
+)
+def test_settled_packets_are_what_admit_records_without_moving_the_latch(
+    packets: list[tuple[tuple[str, int], int, int, bool]],
+) -> None:
+    """The recorder's shortcut: whenever ``settled`` says yes, ``admit`` says yes and changes
+    nothing (no latch moved, nothing counted)."""
+    gate = RtpGate(MAX, Counter())
+    media = sdp()
+    for source, ssrc, size, new_sdp in packets:
+        media = sdp() if new_sdp else media
+        datagram = rtp(ssrc, b"x" * size)
+        if gate.settled(media, source, len(datagram), ssrc):
+            latch, dropped = gate.latch, Counter(gate.dropped)
+            assert gate.admit(media, source, datagram)
+            assert (gate.latch, gate.dropped) == (latch, dropped)
+        else:
+            gate.admit(media, source, datagram)

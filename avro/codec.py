@@ -87,6 +87,17 @@ def encode(event: Event) -> bytes:
     return out.getvalue()
 
 
+def writer_schema(model: type[Event]) -> dict[str, Any]:
+    """The parsed current schema of an event type (for writers that encode it themselves)."""
+    parsed: dict[str, Any] = _registry()[0][model].parsed
+    return parsed
+
+
+def header(model: type[Event]) -> bytes:
+    """The single-object header (marker and fingerprint) ``encode`` writes for ``model``."""
+    return MARKER + _registry()[0][model].fingerprint
+
+
 def decode(data: bytes) -> Event:
     """Parse bytes from any topic of the contract into the current model of their event type."""
     if len(data) < HEADER_LEN or data[:2] != MARKER:

@@ -5,8 +5,8 @@ the ceiling measured first in the same run: the pure fold.
 
 1. Pure fold (the ceiling): events per CPU-second that ``apply`` folds (the contract's decoded
    events, no I/O); then Avro decoding alone (the contract decode, and the skimming decode the
-   worker uses), then the worker's processor (decode + fold + JSON state per commit + snapshot
-   projection) with an in-memory table. Goal >= 20,000 events/s per core
+   worker uses), then the worker's processor (decode + fold + JSON state per commit + snapshots
+   written as the worker sends them) with an in-memory table. Goal >= 20,000 events/s per core
    (1,000 concurrent calls x 2 legs x 5 chunks/s = 10,000/s, with 2x headroom).
 2. Through Kafka: a broker started here (or --bootstrap), ``calls`` calls' events published
    first, then ONE worker process folds them (changelog, snapshots and commits included);
@@ -68,7 +68,7 @@ SAVE_EVERY = 10_000
 
 
 class NullEmitter:
-    def snapshot(self, partition: int, record: object) -> None: ...
+    def snapshot(self, partition: int, key: bytes, value: bytes) -> None: ...
     def dead_letter(self, letter: object) -> None: ...
     def changelog(self, partition: int, key: bytes, value: bytes | None) -> None: ...
 

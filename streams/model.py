@@ -155,6 +155,9 @@ class Verdict:
 
 @dataclass(frozen=True, slots=True)
 class CallState:
+    """A call's facts. ``fold.apply`` builds it field by field on its hot path (not with
+    ``dataclasses.replace``): a new field must be carried over there too (a test checks)."""
+
     call_key: str
     partition: int | None = None
     legs: tuple[LegFacts, ...] = ()

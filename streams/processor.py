@@ -14,7 +14,7 @@ from typing import Protocol
 
 from callrec.avro import codec
 from callrec.avro.errors import ContractError
-from callrec.avro.events import CallRecord, CallStatus, DeadLetter, MetricSample
+from callrec.avro.events import CallStatus, DeadLetter, MetricSample
 from callrec.eventlog import dead_letter_for
 from callrec.streams.admission import is_leg_event, refusal
 from callrec.streams.errors import InvariantViolated, LateEvent
@@ -22,9 +22,10 @@ from callrec.streams.fold import apply, event_micros
 from callrec.streams.metrics import add, gauge_tallies, samples, window_at
 from callrec.streams.model import CallState, SourcePosition
 from callrec.streams.outputs import Evict, Snapshot, Tally
-from callrec.streams.projection import call_recorder, to_record
+from callrec.streams.projection import call_recorder
 from callrec.streams.recorders import RecordersView, up_gauges
 from callrec.streams.rules import Rules
+from callrec.streams.snapshot_codec import encode_snapshot
 from callrec.streams.state_codec import UnreadableState, decode_state, encode_state
 from callrec.streams.verdict import tick
 
@@ -53,7 +54,8 @@ Highwaters = Callable[[int], Mapping[str, "int | None"]]
 class Emitter(Protocol):
     """Where the processor's results go (the worker's Kafka producer)."""
 
-    def snapshot(self, partition: int, record: CallRecord) -> None: ...
+    def snapshot(self, partition: int, key: bytes, value: bytes) -> None:
+        """A CallRecord, already encoded (snapshot_codec.py)."""
     def dead_letter(self, letter: DeadLetter) -> None: ...
     def changelog(self, partition: int, key: bytes, value: bytes | None) -> None: ...
 
@@ -322,7 +324,8 @@ class CallProcessor:
         tick's throttled progress) is projected and encoded once, at its latest version.
         """
         for due in self.snapshots_due.values():
-            self.emitter.snapshot(_partition(due), to_record(due, self.worker_id))
+            self.emitter.snapshot(_partition(due), due.call_key.encode(),
+                                  encode_snapshot(due, self.worker_id))
         self.snapshots_due = {}
         for key, partition in self.unsaved.items():
             state = self.states.get(key)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from callrec.avro.events import CallRecord, Leg, LegSummary
-from callrec.streams.model import CallState, LegFacts
+from callrec.streams.model import CallState, LegFacts, LegStart
 
 SNAPSHOT_NAMESPACE = uuid.UUID("6f1c3c1e-4a53-4b0e-9a8e-2f7c1d1b5a10")
 """Snapshot ids are uuid5(call key, version): a republished snapshot keeps its id."""
@@ -71,9 +72,22 @@ def call_recorder(state: CallState) -> str:
     return producers[0] if producers else "unknown"
 
 
-def to_record(state: CallState, producer_id: str) -> CallRecord:
-    """The snapshot of the state at its current version."""
-    numbered = segments(state)
+class Heading(NamedTuple):
+    """What a snapshot says of the call as a whole, derived from its legs (shared by
+    ``to_record`` and the snapshot writer, snapshot_codec.py)."""
+
+    numbered: list[tuple[int, LegFacts]]
+    first: LegStart | None
+    """The start of the near end's earliest leg, else of the earliest leg."""
+    cluster_id: str
+    refci: str
+    far_end_addr: str | None
+    far_end_device: str | None
+    started_at: int
+    fallback: int
+
+
+def heading(state: CallState) -> Heading:
     starts = sorted(
         (leg.side != Leg.NEAR_END, leg.start.at, leg.leg_id, leg.start)
         for leg in state.legs
@@ -88,9 +102,31 @@ def to_record(state: CallState, producer_id: str) -> CallRecord:
         far_addr = latest.value[0] if isinstance(latest.value[0], str) else far_addr
         far_device = latest.value[1] if isinstance(latest.value[1], str) else far_device
     fallback = state.first_seen_at or 0
+    return Heading(
+        segments(state), first, first.cluster_id if first else cluster_id,
+        first.refci if first else refci, far_addr, far_device,
+        min((s[1] for s in starts), default=fallback), fallback,
+    )
+
+
+def snapshot_id(state: CallState) -> uuid.UUID:
+    return uuid.uuid5(SNAPSHOT_NAMESPACE, f"{state.call_key}#{state.version}")
+
+
+def end_reason(leg: LegFacts) -> str | None:
+    if leg.end is not None:
+        return leg.end.reason
+    return leg.closure.reason.value if leg.closure is not None else None
+
+
+def to_record(state: CallState, producer_id: str) -> CallRecord:
+    """The snapshot of the state at its current version (the contract's model; the worker
+    writes the same bytes without it: snapshot_codec.py)."""
+    head = heading(state)
+    first, numbered, fallback = head.first, head.numbered, head.fallback
     verdict = state.verdict
     return CallRecord(
-        event_id=uuid.uuid5(SNAPSHOT_NAMESPACE, f"{state.call_key}#{state.version}"),
+        event_id=snapshot_id(state),
         event_time=at_time(state.newest_fact_at or fallback),
         producer_id=producer_id,
         call_key=state.call_key,
@@ -98,15 +134,15 @@ def to_record(state: CallState, producer_id: str) -> CallRecord:
         status=state.status,
         abnormal_reason=verdict.reason if verdict else None,
         abnormal_detail=verdict.detail if verdict else None,
-        cluster_id=first.cluster_id if first else cluster_id,
-        refci=first.refci if first else refci,
+        cluster_id=head.cluster_id,
+        refci=head.refci,
         near_end_addr=first.near_end_addr if first else None,
         near_end_device=first.near_end_device if first else None,
-        far_end_addr=far_addr,
-        far_end_device=far_device,
+        far_end_addr=head.far_end_addr,
+        far_end_device=head.far_end_device,
         far_end_guid=first.far_end_guid if first else None,
         destination=first.destination if first else None,
-        started_at=at_time(min((s[1] for s in starts), default=fallback)),
+        started_at=at_time(head.started_at),
         ended_at=at_time(verdict.ended_at) if verdict else None,
         segments=(numbered[-1][0] + 1) if numbered else 1,
         legs=[_summary(segment, leg, fallback) for segment, leg in numbered],
@@ -118,10 +154,6 @@ def to_record(state: CallState, producer_id: str) -> CallRecord:
 
 def _summary(segment: int, leg: LegFacts, fallback: int) -> LegSummary:
     ended = leg_ended_at(leg)
-    if leg.end is not None:
-        end_reason: str | None = leg.end.reason
-    else:
-        end_reason = leg.closure.reason.value if leg.closure is not None else None
     start = leg.start
     return LegSummary(
         leg=leg.side,
@@ -132,7 +164,7 @@ def _summary(segment: int, leg: LegFacts, fallback: int) -> LegSummary:
         codec=start.codec if start else "",
         started_at=at_time(leg_started_at(leg, fallback)),
         ended_at=at_time(ended) if ended is not None else None,
-        end_reason=end_reason,
+        end_reason=end_reason(leg),
         on_hold=leg.on_hold,
         chunk_count=leg.audio.chunk_count,
         last_chunk_seq=leg.audio.last_chunk_seq,

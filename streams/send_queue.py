@@ -33,6 +33,7 @@ from callrec.eventlog import (
 )
 
 log = logging.getLogger(__name__)
+SNAPSHOT_HEADERS = ((EVENT_TYPE_HEADER, CallRecord.avro_name.encode()),)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,8 +65,8 @@ class SendQueue:
         self.changelog_ends: dict[int, int] = {}
         """Changelog partition -> the offset after this worker's last acknowledged write."""
 
-    def snapshot(self, partition: int, record: CallRecord) -> None:
-        self.pending.append(outgoing_event(CALLS.name, record, partition))
+    def snapshot(self, partition: int, key: bytes, value: bytes) -> None:
+        self.pending.append(Outgoing(CALLS.name, partition, key, value, SNAPSHOT_HEADERS))
 
     def dead_letter(self, letter: DeadLetter) -> None:
         self.pending.append(outgoing_event(DEADLETTER.name, bounded(letter)))

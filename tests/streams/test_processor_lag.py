@@ -22,8 +22,8 @@ class Sent:
     def __init__(self) -> None:
         self.records: list[object] = []
 
-    def snapshot(self, partition: int, record: object) -> None:
-        self.records.append(record)
+    def snapshot(self, partition: int, key: bytes, value: bytes) -> None:
+        self.records.append(codec.decode(value))
 
     def dead_letter(self, letter: object) -> None: ...
     def changelog(self, partition: int, key: bytes, value: bytes | None) -> None: ...

@@ -3,14 +3,18 @@ whole. Both must give the same call, the same outputs, in any order."""
 
 from __future__ import annotations
 
+from dataclasses import fields, replace
+
 from hypothesis import given, settings
 
 from callrec.avro import codec
-from callrec.avro.events import AudioChunk, Event
+from callrec.avro.events import AbnormalReason, AudioChunk, CallStatus, Event, Leg
 from callrec.avro.skim import SkimmedChunk
 from callrec.streams.fold import LegEvent, apply
-from callrec.streams.model import CallState, SourcePosition
+from callrec.streams.model import CallState, SourcePosition, Verdict
 from callrec.streams.outputs import Output
+from tests.streams.core import fold
+from tests.streams.factory import Call
 from tests.streams.strategies import reordered
 
 
@@ -40,3 +44,20 @@ def test_skimmed_chunks_fold_into_the_same_call_as_whole_ones(case: tuple) -> No
     expected = fold_all(shuffled)
     # then the state and every output (snapshots, tallies) are the same
     assert got == expected
+
+
+def test_a_chunk_keeps_every_fact_of_the_call_it_does_not_change() -> None:
+    # given a call with a value in every field (apply builds the state field by field)
+    call = Call()
+    base = replace(fold([call.started(Leg.NEAR_END)]), verdict=Verdict(
+        CallStatus.ABNORMAL, AbnormalReason.OTHER, "d", call.t0), version=7, unpublished=True,
+        last_snapshot_tick=5, reopened=2, rejudge=True)
+    # when a chunk is folded into it
+    folded, _ = apply(base, skimmed(call.chunk(Leg.NEAR_END, 0)),
+                      SourcePosition("rec.audio.v1", 3, 9))
+    # then only what a chunk changes changed
+    assert folded is not None
+    changed = {f.name for f in fields(CallState)
+               if getattr(folded, f.name) != getattr(base, f.name)}
+    assert changed <= {"legs", "first_audio", "newest_fact_at", "first_seen_at", "partition"}
+    assert "legs" in changed and "first_audio" in changed

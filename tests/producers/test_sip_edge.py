@@ -252,7 +252,9 @@ def test_tcp_closes_idle_and_slow_connections(recorder: RecorderProcess) -> None
                 break
         assert closed and time.monotonic() - opened < 4  # message timeout 1 s (+ polling)
         assert closed_by_peer(idle)  # idle timeout 2 s
-    wait_until(lambda: counter(recorder, "tcp_timed_out") == timed_out + 2)
+    # both counted (at least: the module's recorder is shared, another test's connection may
+    # time out meanwhile; the closures themselves are asserted above)
+    wait_until(lambda: counter(recorder, "tcp_timed_out") >= timed_out + 2)
 
 
 def test_unparsable_sip_is_counted_and_logged_within_budget(recorder: RecorderProcess) -> None:

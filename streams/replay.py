@@ -32,7 +32,10 @@ from callrec.streams.projection import to_record
 from callrec.streams.rebuild import Positioned, rebuild
 from callrec.streams.settings import StreamsSettings
 
-VOLATILE = {"event_id", "version", "producer_id"}
+VOLATILE = {"event_id", "version", "producer_id", "reopened"}
+"""Fields a rebuild need not reproduce: the record's identity, and ``reopened``, which counts
+verdicts published and withdrawn and so depends on when the live worker ticked (README,
+"Reopening"); every other field of a settled call must agree."""
 ACTIVE_VOLATILE = VOLATILE | {"event_time", "legs"}
 
 

@@ -143,6 +143,20 @@ async def read_to_end(
             pending = {tp for tp in pending if await consumer.position(tp) < ends[tp]}
 
 
+async def seek_to_time(
+    consumer: AIOKafkaConsumer, tps: Sequence[TopicPartition], since_ms: int
+) -> dict[TopicPartition, int]:
+    """Place each assigned partition at its first record at or after ``since_ms`` (at its end
+    when it has none); returns the end offsets, to read up to with ``read_to_end``."""
+    with kafka_errors("seek by time"):
+        starts = await consumer.offsets_for_times({tp: since_ms for tp in tps})
+        ends: dict[TopicPartition, int] = await consumer.end_offsets(list(tps))
+    for tp in tps:
+        start = starts.get(tp)
+        consumer.seek(tp, start.offset if start is not None else ends[tp])
+    return ends
+
+
 async def topic_partitions(bootstrap: str, topics: Sequence[str]) -> list[TopicPartition]:
     """Partitions of ``topics``, asked of the broker (a fresh consumer may not know them)."""
     admin = new_admin(bootstrap)

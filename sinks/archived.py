@@ -17,7 +17,7 @@ from callrec.avro import codec
 from callrec.avro.errors import ContractError
 from callrec.avro.events import RecordingArchived
 from callrec.avro.topics import RECORDINGS
-from callrec.eventlog import kafka_errors, read_to_end, reader, topic_partitions
+from callrec.eventlog import read_to_end, reader, seek_to_time, topic_partitions
 from callrec.sinks.calls import Archived
 from callrec.sinks.naming import day_prefix
 
@@ -30,12 +30,7 @@ async def load_archived(
         tps = [TopicPartition(RECORDINGS.name, p) for p in partitions]
         consumer.assign(tps)
         since_ms = int((time.time() - lookback.total_seconds()) * 1000)
-        with kafka_errors(f"seek {RECORDINGS.name}"):
-            starts = await consumer.offsets_for_times({tp: since_ms for tp in tps})
-            ends = await consumer.end_offsets(tps)
-        for tp in tps:
-            start = starts.get(tp)
-            consumer.seek(tp, start.offset if start is not None else ends[tp])
+        ends = await seek_to_time(consumer, tps, since_ms)
         done: dict[int, dict[str, Archived]] = {p: {} for p in partitions}
         async for record in read_to_end(consumer, tps, ends):
             try:
@@ -59,12 +54,7 @@ async def announced_on(bootstrap: str, bucket: str, day: date) -> list[Recording
     found: list[RecordingArchived] = []
     async with reader(bootstrap, "callrec-mixer-verify") as consumer:
         consumer.assign(tps)
-        with kafka_errors(f"seek {RECORDINGS.name}"):
-            starts = await consumer.offsets_for_times({tp: since_ms for tp in tps})
-            ends = await consumer.end_offsets(tps)
-        for tp in tps:
-            start = starts.get(tp)
-            consumer.seek(tp, start.offset if start is not None else ends[tp])
+        ends = await seek_to_time(consumer, tps, since_ms)
         async for record in read_to_end(consumer, tps, ends):
             try:
                 event = codec.decode(record.value or b"")

@@ -17,7 +17,7 @@ from callrec.avro import codec
 from callrec.avro.errors import ContractError
 from callrec.avro.events import RecorderHeartbeat
 from callrec.avro.topics import RECORDERS
-from callrec.eventlog import EventLogError, kafka_errors, reader, topic_partitions
+from callrec.eventlog import EventLogError, kafka_errors, reader, seek_to_time, topic_partitions
 from callrec.streams.recorders import RecordersView, mark_read_until, mark_ready, observe
 
 log = logging.getLogger(__name__)
@@ -54,12 +54,7 @@ async def _follow(
     consumer: AIOKafkaConsumer, tps: list[TopicPartition], board: RecorderBoard, lookback_s: float
 ) -> None:
     consumer.assign(tps)
-    since_ms = int((time.time() - lookback_s) * 1000)
-    starts = await consumer.offsets_for_times({tp: since_ms for tp in tps})
-    ends = await consumer.end_offsets(tps)
-    for tp in tps:
-        found = starts.get(tp)
-        consumer.seek(tp, found.offset if found is not None else ends[tp])
+    ends = await seek_to_time(consumer, tps, int((time.time() - lookback_s) * 1000))
     pending = {tp for tp in tps if consumer_position_behind(await consumer.position(tp), ends[tp])}
     if not pending:
         board.view = mark_ready(board.view)

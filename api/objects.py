@@ -72,7 +72,8 @@ class ObjectReader:
 
     def fill_later(self, ident: Identity) -> None:
         """Read the whole recording into the cache in the background (once per identity, a
-        few at a time), for this player's next ranges and other listeners of the same call."""
+        few at a time, when no client waits on a store read), for this player's next ranges
+        and other listeners of the same call."""
         if not self.cache.admits(ident) or ident in self.cache or ident in self._filling:
             return
         self._filling[ident] = asyncio.create_task(self._fill(ident))
@@ -82,8 +83,9 @@ class ObjectReader:
             self._fill_slots = asyncio.Semaphore(FILLS_AT_ONCE)
         try:
             async with self._fill_slots:
+                await self.ranged.quiet()
                 body = await self.ranged.read(ident.bucket, ident.object_key,
-                                              ident.version_id, 0, ident.size)
+                                              ident.version_id, 0, ident.size, background=True)
                 digest = await asyncio.to_thread(lambda: hashlib.sha256(body).hexdigest())
             if not self.cache.put(ident, body, digest):
                 log.warning("not cached: %s (version %s) does not match its archived sha256",

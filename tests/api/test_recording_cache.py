@@ -1,11 +1,15 @@
 """The recording cache's rules, without servers: only bytes that are exactly the archived
 recording are admitted, lookups go by the identity the read model names now, the byte budget
-holds, and an entry is not served past its age bound."""
+holds, an entry is not served past its age bound, and cache fills give way to clients."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 
+from minio import Minio
+
+from callrec.api.ranged_get import RangeReader
 from callrec.api.recording_cache import Identity, RecordingCache
 
 
@@ -83,3 +87,30 @@ def test_putting_the_same_recording_again_keeps_the_count_right() -> None:
     cache.put(ident, body, ident.sha256)
     cache.put(ident, body, ident.sha256)
     assert (cache.stats.entries, cache.stats.bytes) == (1, 100)
+
+
+class GatedReader(RangeReader):
+    """A RangeReader whose store reads wait for the test to let them finish: what is tested
+    is who waits for whom, not the store."""
+
+    def __init__(self) -> None:
+        super().__init__(Minio("127.0.0.1:9", "k", "s", secure=False), 4)
+        self.gate = asyncio.Event()
+
+    async def _read(self, bucket: str, key: str, version_id: str | None, start: int,
+                    length: int) -> bytes:
+        await self.gate.wait()
+        return b"x" * length
+
+
+async def test_fills_wait_while_a_client_waits_on_a_read() -> None:
+    reader = GatedReader()
+    await asyncio.wait_for(reader.quiet(), 1)  # nothing read yet: quiet
+    client = asyncio.create_task(reader.read("b", "k", None, 0, 10))
+    background = asyncio.create_task(reader.read("b", "k", None, 0, 10, background=True))
+    fill = asyncio.create_task(reader.quiet())
+    await asyncio.sleep(0.05)
+    assert not fill.done()  # a client waits: the fill gives way
+    reader.gate.set()
+    await asyncio.wait_for(fill, 1)
+    assert client.done() and await client == b"x" * 10 and await background == b"x" * 10

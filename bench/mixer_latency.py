@@ -37,7 +37,10 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# The repo (for tests.sinks.factory) goes after any tree put first on PYTHONPATH, so an older
+# tree's callrec can be measured with this script.
+sys.path.insert(1 + len([p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]),
+                str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from mixer_speed import bare_encode, load_line

@@ -35,7 +35,10 @@ from pathlib import Path
 import av
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# The repo (for tests.sinks.factory) goes after any tree put first on PYTHONPATH, so an older
+# tree's callrec can be measured with this script.
+sys.path.insert(1 + len([p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]),
+                str(Path(__file__).resolve().parents[1]))
 
 from callrec.avro.events import AudioChunk, CallRecord, Leg
 from callrec.sinks.encode import BITRATE_PER_CHANNEL, DEFAULT_FRAME, FORMATS, RecordingFormat

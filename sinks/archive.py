@@ -12,8 +12,9 @@ import asyncio
 import functools
 import logging
 import tempfile
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import BinaryIO, TypeVar
 
 from callrec.avro import codec
@@ -23,9 +24,10 @@ from callrec.errors import RetriableError
 from callrec.eventlog import EventPublisher
 from callrec.sinks.calls import Archived
 from callrec.sinks.chunk_spool import Spooled
-from callrec.sinks.encode import recording_format
+from callrec.sinks.encode import RecordingFormat, recording_format
 from callrec.sinks.manifests import ManifestWriter
 from callrec.sinks.naming import archived_event, object_key, object_metadata
+from callrec.sinks.packets import PayloadFile, compact
 from callrec.sinks.recording import MixedRecording, mix_call
 from callrec.sinks.settings import MixerSettings
 from callrec.sinks.store import RecordingStore, StoredObject
@@ -33,8 +35,6 @@ from callrec.sinks.store import RecordingStore, StoredObject
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 FIRST_BACKOFF_S = 0.5
-
-SpooledChunk = tuple[int, bytes, AudioChunk]
 
 
 class Archiver:
@@ -52,20 +52,21 @@ class Archiver:
     async def archive(
         self,
         call: CallRecord,
-        entries: Sequence[Spooled],
+        entries: Iterable[Spooled],
         partition: int,
         cpu: asyncio.Semaphore,
         previous: Archived | None = None,
     ) -> RecordingArchived:
         """Mix (holding ``cpu``), store and announce one call; returns the announcement.
 
-        ``entries`` are the call's spooled AudioChunks (offset, Kafka value, decoded or None).
+        ``entries`` are the call's spooled AudioChunks (offset, Kafka value, decoded or None),
+        iterated once to mix and again only to dead-letter a chunk that did not decode.
         ``previous``: the recording this one supersedes (the call reopened after it); the new
         one is stored as a new version of the same object, the old version is kept."""
         with self._output() as out:
             async with cpu:
-                chunks, mixed = await asyncio.to_thread(self._mix, call, entries, out)
-            await self._dead_letter_failures(call, chunks, mixed, partition)
+                mixed = await asyncio.to_thread(self._mix, call, entries, out)
+            await self._dead_letter_failures(call, entries, mixed, partition)
             key = object_key(call, self.format.extension)
             stored = await self.retrying(
                 f"store {key}",
@@ -98,29 +99,21 @@ class Archiver:
         directory.mkdir(parents=True, exist_ok=True)
         return tempfile.TemporaryFile(dir=directory)
 
-    def _mix(
-        self, call: CallRecord, entries: Sequence[Spooled], out: BinaryIO
-    ) -> tuple[list[SpooledChunk], MixedRecording]:
-        chunks = []
-        for offset, value, decoded in entries:
-            chunk = decoded or codec.decode(value)  # spilled chunks come back as bytes only
-            if isinstance(chunk, AudioChunk):
-                chunks.append((offset, value, chunk))
-        mixed = mix_call(
-            call, [c for _, _, c in chunks], self.format, self.settings.mixer_channels, out,
-            self.settings.mixer_spool_dir / "mix",
-        )
-        return chunks, mixed
+    def _mix(self, call: CallRecord, entries: Iterable[Spooled], out: BinaryIO) -> MixedRecording:
+        return mix_spooled(call, entries, self.format, self.settings.mixer_channels, out,
+                           self.settings.mixer_spool_dir / "mix")
 
     def _retain_until(self, call: CallRecord) -> datetime | None:
         days = self.settings.mixer_retention_days
         return call.started_at.astimezone(UTC) + timedelta(days=days) if days > 0 else None
 
     async def _dead_letter_failures(
-        self, call: CallRecord, chunks: Sequence[SpooledChunk], mixed: MixedRecording,
-        partition: int,
+        self, call: CallRecord, entries: Iterable[Spooled], mixed: MixedRecording, partition: int
     ) -> None:
-        where = {(c.leg_id, c.chunk_seq): (offset, value) for offset, value, c in chunks}
+        if not mixed.failures:
+            return
+        failed = {(f.leg_id, f.chunk_seq) for f in mixed.failures}
+        where = await asyncio.to_thread(_spooled_chunks, entries, failed)
         for failure in mixed.failures:
             offset, value = where[(failure.leg_id, failure.chunk_seq)]
             letter = DeadLetter(
@@ -160,3 +153,30 @@ def _announce(
     if stored.sha256 and stored.sha256 != mixed.sha256:
         event = event.model_copy(update={"sha256": stored.sha256, "size_bytes": stored.size})
     return event
+
+
+def mix_spooled(
+    call: CallRecord, entries: Iterable[Spooled], fmt: RecordingFormat, channels: int,
+    out: BinaryIO, workdir: Path,
+) -> MixedRecording:
+    """Mix a call from its spool a chunk at a time: each AudioChunk is reduced to its packets'
+    summary (packets.py) as it is read and its payloads go to a temporary file, so a call of
+    hours costs a few hundred bytes per chunk in memory, not its Avro objects."""
+    with PayloadFile(workdir) as payloads:
+        chunks = (compact(c, payloads) for _, _, c in _audio_chunks(entries))
+        return mix_call(call, chunks, fmt, channels, out, workdir)
+
+
+def _audio_chunks(entries: Iterable[Spooled]) -> Iterator[tuple[int, bytes, AudioChunk]]:
+    for offset, value, decoded in entries:
+        chunk = decoded or codec.decode(value)  # spilled chunks come back as bytes only
+        if isinstance(chunk, AudioChunk):
+            yield offset, value, chunk
+
+
+def _spooled_chunks(
+    entries: Iterable[Spooled], wanted: set[tuple[str, int]]
+) -> dict[tuple[str, int], tuple[int, bytes]]:
+    """Offset and value of the wanted chunks (the last of duplicates, as the planner keeps)."""
+    return {(c.leg_id, c.chunk_seq): (offset, value) for offset, value, c in _audio_chunks(entries)
+            if (c.leg_id, c.chunk_seq) in wanted}

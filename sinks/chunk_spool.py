@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -62,19 +63,15 @@ class ChunkSpool:
 
     def values(self, call_key: str) -> list[Spooled]:
         """The call's (offset, value, chunk) in arrival order; chunk is None once spilled."""
+        return list(self.stream(call_key))
+
+    def stream(self, call_key: str) -> SpooledCall:
+        """The same, read from disk one record at a time each time it is iterated (the call's
+        spool as it is now: later additions are not in it)."""
         call = self._calls.get(call_key)
         if call is None:
-            return []
-        out: list[Spooled] = []
-        if call.file is not None:
-            data = call.file.read_bytes()[: call.file_bytes]  # only what was written whole
-            pos = 0
-            while pos < len(data):
-                offset, length = RECORD_HEADER.unpack_from(data, pos)
-                pos += RECORD_HEADER.size
-                out.append((offset, data[pos : pos + length], None))
-                pos += length
-        return out + call.memory
+            return SpooledCall(None, 0, [])
+        return SpooledCall(call.file, call.file_bytes, list(call.memory))
 
     def discard(self, call_key: str) -> None:
         call = self._calls.pop(call_key, None)
@@ -109,3 +106,22 @@ class ChunkSpool:
         self.memory_bytes -= call.memory_bytes
         call.memory, call.memory_bytes = [], 0
         log.debug("spilled %s (%d B) to %s", key, size, call.file)
+
+
+@dataclass(frozen=True)
+class SpooledCall:
+    """A call's spooled chunks, re-readable: a long call's values are never all in memory."""
+
+    file: Path | None
+    file_bytes: int
+    memory: list[Spooled]
+
+    def __iter__(self) -> Iterator[Spooled]:
+        if self.file is not None:
+            with self.file.open("rb") as f:
+                pos = 0
+                while pos < self.file_bytes:  # only what was written whole
+                    offset, length = RECORD_HEADER.unpack(f.read(RECORD_HEADER.size))
+                    yield offset, f.read(length), None
+                    pos += RECORD_HEADER.size + length
+        yield from self.memory

@@ -6,19 +6,19 @@ carry predictor state from packet to packet; after a failure the context is rebu
 
 from __future__ import annotations
 
-import os
 import tempfile
+from array import array
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import BinaryIO, cast
 
 import av
 import numpy as np
 
 from callrec.sinks.codecs import AudioCodec
-from callrec.sinks.render import Key, Pcm
-from callrec.sinks.timeline import ChunkAudio, PlacedLeg
+from callrec.sinks.placed import ChunkAudio, PlacedLeg
+from callrec.sinks.render import Pcm, read_upsampled
 
 
 @dataclass(frozen=True)
@@ -29,14 +29,15 @@ class DecodeFailure:
 
 
 class DecodedFile:
-    """Decoded chunks kept in an unlinked temporary file, read back a chunk at a time: a call
-    of hours costs its index in memory, not its samples (render.Samples)."""
+    """Each leg's decoded audio end to end (``ChunkAudio.base``) in an unlinked temporary file,
+    read back a window at a time: a call of hours costs two numbers per chunk in memory, not
+    its samples (render.Samples)."""
 
     def __init__(self, directory: Path | None = None) -> None:
         if directory is not None:
             directory.mkdir(parents=True, exist_ok=True)
-        self.file = tempfile.TemporaryFile(dir=directory)
-        self.index: dict[Key, tuple[int, int] | None] = {}
+        self.file: BinaryIO = tempfile.TemporaryFile(dir=directory)
+        self.legs: dict[str, _LegAudio] = {}
         self.size = 0
 
     def __enter__(self) -> DecodedFile:
@@ -45,25 +46,49 @@ class DecodedFile:
     def __exit__(self, *_: object) -> None:
         self.file.close()
 
-    def put(self, key: Key, samples: Pcm | None) -> None:
+    def put(self, leg_id: str, chunk: ChunkAudio, samples: Pcm | None) -> None:
+        """A leg's chunks in order (``decode_into``); None for one that did not decode."""
+        leg = self.legs.get(leg_id)
+        if leg is None:
+            leg = self.legs[leg_id] = _LegAudio(self.size)
+        leg.starts.append(chunk.base)
+        leg.ends.append(chunk.base + chunk.samples)
+        self.size = max(self.size, leg.at + (chunk.base + chunk.samples) * 2)
         if samples is None:
-            self.index[key] = None
+            leg.failed.append((chunk.base, chunk.base + chunk.samples))
             return
-        data = samples.astype("<i2", copy=False).tobytes()
-        self.file.write(data)
-        self.index[key] = (self.size, len(samples))
-        self.size += len(data)
+        self.file.seek(leg.at + chunk.base * 2)
+        self.file.write(samples.astype("<i2", copy=False).tobytes())
 
-    def length(self, key: Key) -> int | None:
-        entry = self.index.get(key)
-        return None if entry is None else entry[1]
+    def failed(self, leg_id: str, a: int, b: int) -> list[tuple[int, int]]:
+        """The parts of the leg's samples a:b that did not decode."""
+        leg = self.legs.get(leg_id)
+        if leg is None:
+            return [(a, b)]
+        return [(max(a, s), min(b, e)) for s, e in leg.failed if s < b and e > a]
 
-    def read(self, key: Key) -> Pcm:
-        entry = self.index[key]
-        assert entry is not None
-        self.file.flush()
-        data = os.pread(self.file.fileno(), entry[1] * 2, entry[0])
-        return np.frombuffer(data, dtype="<i2").astype(np.int16, copy=False)
+    def read(self, leg_id: str, a: int, n: int, factor: int) -> Pcm:
+        """``n`` samples from ``a`` of the leg's audio upsampled by ``factor``."""
+        leg = self.legs[leg_id]
+
+        def read(start: int, count: int) -> Pcm:
+            self.file.seek(leg.at + start * 2)
+            data = self.file.read(count * 2)
+            return np.frombuffer(data, dtype="<i2").astype(np.int16, copy=False)
+
+        return read_upsampled(read, leg.starts, leg.ends, a, n, factor)
+
+
+class _LegAudio:
+    """Where a leg's audio starts in the file, its chunks' extents and its failed ones."""
+
+    __slots__ = ("at", "ends", "failed", "starts")
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+        self.starts = array("q")
+        self.ends = array("q")
+        self.failed: list[tuple[int, int]] = []
 
 
 def decode_legs(
@@ -71,23 +96,27 @@ def decode_legs(
 ) -> tuple[dict[tuple[str, int], Pcm | None], list[DecodeFailure]]:
     """Samples per (leg_id, chunk_seq) in memory; a chunk that fails maps to None."""
     decoded: dict[tuple[str, int], Pcm | None] = {}
-    return decoded, decode_into(legs, decoded.__setitem__)
+
+    def put(leg_id: str, chunk: ChunkAudio, samples: Pcm | None) -> None:
+        decoded[(leg_id, chunk.chunk_seq)] = samples
+
+    return decoded, decode_into(legs, put)
 
 
 def decode_into(
-    legs: Iterable[PlacedLeg], put: Callable[[Key, Pcm | None], None]
+    legs: Iterable[PlacedLeg], put: Callable[[str, ChunkAudio, Pcm | None], None]
 ) -> list[DecodeFailure]:
-    """Hand each chunk's samples to ``put`` in leg order (None for a chunk that fails, which is
-    also reported)."""
+    """Hand each chunk's samples to ``put`` in leg and chunk order (None for a chunk that
+    fails, which is also reported)."""
     failures: list[DecodeFailure] = []
     for leg in legs:
         contexts: dict[str, av.AudioCodecContext] = {}
         for chunk in leg.chunks:
             try:
-                put((leg.leg_id, chunk.chunk_seq), _decode_chunk(chunk, contexts))
+                put(leg.leg_id, chunk, _decode_chunk(chunk, contexts))
             except ValueError as e:  # av.error.FFmpegError subclasses ValueError
                 contexts.pop(chunk.codec_name, None)
-                put((leg.leg_id, chunk.chunk_seq), None)
+                put(leg.leg_id, chunk, None)
                 failures.append(DecodeFailure(leg.leg_id, chunk.chunk_seq, str(e)))
     return failures
 
@@ -96,17 +125,45 @@ def _decode_chunk(chunk: ChunkAudio, contexts: dict[str, av.AudioCodecContext]) 
     codec = chunk.codec
     if codec is None:
         raise ValueError(f"codec {chunk.codec_name!r} is not one the mixer decodes")
+    payload = chunk.payload
+    table = _g711_table(codec)
+    if table is not None:  # one sample per byte, no state: a table lookup is the whole decoder
+        return table[np.frombuffer(payload, dtype=np.uint8)]
     context = contexts.get(chunk.codec_name)
     if context is None:
         context = contexts[chunk.codec_name] = _context(codec)
-    frames = context.decode(av.Packet(chunk.payload))
-    samples = (
-        np.concatenate([f.to_ndarray()[0] for f in frames]) if frames else np.zeros(0, np.int16)
-    )
-    expected = codec.samples(len(chunk.payload))
+    parts = [_frame_samples(f) for f in context.decode(av.Packet(payload))]
+    samples = np.concatenate(parts) if parts else np.zeros(0, np.int16)
+    expected = codec.samples(len(payload))
     if len(samples) != expected:
         raise ValueError(f"{codec.name} gave {len(samples)} samples where {expected} were due")
-    return samples.astype(np.int16, copy=False)
+    return samples
+
+
+def _frame_samples(frame: av.AudioFrame) -> Pcm:
+    """A mono 16-bit frame's samples straight from its buffer (to_ndarray costs more than the
+    G.729 decoder's 10 ms frames are worth)."""
+    if frame.format.name in ("s16", "s16p"):
+        samples: Pcm = np.frombuffer(memoryview(frame.planes[0]), dtype=np.int16)
+        return samples[: frame.samples]
+    whole: Pcm = frame.to_ndarray()[0].astype(np.int16)
+    return whole
+
+
+_TABLES: dict[str, Pcm] = {}
+
+
+def _g711_table(codec: AudioCodec) -> Pcm | None:
+    """G.711's 256 samples, once, from FFmpeg's own decoder: the table is bit-exact with it by
+    construction (tests/sinks/factory.py checks both laws against the ITU-T expansion)."""
+    if codec.ffmpeg_decoder not in ("pcm_mulaw", "pcm_alaw"):
+        return None
+    table = _TABLES.get(codec.name)
+    if table is None:
+        frames = _context(codec).decode(av.Packet(bytes(range(256))))
+        table = _TABLES[codec.name] = np.concatenate([_frame_samples(f) for f in frames])
+        assert len(table) == 256
+    return table
 
 
 def _context(codec: AudioCodec) -> av.AudioCodecContext:

@@ -259,7 +259,7 @@ class MixerWorker:
         record = call.record
         assert record is not None
         try:
-            entries = self.spool.values(call.key)
+            entries = self.spool.stream(call.key)
             announced = await self.archiver.archive(
                 record, entries, call.partition, self._mixing, call.previous
             )

@@ -17,8 +17,10 @@ from typing import BinaryIO
 from callrec.avro.events import AudioChunk, CallRecord, CallStatus, Gap
 from callrec.sinks.decode import DecodedFile, DecodeFailure, decode_into, decode_legs
 from callrec.sinks.encode import Encoder, RecordingFormat
+from callrec.sinks.packets import ChunkPackets
+from callrec.sinks.placed import PlacedLeg
 from callrec.sinks.render import Rendered, layout, render
-from callrec.sinks.timeline import PlacedLeg, plan_leg
+from callrec.sinks.timeline import plan_leg
 
 MAX_EMPTY_CALL_US = 4 * 3600 * 1_000_000
 """A call without any audio still gets a file of its length in silence, up to this long."""
@@ -43,24 +45,27 @@ class MixedRecording:
     """Runs placed after an earlier run of their leg instead of on their arrival (a metric)."""
 
 
-def plan_call(call: CallRecord, chunks: Iterable[AudioChunk]) -> list[PlacedLeg]:
+Chunks = Iterable[AudioChunk | ChunkPackets]
+
+
+def plan_call(call: CallRecord, chunks: Chunks) -> list[PlacedLeg]:
     """Plan every leg that sent audio; the CallRecord says how many chunks each leg had."""
     return list(_planned(call, chunks))
 
 
-def _planned(call: CallRecord, chunks: Iterable[AudioChunk]) -> Iterator[PlacedLeg]:
-    """The legs' plans one at a time (each holds its leg's payloads until it is decoded)."""
-    by_leg: dict[str, list[AudioChunk]] = {}
+def _planned(call: CallRecord, chunks: Chunks) -> Iterator[PlacedLeg]:
+    """The legs' plans one at a time (each holds its leg's chunks until it is decoded)."""
+    by_leg: dict[str, list[AudioChunk | ChunkPackets]] = {}
     for chunk in chunks:
         by_leg.setdefault(chunk.leg_id, []).append(chunk)
     last_seq = {leg.leg_id: leg.last_chunk_seq for leg in call.legs}
     for leg_id in sorted(by_leg):
-        plan = plan_leg(by_leg[leg_id], last_seq.get(leg_id))
+        plan = plan_leg(by_leg.pop(leg_id), last_seq.get(leg_id))
         if plan is not None:
             yield plan
 
 
-def render_call(call: CallRecord, chunks: Iterable[AudioChunk], channels: int) -> tuple[
+def render_call(call: CallRecord, chunks: Chunks, channels: int) -> tuple[
     Rendered, list[DecodeFailure]
 ]:
     legs = plan_call(call, chunks)
@@ -70,7 +75,7 @@ def render_call(call: CallRecord, chunks: Iterable[AudioChunk], channels: int) -
 
 
 def mix_call(
-    call: CallRecord, chunks: Iterable[AudioChunk], fmt: RecordingFormat, channels: int,
+    call: CallRecord, chunks: Chunks, fmt: RecordingFormat, channels: int,
     out: BinaryIO, workdir: Path | None = None,
 ) -> MixedRecording:
     """Encode the call into ``out`` (a seekable file) and say what it holds; a call with lost

@@ -10,7 +10,8 @@ HOLD, and the mixer is not told when an in-dialog re-INVITE put the leg on hold.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -18,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from callrec.avro.events import Gap, GapCause, Leg
-from callrec.sinks.timeline import MediaRun, PlacedLeg
+from callrec.sinks.placed import MediaRun, PlacedLeg
 
 DEFAULT_RATE = 8000
 SIDES = (Leg.NEAR_END, Leg.FAR_END)
@@ -56,51 +57,88 @@ def output_rate(legs: Iterable[PlacedLeg]) -> int:
     return max(rates, default=DEFAULT_RATE)
 
 
-Key = tuple[str, int]
-"""(leg_id, chunk_seq): one chunk's decoded samples."""
-
-
 class Samples(Protocol):
-    """Decoded chunks, asked for by key: their length first (to lay the call out), their
-    samples later, a window at a time (decode.py keeps them in memory or in a file)."""
+    """Each leg's decoded audio, its chunks' samples end to end in chunk order (addressed as
+    ``Slot.sample``); decode.py keeps them in memory or in a file."""
 
-    def length(self, key: Key) -> int | None:
-        """Samples the chunk decoded to, None for a chunk that did not decode."""
+    def failed(self, leg_id: str, a: int, b: int) -> list[Interval]:
+        """The parts of the leg's samples a:b that did not decode."""
 
-    def read(self, key: Key) -> Pcm: ...
+    def read(self, leg_id: str, a: int, n: int, factor: int) -> Pcm:
+        """``n`` samples from ``a`` of the leg's audio upsampled by ``factor`` (``a`` counted
+        in upsampled samples)."""
 
 
 class InMemory:
-    """Samples held in a dict (short calls, tests)."""
+    """Decoded chunks handed over as a dict by (leg_id, chunk_seq) (short calls, tests)."""
 
-    def __init__(self, decoded: Mapping[Key, Pcm | None]) -> None:
-        self.decoded = decoded
+    def __init__(
+        self, legs: Iterable[PlacedLeg], decoded: Mapping[tuple[str, int], Pcm | None]
+    ) -> None:
+        self.audio: dict[str, Pcm] = {}
+        self.extents: dict[str, tuple[list[int], list[int]]] = {}
+        self.broken: dict[str, list[Interval]] = {}
+        for leg in legs:
+            parts: list[Pcm] = []
+            starts: list[int] = []
+            ends: list[int] = []
+            broken: list[Interval] = []
+            for chunk in leg.chunks:
+                samples = decoded.get((leg.leg_id, chunk.chunk_seq))
+                starts.append(chunk.base)
+                ends.append(chunk.base + chunk.samples)
+                if samples is None:
+                    broken.append((chunk.base, chunk.base + chunk.samples))
+                    samples = np.zeros(chunk.samples, np.int16)
+                parts.append(samples)
+            self.audio[leg.leg_id] = np.concatenate(parts) if parts else np.zeros(0, np.int16)
+            self.extents[leg.leg_id] = (starts, ends)
+            self.broken[leg.leg_id] = broken
 
-    def length(self, key: Key) -> int | None:
-        samples = self.decoded.get(key)
-        return None if samples is None else len(samples)
+    def failed(self, leg_id: str, a: int, b: int) -> list[Interval]:
+        return [(max(a, s), min(b, e)) for s, e in self.broken.get(leg_id, []) if s < b and e > a]
 
-    def read(self, key: Key) -> Pcm:
-        samples = self.decoded[key]
-        assert samples is not None
-        return samples
+    def read(self, leg_id: str, a: int, n: int, factor: int) -> Pcm:
+        audio = self.audio[leg_id]
+        starts, ends = self.extents[leg_id]
+        return read_upsampled(lambda s, c: audio[s : s + c], starts, ends, a, n, factor)
 
 
-@dataclass(frozen=True)
+def read_upsampled(
+    read: Callable[[int, int], Pcm], starts: Sequence[int], ends: Sequence[int], a: int, n: int,
+    factor: int,
+) -> Pcm:
+    """``n`` samples from ``a`` (in upsampled samples) of audio whose chunks span
+    ``starts[i]:ends[i]``, each chunk upsampled on its own (``read(start, count)`` reads)."""
+    if factor == 1:
+        return read(a, n)
+    parts = []
+    i = bisect.bisect_right(starts, a // factor) - 1
+    while n > 0:
+        start = starts[i]
+        chunk = _upsample(read(start, ends[i] - start), factor)
+        piece = chunk[a - start * factor : a - start * factor + n]
+        parts.append(piece)
+        a, n, i = a + len(piece), n - len(piece), i + 1
+    return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+
+@dataclass(frozen=True, slots=True)
 class Write:
-    """Samples ``lo:hi`` of a chunk (upsampled by ``factor``) go to ``start`` of a channel."""
+    """``length`` samples from ``src`` of a leg's audio (upsampled by ``factor``, both counted
+    in upsampled samples) go to ``start`` of a channel."""
 
     start: int
-    key: Key
+    leg_id: str
+    src: int
+    length: int
     factor: int
-    lo: int
-    hi: int
     order: int = 0
     """Where two writes meet, the later one (higher order) wins, as if written one by one."""
 
     @property
     def end(self) -> int:
-        return self.start + self.hi - self.lo
+        return self.start + self.length
 
 
 @dataclass(frozen=True)
@@ -115,8 +153,9 @@ class Layout:
     gaps: tuple[Gap, ...]
     writes: tuple[tuple[Write, ...], ...]
     """Per side (near, far), sorted by start."""
-    longest: int = 0
-    """The longest write, so a window finds every write that reaches into it by bisection."""
+    reach: tuple[tuple[int, ...], ...] = ((), ())
+    """Per side, the furthest end of the writes so far: a window finds every write that
+    reaches into it by bisection, however long the writes."""
     shifted_runs: int = 0
 
     @property
@@ -129,27 +168,26 @@ class Layout:
 
     def window(self, a: int, b: int, samples: Samples) -> Pcm:
         """Frames ``a:b`` of the recording, (b - a, channels) int16."""
-        pcm = np.zeros((b - a, 2), dtype=np.int32)
+        pcm = np.zeros((b - a, 2), dtype=np.int16)
         for index, writes in enumerate(self.writes):
-            cached: tuple[Key, Pcm] | None = None
-            for w in _overlapping(writes, a, b, self.longest):
-                if cached is None or cached[0] != w.key:
-                    cached = (w.key, _upsample(samples.read(w.key), w.factor))
+            for w in _overlapping(writes, self.reach[index], a, b):
                 lo, hi = max(w.start, a), min(w.end, b)
-                piece = cached[1][w.lo + lo - w.start : w.lo + hi - w.start]
-                pcm[lo - a : lo - a + len(piece), index] = piece
-        if self.channels == 1:
-            pcm = np.clip(pcm.sum(axis=1, keepdims=True), -32768, 32767)
-        return pcm.astype(np.int16)
+                pcm[lo - a : hi - a, index] = samples.read(w.leg_id, w.src + lo - w.start,
+                                                           hi - lo, w.factor)
+        if self.channels == 1:  # the clipped sum, in int32 (numpy's sum would widen to int64)
+            mono = pcm[:, 0].astype(np.int32) + pcm[:, 1]
+            clipped: Pcm = np.clip(mono, -32768, 32767).astype(np.int16).reshape(-1, 1)
+            return clipped
+        return pcm
 
     def windows(self, samples: Samples, frames: int = 1 << 16) -> Iterator[Pcm]:
         for a in range(0, self.frames, frames):
             yield self.window(a, min(a + frames, self.frames), samples)
 
 
-def _overlapping(writes: Sequence[Write], a: int, b: int, longest: int) -> list[Write]:
+def _overlapping(writes: Sequence[Write], reach: Sequence[int], a: int, b: int) -> list[Write]:
     """The writes (sorted by start) that touch frames a:b, in the order they apply."""
-    first = bisect.bisect_left(writes, a - longest, key=lambda w: w.start)
+    first = bisect.bisect_right(reach, a)
     last = bisect.bisect_left(writes, b, key=lambda w: w.start)
     return sorted((w for w in writes[first:last] if w.end > a), key=lambda w: w.order)
 
@@ -165,8 +203,9 @@ def render(
     ``decoded`` maps (leg_id, chunk_seq) to the chunk's samples at its codec's rate, or None for
     a chunk that did not decode. ``empty_call_us`` (start, duration) sizes a call with no audio.
     """
-    plan = layout(legs, InMemory(decoded), channels, empty_call_us)
-    pcm = plan.window(0, plan.frames, InMemory(decoded))
+    samples = InMemory(legs, decoded)
+    plan = layout(legs, samples, channels, empty_call_us)
+    pcm = plan.window(0, plan.frames, samples)
     return Rendered(pcm, plan.sample_rate, plan.started_at_us, plan.gaps, plan.shifted_runs)
 
 
@@ -190,8 +229,8 @@ def layout(
     shifted = sum(leg.shifted_runs for leg in legs)
     writes = tuple(tuple(sorted((w for w in tracks[side].writes if w.start < length),
                                 key=lambda w: w.start)) for side in SIDES)
-    longest = max((w.end - w.start for side in writes for w in side), default=0)
-    return Layout(rate, start_us, length, channels, tuple(gaps), writes, longest, shifted)
+    reach = tuple(tuple(itertools.accumulate((w.end for w in side), max)) for side in writes)
+    return Layout(rate, start_us, length, channels, tuple(gaps), writes, reach, shifted)
 
 
 class _Track:
@@ -238,21 +277,27 @@ class _Track:
             start = offset + scale(slot.position)
             if start < 0:
                 continue
-            key = (leg_id, slot.chunk_seq)
-            decoded = samples.length(key) if run.codec else None
             length = scale(slot.samples)
-            if decoded is None:
+            if run.codec is None:
                 self.causes.append((start, start + length, GapCause.UNDECODABLE))
                 continue
-            lo = scale(slot.first_sample)
-            hi = max(lo, min(lo + length, decoded * factor))
-            self.writes.append(Write(start, key, factor, lo, hi, len(self.writes)))
-            self.audio.append((start, start + hi - lo))
+            done = 0  # of the slot, in output samples
+            for a, b in samples.failed(leg_id, slot.sample, slot.sample + slot.samples):
+                lo, hi = scale(a - slot.sample), scale(b - slot.sample)
+                self._write(leg_id, start + done, slot.sample * factor + done, lo - done, factor)
+                self.causes.append((start + lo, start + hi, GapCause.UNDECODABLE))
+                done = hi
+            self._write(leg_id, start + done, slot.sample * factor + done, length - done, factor)
         for gap in run.gaps:
             start = offset + scale(gap.start)
             self.causes.append((start, start + scale(gap.length), gap.cause))
         first = max(0, offset)
         return first, offset + scale(run.end)
+
+    def _write(self, leg_id: str, start: int, src: int, length: int, factor: int) -> None:
+        if length > 0:
+            self.writes.append(Write(start, leg_id, src, length, factor, len(self.writes)))
+            self.audio.append((start, start + length))
 
 
 def _upsample(samples: Pcm, factor: int) -> Pcm:

@@ -18,109 +18,63 @@ from __future__ import annotations
 import bisect
 import itertools
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
-from callrec.avro.events import AudioChunk, GapCause, Leg, RtpPacket
+from callrec.avro.events import AudioChunk, GapCause
 from callrec.sinks.codecs import AudioCodec, codec_named
+from callrec.sinks.packets import (
+    MAX_PACKET_US,
+    RTP_SEQ_MODULUS,
+    RTP_TS_MODULUS,
+    ChunkPackets,
+    InMemoryPayloads,
+    compact,
+)
+from callrec.sinks.placed import ChunkAudio, MediaRun, MissingChunks, PlacedLeg, RunGap, Slot
 
-RTP_TS_MODULUS = 1 << 32
-RTP_SEQ_MODULUS = 1 << 16
+__all__ = ["RTP_SEQ_MODULUS", "RTP_TS_MODULUS", "ChunkAudio", "MediaRun", "PlacedLeg", "Slot",
+           "plan_leg", "unwrap"]
 PAUSE_AGREES_US = 1_000_000
 """A timestamp jump the sequence does not explain is kept if arrival saw a pause this close."""
-MAX_PACKET_US = 200_000
-"""The longest packet (ptime) a sequence step may stand for; more is a jump, not a packet."""
 REORDER_WINDOW = 1024
 """How far back (in sequence numbers, ~20 s of 20 ms packets) a late packet may still belong."""
 DEFAULT_CHUNK_US = 200_000
 DEFAULT_PACKET_US = 20_000
 
 
-@dataclass(frozen=True)
-class Slot:
-    """One packet's decoded samples: a slice of its chunk's audio, put at a place in its run."""
-
-    chunk_seq: int
-    first_sample: int
-    samples: int
-    position: int
-
-
-@dataclass(frozen=True)
-class RunGap:
-    """Samples of a run with no audio, counted from the run's origin, with the cause."""
-
-    start: int
-    length: int
-    cause: GapCause
-
-
-@dataclass(frozen=True)
-class MediaRun:
-    """Packets of one source and codec whose RTP timestamps can be trusted relative to each other.
-
-    ``codec`` is None when the mixer cannot decode the codec: its slots then only mark where the
-    undecodable audio would have been.
-    """
-
-    codec: AudioCodec | None
-    sample_rate: int
-    origin_us: int
-    slots: tuple[Slot, ...]
-    gaps: tuple[RunGap, ...]
-
-    @property
-    def end(self) -> int:
-        return max((s.position + s.samples for s in self.slots), default=0)
-
-    @property
-    def end_us(self) -> int:
-        """When the run's last sample ends on the wall clock (rounded up)."""
-        return self.origin_us + -(-self.end * 1_000_000 // self.sample_rate)
-
-
-@dataclass(frozen=True)
-class ChunkAudio:
-    """A chunk's audio payloads joined in RTP order: one decoder call per chunk."""
-
-    chunk_seq: int
-    codec_name: str
-    codec: AudioCodec | None
-    payload: bytes
-
-
-@dataclass(frozen=True)
-class MissingChunks:
-    """Chunks known to exist (chunk_seq proves it) that never reached the mixer."""
-
-    before_first: int
-    after_last: int
-    chunk_us: int
-
-
-@dataclass(frozen=True)
-class PlacedLeg:
-    leg: Leg
-    leg_id: str
-    runs: tuple[MediaRun, ...]
-    chunks: tuple[ChunkAudio, ...]
-    missing: MissingChunks
-    lost_chunk_seqs: tuple[int, ...] = field(default=())
-    shifted_runs: int = 0
-    """Runs whose arrival anchor overlapped an earlier run, so were moved to follow it."""
-
-
 @dataclass(slots=True)
 class _Packet:
+    """One RTP packet, or a span of ``count`` contiguous ones (packets.Span) planned as one: the
+    first packet's sequence, timestamp and arrival, the last one's, and the span's anchor."""
+
     chunk_seq: int
-    packet: RtpPacket
-    ext_ts: int
+    ssrc: int
     ext_seq: int
+    ext_ts: int
+    arrival_us: int
     audio: bool
     codec: AudioCodec | None
     codec_name: str
     clock_rate: int
+    count: int = 1
+    last_ts: int = 0
+    last_arrival_us: int = 0
+    anchor_us: int = 0
+    """min of arrival - (ts - ext_ts) over the packets, in microseconds."""
+    offset: int = 0
+    """Where the packet's payload starts in its chunk's payload bytes."""
+    size: int = 0
+    """Payload bytes (of the whole span)."""
     first_sample: int = 0
     samples: int = 0
+
+    @property
+    def last_seq(self) -> int:
+        return self.ext_seq + self.count - 1
+
+
+class _Irregular(Exception):
+    """A span met a packet it overlaps or reorders with: plan the leg packet by packet."""
 
 
 def unwrap(previous: int | None, value: int, modulus: int) -> int:
@@ -134,64 +88,94 @@ def unwrap(previous: int | None, value: int, modulus: int) -> int:
 
 
 def plan_leg(
-    chunks: Iterable[AudioChunk], last_chunk_seq: int | None = None
+    chunks: Iterable[AudioChunk | ChunkPackets], last_chunk_seq: int | None = None
 ) -> PlacedLeg | None:
-    """Place one leg's packets; ``last_chunk_seq`` (from the CallRecord) reveals lost tail."""
+    """Place one leg's packets; ``last_chunk_seq`` (from the CallRecord) reveals lost tail.
+
+    Chunks that are spans (packets.py) are planned one entry per chunk; where a span would not
+    come out exactly as its packets one by one would (a packet of it duplicated or reordered
+    across chunks), the leg is planned again packet by packet."""
     by_seq = {c.chunk_seq: c for c in chunks}
     if not by_seq:
         return None
-    ordered = [by_seq[s] for s in sorted(by_seq)]
+    memory = InMemoryPayloads()
+    ordered = [c if isinstance(c, ChunkPackets) else compact(c, memory)
+               for c in (by_seq[s] for s in sorted(by_seq))]
+    try:
+        return _plan(ordered, last_chunk_seq, spans=True)
+    except _Irregular:
+        return _plan(ordered, last_chunk_seq, spans=False)
+
+
+def _plan(ordered: list[ChunkPackets], last_chunk_seq: int | None, spans: bool) -> PlacedLeg:
     first = ordered[0]
-    packets = _extend(ordered)
+    present = {c.chunk_seq for c in ordered}
+    packets = _extend(ordered, spans)
     audio_chunks = tuple(_chunk_audio(ordered, packets))
-    runs, shifted = _without_overlap(_build_run(run, set(by_seq)) for run in _split_runs(packets))
-    seen = sorted(by_seq)
-    lost = tuple(s for s in range(seen[0], seen[-1] + 1) if s not in by_seq)
+    runs, shifted = _without_overlap(_build_run(run, present) for run in _split_runs(packets))
+    seen = sorted(present)
+    lost = tuple(s for s in range(seen[0], seen[-1] + 1) if s not in present)
     tail = max(0, (last_chunk_seq if last_chunk_seq is not None else seen[-1]) - seen[-1])
     missing = MissingChunks(seen[0], tail, _chunk_us(runs, len(seen)))
     return PlacedLeg(first.leg, first.leg_id, runs, audio_chunks, missing, lost, shifted)
 
 
-def _extend(chunks: Sequence[AudioChunk]) -> list[_Packet]:
+def _extend(chunks: Sequence[ChunkPackets], spans: bool) -> list[_Packet]:
     last_ts: dict[int, int] = {}
     last_seq: dict[int, int] = {}
     out: list[_Packet] = []
     for chunk in chunks:
         codec = codec_named(chunk.codec)
-        for p in chunk.packets:
-            ext_ts = unwrap(last_ts.get(p.ssrc), p.rtp_timestamp, RTP_TS_MODULUS)
-            ext_seq = unwrap(last_seq.get(p.ssrc), p.rtp_seq, RTP_SEQ_MODULUS)
+        span = chunk.span
+        if spans and span is not None and codec is not None:
+            ext_ts = unwrap(last_ts.get(span.ssrc), span.ts, RTP_TS_MODULUS)
+            ext_seq = unwrap(last_seq.get(span.ssrc), span.seq, RTP_SEQ_MODULUS)
+            end_ts = ext_ts + (span.count - 1) * span.ticks
+            last_ts[span.ssrc], last_seq[span.ssrc] = end_ts, ext_seq + span.count - 1
+            out.append(_Packet(chunk.chunk_seq, span.ssrc, ext_seq, ext_ts, span.first_us, True,
+                               codec, chunk.codec, chunk.clock_rate, span.count, end_ts,
+                               span.last_us, span.anchor_us, 0, span.size * span.count))
+            continue
+        offset = 0
+        for p in chunk.packet_rows():
+            ext_ts = unwrap(last_ts.get(p.ssrc), p.ts, RTP_TS_MODULUS)
+            ext_seq = unwrap(last_seq.get(p.ssrc), p.seq, RTP_SEQ_MODULUS)
             last_ts[p.ssrc], last_seq[p.ssrc] = ext_ts, ext_seq
             audio = p.payload_type == chunk.payload_type and (
-                codec is None or codec.audio_bytes(len(p.payload)) > 0
+                codec is None or codec.audio_bytes(p.size) > 0
             )
-            out.append(
-                _Packet(chunk.chunk_seq, p, ext_ts, ext_seq, audio, codec, chunk.codec,
-                        chunk.clock_rate)
-            )
+            out.append(_Packet(chunk.chunk_seq, p.ssrc, ext_seq, ext_ts, p.arrival_us, audio,
+                               codec, chunk.codec, chunk.clock_rate, 1, ext_ts, p.arrival_us,
+                               p.arrival_us, offset, p.size))
+            offset += p.size
     return out
 
 
-def _chunk_audio(chunks: Sequence[AudioChunk], packets: list[_Packet]) -> Iterable[ChunkAudio]:
-    """Join each chunk's audio payloads in sequence order and note each packet's sample slice."""
+def _chunk_audio(chunks: Sequence[ChunkPackets], packets: list[_Packet]) -> Iterable[ChunkAudio]:
+    """Each chunk's audio payloads in sequence order, and where each packet's samples fall in
+    the leg's decoded audio (``_Packet.first_sample``)."""
     by_chunk: dict[int, list[_Packet]] = {}
     for p in packets:
         if p.audio:
             by_chunk.setdefault(p.chunk_seq, []).append(p)
+    base = 0
     for chunk in chunks:
         members = sorted(by_chunk.get(chunk.chunk_seq, []), key=lambda p: p.ext_seq)
-        parts: list[bytes] = []
-        offset = 0
+        pieces: list[tuple[int, int]] = []
+        sample = base
         for p in members:
-            payload = p.packet.payload
+            size = p.size
             if p.codec is not None:
-                payload = payload[: p.codec.audio_bytes(len(payload))]
-                p.samples = p.codec.samples(len(payload))
-            p.first_sample = offset
-            offset += p.samples
-            parts.append(payload)
+                size = p.codec.audio_bytes(size)
+                p.samples = p.codec.samples(size)
+            p.first_sample = sample
+            sample += p.samples
+            pieces.append((p.offset, p.offset + size))
         if members:
-            yield ChunkAudio(chunk.chunk_seq, chunk.codec, members[0].codec, b"".join(parts))
+            whole = len(members) == 1 and members[0].count > 1  # a span: its payload as it is
+            yield ChunkAudio(chunk.chunk_seq, chunk.codec, members[0].codec, chunk,
+                             None if whole else tuple(pieces), base, sample - base)
+            base = sample
 
 
 class _Run:
@@ -205,16 +189,17 @@ class _Run:
         self.head = first
         self.packets = [first]
         self.ts0 = first.ext_ts
-        self.origin_us = first.packet.arrival_time_us
+        self.origin_us = first.anchor_us
 
     def spoken_us(self, p: _Packet) -> int:
         return self.origin_us + (p.ext_ts - self.ts0) * 1_000_000 // p.clock_rate
 
     def join(self, p: _Packet) -> None:
         self.packets.append(p)
-        if p.ext_seq > self.head.ext_seq:
+        if p.ext_seq > self.head.last_seq:
             self.head = p
-        self.origin_us += min(0, p.packet.arrival_time_us - self.spoken_us(p))
+        spoken = (p.ext_ts - self.ts0) * 1_000_000 // p.clock_rate
+        self.origin_us = min(self.origin_us, p.anchor_us - spoken)
 
 
 def _split_runs(packets: list[_Packet]) -> Iterable[list[_Packet]]:
@@ -223,22 +208,27 @@ def _split_runs(packets: list[_Packet]) -> Iterable[list[_Packet]]:
     A packet stays in the current run of its source while its timestamp follows from its sequence
     number however late it arrived (a busy recorder or a buffering network must not move audio).
     A new run starts with a new SSRC or codec, or a timestamp jump the sequence does not explain
-    and the arrival clock does not confirm; a late packet may still join an older run.
+    and the arrival clock does not confirm; a late packet may still join an older run. A span
+    joins as its packets would one by one: past the head of the current run, or starting a run.
     """
     runs: list[_Run] = []
     for p in packets:
         if not p.audio:
-            owner = next((r for r in reversed(runs) if r.key[0] == p.packet.ssrc), None)
+            owner = next((r for r in reversed(runs) if r.key[0] == p.ssrc), None)
             if owner is not None:
                 owner.packets.append(p)
             continue
-        key = (p.packet.ssrc, p.codec_name)
+        key = (p.ssrc, p.codec_name)
         current = runs[-1] if runs else None
         if current is not None and current.key == key and _follows(current.head, p):
+            if p.count > 1 and p.ext_seq <= current.head.last_seq:
+                raise _Irregular
             current.join(p)
             continue
         older = _straggler_of(runs, p)
         if older is not None:
+            if p.count > 1:
+                raise _Irregular
             older.join(p)
             continue
         runs.append(_Run(key, p))
@@ -248,12 +238,12 @@ def _split_runs(packets: list[_Packet]) -> Iterable[list[_Packet]]:
 def _straggler_of(runs: list[_Run], p: _Packet) -> _Run | None:
     """The earlier run a late packet belongs to: same source, RTP-consistent, and (if it is past
     that run's head) spoken before the next run began, not a resumption after it."""
-    key = (p.packet.ssrc, p.codec_name)
+    key = (p.ssrc, p.codec_name)
     for i in range(len(runs) - 2, -1, -1):
         run = runs[i]
         if run.key != key or not _follows(run.head, p, pause=False):
             continue
-        if p.ext_seq < run.head.ext_seq or run.spoken_us(p) < runs[i + 1].origin_us:
+        if p.ext_seq < run.head.last_seq or run.spoken_us(p) < runs[i + 1].origin_us:
             return run
     return None
 
@@ -264,10 +254,11 @@ def _follows(head: _Packet, p: _Packet, pause: bool = True) -> bool:
     Sequence and timestamp moving together (each sequence step a plausible packet length, either
     way for a reordered packet) is the RTP truth. A forward timestamp jump larger than that (the
     sender sent nothing for a while: DTX, a pause) is kept when ``pause`` allows and the arrival
-    clock saw the same pause; anything else is a break in the stream.
+    clock saw the same pause; anything else is a break in the stream. (A span is judged by its
+    first packet against the head's last.)
     """
-    steps = p.ext_seq - head.ext_seq
-    ticks = p.ext_ts - head.ext_ts
+    steps = p.ext_seq - head.last_seq
+    ticks = p.ext_ts - head.last_ts
     if steps == 0:
         return ticks == 0  # a duplicate, dropped when the run is built
     if steps < -REORDER_WINDOW:
@@ -278,7 +269,7 @@ def _follows(head: _Packet, p: _Packet, pause: bool = True) -> bool:
     if not pause or steps < 0 or ticks <= 0:
         return False
     paused_us = ticks * 1_000_000 // p.clock_rate
-    arrived_us = p.packet.arrival_time_us - head.packet.arrival_time_us
+    arrived_us = p.arrival_us - head.last_arrival_us
     return abs(arrived_us - paused_us) <= PAUSE_AGREES_US
 
 
@@ -292,9 +283,7 @@ def _build_run(packets: list[_Packet], present_chunks: set[int]) -> MediaRun:
     codec, clock = head.codec, head.clock_rate
     rate = codec.sample_rate if codec else clock
     ts0 = head.ext_ts
-    origin_us = min(
-        p.packet.arrival_time_us - (p.ext_ts - ts0) * 1_000_000 // clock for p in audio
-    )
+    origin_us = min(p.anchor_us - (p.ext_ts - ts0) * 1_000_000 // clock for p in audio)
     if codec is None:
         _estimate_unknown_lengths(audio)
     other_seqs = sorted(p.ext_seq for p in packets if not p.audio)
@@ -302,6 +291,10 @@ def _build_run(packets: list[_Packet], present_chunks: set[int]) -> MediaRun:
     gaps: list[RunGap] = []
     previous: _Packet | None = None
     for p in audio:
+        if previous is not None and p.ext_ts <= previous.last_ts and (
+            p.count > 1 or previous.count > 1
+        ):
+            raise _Irregular  # a packet inside a span (a duplicate across chunks)
         if previous is not None and p.ext_ts == previous.ext_ts:
             continue  # a duplicate the recorder did not catch
         position = (p.ext_ts - ts0) * rate // clock
@@ -313,14 +306,12 @@ def _build_run(packets: list[_Packet], present_chunks: set[int]) -> MediaRun:
         last = slots[-1] if slots else None
         if (
             last is not None
-            and last.chunk_seq == p.chunk_seq
-            and last.first_sample + last.samples == p.first_sample
+            and last.sample + last.samples == p.first_sample
             and last.position + last.samples == position
-        ):  # the next packet in the same chunk: one slice instead of two
-            slots[-1] = Slot(p.chunk_seq, last.first_sample, last.samples + p.samples,
-                             last.position)
+        ):  # the next packet, in the leg's audio as in time: one slice instead of two
+            slots[-1] = Slot(last.sample, last.samples + p.samples, last.position)
         else:
-            slots.append(Slot(p.chunk_seq, p.first_sample, p.samples, position))
+            slots.append(Slot(p.first_sample, p.samples, position))
         previous = p
     return MediaRun(codec, rate, origin_us, tuple(slots), tuple(gaps))
 
@@ -357,9 +348,9 @@ def _gap_cause(
     before: _Packet, after: _Packet, other_seqs: list[int], present_chunks: set[int]
 ) -> GapCause:
     """Missing sequence numbers mean loss; a contiguous sequence means the sender sent no audio."""
-    skipped = after.ext_seq - before.ext_seq - 1
+    skipped = after.ext_seq - before.last_seq - 1
     others = bisect.bisect_left(other_seqs, after.ext_seq) - bisect.bisect_right(
-        other_seqs, before.ext_seq
+        other_seqs, before.last_seq
     )
     if skipped - others <= 0:
         return GapCause.NO_AUDIO

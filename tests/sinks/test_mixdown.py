@@ -12,6 +12,7 @@ from callrec.sinks.timeline import RTP_TS_MODULUS, unwrap
 from tests.sinks.factory import (
     PACKET_SAMPLES,
     T0_US,
+    alaw_to_pcm,
     call_record,
     chunked,
     leg_summary,
@@ -183,6 +184,18 @@ def test_reference_table_matches_the_whole_mulaw_alphabet() -> None:
                        arrival_time_us=T0_US, payload=bytes(range(256)))
     chunks = chunked([packet], KEY, Leg.NEAR_END, "near-0")
     rendered, _ = render_call(call_record(KEY, [leg_summary(chunks)]), chunks, 2)
+    np.testing.assert_array_equal(rendered.samples[:, 0], table)
+
+
+def test_the_alaw_table_matches_the_whole_alaw_alphabet() -> None:
+    table = alaw_to_pcm(bytes(range(256)))
+    assert table[0xD5] == 8 and table[0x55] == -8 and table[0xAA] == 32256
+    packet = RtpPacket(rtp_seq=0, rtp_timestamp=0, ssrc=1, payload_type=8, marker=False,
+                       arrival_time_us=T0_US, payload=bytes(range(256)))
+    chunks = chunked([packet], KEY, Leg.NEAR_END, "near-0", codec="PCMA", payload_type=8)
+    rendered, failures = render_call(call_record(KEY, [leg_summary(chunks, codec="PCMA")]),
+                                     chunks, 2)
+    assert not failures
     np.testing.assert_array_equal(rendered.samples[:, 0], table)
 
 

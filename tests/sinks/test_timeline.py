@@ -16,9 +16,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from callrec.avro.events import AudioChunk, GapCause, Leg, RtpPacket
+from callrec.sinks import timeline
+from callrec.sinks.packets import InMemoryPayloads, compact
 from callrec.sinks.recording import render_call
 from callrec.sinks.render import Rendered
-from callrec.sinks.timeline import RTP_SEQ_MODULUS, RTP_TS_MODULUS, plan_leg
+from callrec.sinks.timeline import RTP_SEQ_MODULUS, RTP_TS_MODULUS, PlacedLeg, plan_leg
 from tests.sinks.factory import (
     PACKET_SAMPLES,
     PACKET_US,
@@ -225,3 +227,60 @@ def test_silence_suppression_keeps_the_rtp_clock_when_arrival_agrees() -> None:
     rendered = rendered_leg(chunks)
     assert near_gaps(rendered) == [(500, 1000, GapCause.NO_AUDIO)]
     np.testing.assert_array_equal(rendered.samples[12000:, 0], expected_pcm(resumed))
+
+
+def packet_by_packet(chunks: list[AudioChunk]) -> PlacedLeg:
+    """The same leg planned one entry per RTP packet (no spans): what spans must reproduce."""
+    memory = InMemoryPayloads()
+    ordered = sorted(chunks, key=lambda c: c.chunk_seq)
+    return timeline._plan([compact(c, memory) for c in ordered], None, spans=False)
+
+
+def same_plan(a: PlacedLeg | None, b: PlacedLeg) -> None:
+    assert a is not None
+    assert (a.runs, a.missing, a.lost_chunk_seqs, a.shifted_runs) == (
+        b.runs, b.missing, b.lost_chunk_seqs, b.shifted_runs)
+    assert [(c.chunk_seq, c.payload, c.base, c.samples) for c in a.chunks] == [
+        (c.chunk_seq, c.payload, c.base, c.samples) for c in b.chunks]
+
+
+def test_a_chunk_of_contiguous_packets_is_planned_as_one_span() -> None:
+    chunks = recorder_chunks(rtp_stream(PACKETS, seed=7))
+    memory = InMemoryPayloads()
+    entries = timeline._extend([compact(c, memory) for c in chunks], spans=True)
+    assert len(entries) == len(chunks) == PACKETS // 10
+    plan = plan_leg(chunks)
+    same_plan(plan, packet_by_packet(chunks))
+    assert plan is not None and len(plan.runs) == 1 and len(plan.runs[0].slots) == 1
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.integers(2, 120).flatmap(
+        lambda n: st.tuples(
+            st.lists(st.integers(0, 3_000_000), min_size=n, max_size=n),
+            st.sets(st.integers(0, n - 1), max_size=n // 3),
+            st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, 3_000_000)), max_size=4),
+        )
+    ),
+    st.integers(0, RTP_SEQ_MODULUS - 1),
+    st.booleans(),
+)
+def test_spans_plan_exactly_as_packets_one_by_one(
+    schedule: tuple[list[int], set[int], list[tuple[int, int]]], seq0: int, new_source: bool
+) -> None:
+    """Any arrival schedule, loss, packets delivered twice (a replay), a new SSRC half-way:
+    the plan with spans is the per-packet plan, field for field."""
+    delays_us, lost, again = schedule
+    sent = rtp_stream(len(delays_us), seq0=seq0, seed=len(delays_us))
+    if new_source:
+        half = len(sent) // 2
+        sent = sent[:half] + [p.model_copy(update={"ssrc": 0x7777, "rtp_timestamp": 5 + i * 160})
+                              for i, p in enumerate(sent[half:])]
+    kept = [p for i, p in enumerate(sent) if i not in lost]
+    late = [sent[i].model_copy(update={"arrival_time_us": sent[i].arrival_time_us + d})
+            for i, d in again]
+    arrivals = sorted(delivered(kept, delays_us[: len(kept)]) + late,
+                      key=lambda p: p.arrival_time_us)
+    chunks = recorder_chunks(arrivals)
+    same_plan(plan_leg(chunks), packet_by_packet(chunks))

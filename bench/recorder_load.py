@@ -7,7 +7,11 @@ recorder process: ``calls`` two-leg calls with delayed-offer INVITEs (our own mi
 separate sender process streaming G.711 RTP (20 ms, 160-byte payloads) to every leg. It prints
 the machine's load, the CPU per packet of both and their ratio, the recorder's calls per core and
 CPU-seconds per call-minute, p50/p99 chunk latency (chunk closed -> visible to a Kafka consumer),
-and whether every packet sent arrived in a contiguous chunk sequence.
+and whether every packet sent arrived in a contiguous chunk sequence. Kafka's side has its own
+ceiling in the same run (``outbox_ceiling.py``): a bare aiokafka producer with the recorder's
+settings sending ``--kafka-records`` chunk-sized records, then the outbox draining a spool of the
+same records, as a ratio to it; during the recorder's window it prints the records per second
+the recorder got acknowledged against the chunks it recorded.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from outbox_ceiling import kafka_ceiling
 from rtp_ceiling import (
     CpuWindow,
     bare_ceiling,
@@ -195,6 +200,7 @@ async def bench(args: argparse.Namespace, bootstrap: str, work: Path) -> None:
     bare = await bare_ceiling(legs, args.bare_seconds)
     print(f"bare receiver: {bare.cores:.3f} cores at {bare.packets_per_s:,.0f} packets/s = "
           f"{bare.us_per_packet:.2f} µs/packet", flush=True)  # fmt: skip
+    bare_kafka, _ = await kafka_ceiling(bootstrap, args.calls, args.kafka_records or legs * 50)
     sip_port = free_port()
     recorder = start_recorder(bootstrap, work, legs, sip_port)
     stop_tail = asyncio.Event()
@@ -204,11 +210,13 @@ async def bench(args: argparse.Namespace, bootstrap: str, work: Path) -> None:
     tail = asyncio.create_task(tail_sample(bootstrap, stop_tail, latencies, ended, start))
     rtp_ports = range(40000, 40000 + legs + 101)
     backlog = 0
+    published: list[tuple[float, int]] = []  # (when, events Kafka acknowledged) each second
 
     def watch_backlog() -> None:
         nonlocal backlog
         status = json.loads((work / "recorder" / "status.json").read_text())
         backlog = max(backlog, status["spool_backlog_events"])
+        published.append((time.monotonic(), status["published_events"]))
 
     try:
         await asyncio.sleep(3)
@@ -240,6 +248,12 @@ async def bench(args: argparse.Namespace, bootstrap: str, work: Path) -> None:
           f"{rcvbuf_errors}; largest recorder backlog (spooled, not yet acknowledged by Kafka): "
           f"{backlog} events")  # fmt: skip
     report(args.calls, bare, rec, sender.ticks, chunks, ended, window)
+    if len(published) > 1:
+        (t0, n0), (t1, n1) = published[0], published[-1]
+        rate = (n1 - n0) / (t1 - t0)
+        print(f"Kafka acknowledged {rate:,.0f} recorder events/s in the window (chunks "
+              f"recorded: {rec.packets_per_s / 10:,.0f}/s) = {rate / bare_kafka.per_s:.2f} of "
+              f"the bare producer's rate")  # fmt: skip
     if drops:
         print("NOT KEEPING UP: the kernel dropped RTP the recorder did not read in time; a process "
               "that lags reads more per wake-up, so its CPU per packet reads low")  # fmt: skip
@@ -282,6 +296,8 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=250)
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--bare-seconds", type=float, default=10, help="the ceiling's window")
+    parser.add_argument("--kafka-records", type=int, default=0,
+                        help="records of the Kafka ceiling (default: 10 s of the calls' chunks)")
     parser.add_argument("--bootstrap", help="use this Kafka instead of starting one")
     args = parser.parse_args()
     with_broker(args.bootstrap, "recorder-bench-",

@@ -17,13 +17,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition, errors
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
+from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.producer.message_accumulator import BatchBuilder
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.structs import RecordMetadata
 
 from callrec.avro import codec
@@ -188,6 +191,8 @@ class EventPublisher:
         self._options = (bootstrap, client_id, overrides)
         self._producer = new_producer(bootstrap, client_id, **overrides)
         self._fresh = False
+        self._max_request_size = {**PRODUCER_DEFAULTS, **overrides}["max_request_size"]
+        self._partition_of: dict[tuple[str, bytes], int] = {}
 
     async def start(self) -> None:
         try:
@@ -230,16 +235,70 @@ class EventPublisher:
         self, topic: str, key: bytes, value: bytes, event_type: str
     ) -> asyncio.Future[RecordMetadata]:
         """Send bytes already encoded (a spool replaying what it stored)."""
-        if self._fresh:  # a stopped producer cannot start again: a new one each try
+        producer = await self._current()
+        with kafka_errors(f"send to {topic}"):
+            future: asyncio.Future[RecordMetadata] = await producer.send(
+                topic, value=value, key=key, headers=[(EVENT_TYPE_HEADER, event_type.encode())]
+            )
+        return future
+
+    async def enqueue_many(
+        self, records: Iterable[tuple[str, bytes, bytes, str]]
+    ) -> list[asyncio.Future[RecordMetadata]]:
+        """``enqueue_encoded`` for many (topic, key, value, event type) at once, in order: each
+        record goes to the partition ``send`` picks for its key, packed with the others into one
+        batch per partition as far as they fit, and gets its batch's future; one larger than the
+        producer takes gets a failed future. Through ``send`` each record costs aiokafka a
+        coroutine, a future and a murmur2 of its key; here an append to a batch."""
+        producer = await self._current()
+        futures: list[asyncio.Future[RecordMetadata]] = []
+        open_batches: dict[tuple[str, int], tuple[BatchBuilder, list[int]]] = {}
+
+        async def send(tp: tuple[str, int], batch: BatchBuilder, members: list[int]) -> None:
+            sent = await producer.send_batch(batch, tp[0], partition=tp[1])
+            for index in members:
+                futures[index] = sent
+
+        with kafka_errors("send a batch"):
+            for topic, key, value, event_type in records:
+                headers = [(EVENT_TYPE_HEADER, event_type.encode())]
+                futures.append(asyncio.get_running_loop().create_future())
+                size = DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, headers)
+                if size > self._max_request_size:
+                    futures[-1].set_exception(errors.MessageSizeTooLargeError(
+                        f"{size} bytes, above max_request_size {self._max_request_size}"))
+                    continue
+                tp = (topic, await self._partition(producer, topic, key))
+                batch, members = open_batches.get(tp) or (producer.create_batch(), [])
+                if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
+                    await send(tp, batch, members)  # full: the record starts the next one
+                    batch, members = producer.create_batch(), []
+                    batch.append(key=key, value=value, timestamp=None, headers=headers)
+                members.append(len(futures) - 1)
+                open_batches[tp] = (batch, members)
+            for tp, (batch, members) in open_batches.items():
+                await send(tp, batch, members)
+        return futures
+
+    async def _partition(self, producer: AIOKafkaProducer, topic: str, key: bytes) -> int:
+        """The partition ``send`` gives ``key`` (the default partitioner), remembered."""
+        partition = self._partition_of.get((topic, key))
+        if partition is None:
+            if len(self._partition_of) > 100_000:
+                self._partition_of.clear()
+            partitions = sorted(await producer.partitions_for(topic))
+            partition = self._partition_of[topic, key] = DefaultPartitioner()(
+                key, partitions, partitions)
+        return partition
+
+    async def _current(self) -> AIOKafkaProducer:
+        """The producer to send with: a new one after ``_renew`` (a stopped one cannot start)."""
+        if self._fresh:
             bootstrap, client_id, overrides = self._options
             self._producer = new_producer(bootstrap, client_id, **overrides)
             await self.start()
             self._fresh = False
-        with kafka_errors(f"send to {topic}"):
-            future: asyncio.Future[RecordMetadata] = await self._producer.send(
-                topic, value=value, key=key, headers=[(EVENT_TYPE_HEADER, event_type.encode())]
-            )
-        return future
+        return self._producer
 
     async def dead_letter(self, record: ConsumerRecord[bytes, bytes], error: Exception) -> None:
         """Keep a record this process could not use, with why, and go on."""

@@ -6,6 +6,10 @@ when the broker has acknowledged it (``ack``), so a broker outage loses nothing 
 restart replays what was not acknowledged. The spool is bounded: ``append`` refuses with
 SpoolFull beyond ``max_bytes``, and the recorder stops taking calls well before that.
 
+The recorder's loop appends and the outbox's thread reads and acknowledges (and appends the
+dead letters of what Kafka refused), so every method that touches the segments, the held records
+or the counters takes the spool's lock; none holds it for longer than one write, read or fsync.
+
 Records are written with plain ``os.write`` (they survive a process crash through the page
 cache) and fsynced every ``sync_interval_s``: a power cut can lose that last fraction of a second.
 
@@ -24,11 +28,14 @@ import errno
 import os
 import shutil
 import struct
+import threading
 import time
 import zlib
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Concatenate, ParamSpec, TypeVar
 
 from callrec.producers.errors import SpoolFull
 
@@ -58,6 +65,21 @@ class _Segment:
     path: Path
     size: int = 0
     last_seq: int = -1
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _locked(method: Callable[Concatenate[Spool, P], R]) -> Callable[Concatenate[Spool, P], R]:
+    """The method under the spool's lock (the writer and the sender are on two threads)."""
+
+    def locked(self: Spool, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    locked.__doc__, locked.__name__ = method.__doc__, method.__name__
+    return locked
 
 
 def _encode(
@@ -97,6 +119,7 @@ class Spool:
         sync_interval_s: float = 0.2,
         memory_bytes: int = 64 * 1024 * 1024,
     ) -> None:
+        self._lock = threading.RLock()
         self.directory = directory
         self.max_bytes = max_bytes
         self.memory_bytes = memory_bytes
@@ -126,6 +149,7 @@ class Spool:
 
     # -- writer -------------------------------------------------------------------------------
 
+    @_locked
     def append(self, topic: str, key: bytes, event_type: str, value: bytes) -> int:
         """Store one event before anything else happens to it (on disk, or held in memory while
         the disk refuses); returns its seq. SpoolFull when neither has room."""
@@ -149,6 +173,7 @@ class Spool:
         self.next_seq = seq + 1
         return seq
 
+    @_locked
     def retry_disk(self) -> None:
         """Once the disk has room again, write the held records Kafka has not acknowledged back
         to it and take the disk again (``disk_problem`` None)."""
@@ -221,6 +246,7 @@ class Spool:
 
     # -- reader -------------------------------------------------------------------------------
 
+    @_locked
     def read_next(self) -> SpooledRecord | None:
         """The next record the sender has not read yet, in append order; None when caught up."""
         while self._read_seg < len(self._segments):
@@ -254,6 +280,7 @@ class Spool:
         self._read_next_seq = record.seq + 1
         return record
 
+    @_locked
     def rewind(self, seq: int) -> None:
         """Read again from ``seq`` (the sender lost records it had handed to Kafka)."""
         self._read_seg, self._read_buf, self._read_base, self._read_pos = 0, b"", 0, 0
@@ -261,6 +288,7 @@ class Spool:
 
     # -- acknowledgements ----------------------------------------------------------------------
 
+    @_locked
     def ack(self, seq: int, size: int) -> None:
         """Kafka has every record up to ``seq`` (acks come in seq order); drop spent segments."""
         held = bool(self._held) and seq >= self._held[0].seq
@@ -281,6 +309,7 @@ class Spool:
             self._read_seg = max(0, self._read_seg - 1)
             self._head_offset = 0
 
+    @_locked
     def checkpoint(self) -> None:
         """Persist the acknowledged watermark (called a few times a second, not per record)."""
         if not self._acked_dirty:
@@ -293,6 +322,7 @@ class Spool:
             return  # a full disk: the next checkpoint tries again (a restart resends a little)
         self._acked_dirty = False
 
+    @_locked
     def close(self) -> None:
         self.checkpoint()
         if self._fd is not None:
@@ -310,6 +340,7 @@ class Spool:
     def pending_bytes(self) -> int:
         return self._pending_bytes
 
+    @_locked
     def oldest_pending_age_ms(self) -> int:
         """Age of the oldest record Kafka has not acknowledged (0 when there is none)."""
         if self._pending_bytes == 0:

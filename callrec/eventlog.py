@@ -4,22 +4,20 @@ become the project's here.
 Every producer is idempotent with acks=all, so a retried send never duplicates a record and an
 acknowledged record survives the loss of the leader, and sends at most ``MAX_RECORD_BYTES``, the
 ``max.message.bytes`` of every topic. Consumers that cannot use a record publish it to the
-dead-letter topic with the reason and go on; every dead letter is bounded here (``bounded``:
-the payload's first 64 KiB, with the whole value's size and SHA-256), so a bad record of any
-size makes a small dead letter that Kafka always takes. aiokafka's errors are translated at
-this boundary into ``EventLogUnavailable`` (retriable: the broker is down, a leader is moving, a
-request timed out) or ``EventLogRefused`` (final: the record or request itself is refused, e.g.
-too large), so callers decide on ``retriable`` and never import aiokafka's errors.
+dead-letter topic with the reason and go on; every dead letter is bounded
+(``deadletters.bounded``: the payload's first 64 KiB, with the whole value's size and SHA-256),
+so a bad record of any size makes a small dead letter that Kafka always takes. aiokafka's errors
+are translated at this boundary into ``EventLogUnavailable`` (retriable: the broker is down, a
+leader is moving, a request timed out) or ``EventLogRefused`` (final: the record or request itself
+is refused, e.g. too large), so callers decide on ``retriable`` and never import aiokafka's errors.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition, errors
 from aiokafka.admin import AIOKafkaAdminClient
@@ -33,12 +31,9 @@ from callrec.avro import codec
 from callrec.avro.errors import ContractError
 from callrec.avro.events import DeadLetter, Event
 from callrec.avro.topics import MAX_RECORD_BYTES, TOPIC_OF
+from callrec.deadletters import bounded, dead_letter_for
 from callrec.errors import CallrecError, RetriableError
 
-DEAD_LETTER_PAYLOAD_BYTES = 64 * 1024
-"""A dead letter keeps this much of the rejected value (and of its key, ``_KEY_BYTES``)."""
-_KEY_BYTES = 4096
-_REASON_CHARS = 4096
 EVENT_TYPE_HEADER = "event-type"
 """Carries the event's Avro full name (``callrec.v1.LegStarted``), as the contract names it."""
 PRODUCER_DEFAULTS: dict[str, Any] = {
@@ -303,64 +298,6 @@ class EventPublisher:
     async def dead_letter(self, record: ConsumerRecord[bytes, bytes], error: Exception) -> None:
         """Keep a record this process could not use, with why, and go on."""
         await self.publish(dead_letter_for(record, error, self.client_id))
-
-
-class SourceRecord(Protocol):
-    """What a dead letter keeps of the record it rejects (any Kafka client's record has it)."""
-
-    @property
-    def topic(self) -> str: ...
-    @property
-    def partition(self) -> int: ...
-    @property
-    def offset(self) -> int: ...
-    @property
-    def key(self) -> bytes | None: ...
-    @property
-    def value(self) -> bytes | None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class UnsentRecord:
-    """A record Kafka refused to store: it has no partition or offset (-1 in its dead letter)."""
-
-    topic: str
-    key: bytes | None
-    value: bytes | None
-    partition: int = -1
-    offset: int = -1
-
-
-def dead_letter_for(record: SourceRecord, error: Exception, consumer_id: str) -> DeadLetter:
-    """The (bounded) dead letter of a record this process cannot use or Kafka refused."""
-    return bounded(DeadLetter(
-        producer_id=consumer_id,
-        source_topic=record.topic,
-        source_partition=record.partition,
-        source_offset=record.offset,
-        source_key=record.key,
-        payload=record.value or b"",
-        error_type=type(error).__name__,
-        reason=str(error),
-    ))
-
-
-def bounded(letter: DeadLetter) -> DeadLetter:
-    """The letter with at most 64 KiB of payload, 4 KiB of key and 4096 characters of reason,
-    and the whole payload's size and SHA-256: a dead letter of a 2 MiB record must itself fit on
-    the dead-letter topic, or the process that writes it would retry it forever. A letter that
-    already has its hash is returned as it is."""
-    if letter.payload_sha256 is not None:
-        return letter
-    payload = letter.payload
-    key = letter.source_key
-    return letter.model_copy(update={
-        "payload": payload[:DEAD_LETTER_PAYLOAD_BYTES],
-        "payload_size": len(payload),
-        "payload_sha256": hashlib.sha256(payload).hexdigest(),
-        "source_key": None if key is None else key[:_KEY_BYTES],
-        "reason": letter.reason[:_REASON_CHARS],
-    })
 
 
 async def read_events(

@@ -34,13 +34,12 @@ from aiokafka.structs import RecordMetadata
 from callrec.avro import codec
 from callrec.avro.events import Event, MetricSample
 from callrec.avro.topics import DEADLETTER, TOPIC_OF
+from callrec.deadletters import UnsentRecord, dead_letter_for
 from callrec.eventlog import (
     EventLogError,
     EventLogRefused,
     EventLogUnavailable,
     EventPublisher,
-    UnsentRecord,
-    dead_letter_for,
     kafka_errors,
 )
 from callrec.producers.errors import SpoolFull

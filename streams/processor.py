@@ -15,7 +15,7 @@ from typing import Protocol
 from callrec.avro import codec
 from callrec.avro.errors import ContractError
 from callrec.avro.events import CallStatus, DeadLetter, MetricSample
-from callrec.eventlog import dead_letter_for
+from callrec.deadletters import dead_letter_for
 from callrec.streams.admission import is_leg_event, refusal
 from callrec.streams.errors import InvariantViolated, LateEvent
 from callrec.streams.fold import apply, event_micros

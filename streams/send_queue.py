@@ -22,15 +22,8 @@ from aiokafka.structs import RecordMetadata
 from callrec.avro import codec
 from callrec.avro.events import CallRecord, DeadLetter, Event, MetricSample
 from callrec.avro.topics import CALLS, DEADLETTER, METRICS
-from callrec.eventlog import (
-    EVENT_TYPE_HEADER,
-    EventLogError,
-    EventLogRefused,
-    UnsentRecord,
-    bounded,
-    dead_letter_for,
-    kafka_errors,
-)
+from callrec.deadletters import UnsentRecord, bounded, dead_letter_for
+from callrec.eventlog import EVENT_TYPE_HEADER, EventLogError, EventLogRefused, kafka_errors
 
 log = logging.getLogger(__name__)
 SNAPSHOT_HEADERS = ((EVENT_TYPE_HEADER, CallRecord.avro_name.encode()),)

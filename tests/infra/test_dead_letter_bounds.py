@@ -14,16 +14,8 @@ from hypothesis import strategies as st
 from callrec.avro import codec
 from callrec.avro.events import DeadLetter
 from callrec.avro.topics import ALL_TOPICS, MAX_RECORD_BYTES
-from callrec.eventlog import (
-    DEAD_LETTER_PAYLOAD_BYTES,
-    PRODUCER_DEFAULTS,
-    EventPublisher,
-    UnsentRecord,
-    bounded,
-    dead_letter_for,
-    read_to_end,
-    reader,
-)
+from callrec.deadletters import DEAD_LETTER_PAYLOAD_BYTES, UnsentRecord, bounded, dead_letter_for
+from callrec.eventlog import PRODUCER_DEFAULTS, EventPublisher, read_to_end, reader
 from callrec.infra.kafka import KafkaBroker
 
 

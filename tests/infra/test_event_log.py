@@ -16,7 +16,8 @@ from callrec.avro import codec
 from callrec.avro.errors import ContractError
 from callrec.avro.events import EVENT_TYPES, DeadLetter, Event
 from callrec.avro.topics import DEADLETTER, LIFECYCLE, TOPIC_OF
-from callrec.eventlog import EventLogUnavailable, EventPublisher, bounded, read_events
+from callrec.deadletters import bounded
+from callrec.eventlog import EventLogUnavailable, EventPublisher, read_events
 from callrec.infra.kafka import KafkaBroker
 from callrec.infra.procs import free_port
 from tests.avro.strategies import datum

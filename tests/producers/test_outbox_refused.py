@@ -21,7 +21,8 @@ from callrec.avro import codec
 from callrec.avro.errors import ContractError
 from callrec.avro.events import DeadLetter, Event, LegEnded, LegEndReason, MetricSample
 from callrec.avro.topics import DEADLETTER, LIFECYCLE, MAX_RECORD_BYTES, METRICS
-from callrec.eventlog import DEAD_LETTER_PAYLOAD_BYTES, EventPublisher, read_to_end, reader
+from callrec.deadletters import DEAD_LETTER_PAYLOAD_BYTES
+from callrec.eventlog import EventPublisher, read_to_end, reader
 from callrec.eventlog import topic_partitions as partitions_of
 from callrec.infra.kafka import KafkaBroker
 from callrec.producers.outbox import QUARANTINED_METRIC, Outbox

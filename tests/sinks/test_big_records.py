@@ -12,7 +12,7 @@ from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from callrec.avro.events import CallStatus
 from callrec.avro.topics import AUDIO, MAX_RECORD_BYTES
-from callrec.eventlog import DEAD_LETTER_PAYLOAD_BYTES
+from callrec.deadletters import DEAD_LETTER_PAYLOAD_BYTES
 from callrec.infra.kafka import KafkaBroker
 from callrec.infra.s3 import S3Server
 from tests.sinks.factory import simple_call

@@ -16,7 +16,8 @@ from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from callrec.avro.events import CallRecord, CallStatus
 from callrec.avro.topics import AUDIO, MAX_RECORD_BYTES
-from callrec.eventlog import DEAD_LETTER_PAYLOAD_BYTES, new_producer
+from callrec.deadletters import DEAD_LETTER_PAYLOAD_BYTES
+from callrec.eventlog import new_producer
 from callrec.infra.kafka import KafkaBroker
 from tests.streams.factory import Call, new_call_key
 from tests.streams.harness import Reader, StreamsWorker, heartbeats, publish, running_worker

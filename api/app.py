@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from callrec.api.deps import AppState
@@ -17,6 +17,7 @@ from callrec.api.errors import (
     RecordingUnavailable,
     TokenStoreError,
 )
+from callrec.api.playback_path import PlaybackPath, error_response
 from callrec.api.routes import audit, calls, live, recording, system, tokens
 
 STATIC = Path(__file__).parent / "static"
@@ -71,14 +72,14 @@ def create_app(state: AppState) -> FastAPI:
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
     @app.exception_handler(MissingObject)
-    async def missing(request: Request, e: MissingObject) -> JSONResponse:
-        return JSONResponse({"detail": str(e)}, status_code=404)
-
     @app.exception_handler(AuditUnavailable)
     @app.exception_handler(RecordingUnavailable)
     @app.exception_handler(TokenStoreError)
-    async def unavailable(request: Request, e: Exception) -> JSONResponse:
-        return JSONResponse({"detail": str(e)}, status_code=503, headers={"Retry-After": "5"})
+    async def translate(request: Request, e: Exception) -> Response:
+        response = error_response(e)
+        assert response is not None, e
+        return response
 
+    app.add_middleware(PlaybackPath, state=state)
     app.add_middleware(SecurityHeaders)
     return app

@@ -22,7 +22,7 @@ ROLE_HELP = "viewer: search, play; auditor: + verify, audit, download; admin: + 
 @app.command()
 def serve() -> None:
     """Run one replica: read model, REST API and page (settings: CALLREC_API_*)."""
-    from callrec.api.service import serve as run
+    from callrec.api.main import serve as run
 
     # uvloop (and httptools, which uvicorn picks when installed): the event loop and the HTTP
     # parser in C, about half the replica's CPU per ranged GET (bench/api_playback.py).

@@ -1,13 +1,16 @@
 """The object-store adapter of the REST server (minio SDK, as the mixer's store uses).
 
-Reads only: a byte range of one version of a recording, a whole object for hashing, the daily
-manifest. Library failures become RecordingUnavailable at this boundary.
+Reads only: a byte range of one version of a recording (from the verified in-memory copy when
+``recording_cache`` holds it, else from the store, filling the cache behind), a whole object for
+hashing, the daily manifest. Library failures become RecordingUnavailable at this boundary.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,10 +20,15 @@ from minio.error import MinioException, S3Error
 
 from callrec.api.errors import MissingObject, RecordingUnavailable
 from callrec.api.ranged_get import RangeReader
+from callrec.api.recording_cache import Identity, RecordingCache
 from callrec.sinks.encode import FORMATS
 from callrec.sinks.store import MISSING_CODES
 
 CHUNK = 64 * 1024
+FILLS_AT_ONCE = 4
+"""Whole-object reads filling the cache at once: a burst of first plays must not turn into a
+burst of whole-object reads competing with the ranges the players wait for."""
+log = logging.getLogger(__name__)
 
 
 def content_type(fmt: str) -> str:
@@ -47,10 +55,49 @@ def connect(endpoint: str, access_key: str, secret_key: str, secure: bool,
 
 
 class ObjectReader:
-    def __init__(self, client: Minio, connections: int = 16) -> None:
+    def __init__(self, client: Minio, connections: int = 16,
+                 cache: RecordingCache | None = None) -> None:
         self.client = client
         self.ranged = RangeReader(client, connections)
         """Short ranges on the event loop, with their own pool of ``connections``."""
+        self.cache = cache if cache is not None else RecordingCache(0, 0, 0)
+        self._fill_slots: asyncio.Semaphore | None = None
+        self._filling: dict[Identity, asyncio.Task[None]] = {}
+
+    def cached(self, ident: Identity, start: int, length: int) -> memoryview | None:
+        """Bytes ``start .. start+length-1`` of a verified cached copy (no copy made), or
+        None: then the caller reads the store and may ``fill_later``."""
+        body = self.cache.get(ident)
+        return None if body is None else memoryview(body)[start:start + length]
+
+    def fill_later(self, ident: Identity) -> None:
+        """Read the whole recording into the cache in the background (once per identity, a
+        few at a time, when no client waits on a store read), for this player's next ranges
+        and other listeners of the same call."""
+        if not self.cache.admits(ident) or ident in self.cache or ident in self._filling:
+            return
+        self._filling[ident] = asyncio.create_task(self._fill(ident))
+
+    async def _fill(self, ident: Identity) -> None:
+        if self._fill_slots is None:
+            self._fill_slots = asyncio.Semaphore(FILLS_AT_ONCE)
+        try:
+            async with self._fill_slots:
+                await self.ranged.quiet()
+                body = await self.ranged.read(ident.bucket, ident.object_key,
+                                              ident.version_id, 0, ident.size, background=True)
+                digest = await asyncio.to_thread(lambda: hashlib.sha256(body).hexdigest())
+            if not self.cache.put(ident, body, digest):
+                log.warning("not cached: %s (version %s) does not match its archived sha256",
+                            ident.object_key, ident.version_id)
+        except RecordingUnavailable as e:  # best effort: the next miss tries again
+            log.info("cache fill of %s failed: %s", ident.object_key, e)
+        finally:
+            del self._filling[ident]
+
+    async def drain_fills(self) -> None:
+        """Wait for the fills under way (stopping, and tests)."""
+        await asyncio.gather(*self._filling.values(), return_exceptions=True)
 
     def open_range(self, bucket: str, key: str, version_id: str | None, start: int,
                    length: int) -> Any:

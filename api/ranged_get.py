@@ -68,6 +68,9 @@ class RangeReader:
         self.client = client
         self.connections = connections
         self._slots: asyncio.Semaphore | None = None
+        self._waited_for = 0
+        """Reads a client waits for now (not background ones)."""
+        self._quiet: asyncio.Event | None = None
         self._idle: list[Connection] = []
         self._urls: OrderedDict[tuple[str, str, str | None], Target] = OrderedDict()
 
@@ -118,10 +121,33 @@ class RangeReader:
             else:
                 self._idle.append(conn)
 
+    async def quiet(self) -> None:
+        """Until no client waits on a read: background work (cache fills) gives way to a
+        burst of seeks rather than competing with it for S3 and the CPU."""
+        if self._quiet is None:
+            self._quiet = asyncio.Event()
+            self._quiet.set()
+        await self._quiet.wait()
+
     async def read(self, bucket: str, key: str, version_id: str | None, start: int,
-                   length: int) -> bytes:
+                   length: int, background: bool = False) -> bytes:
         """Bytes ``start .. start+length-1`` of one object version; raises before any byte
         is returned (RecordingUnavailable, or MissingObject for a 404)."""
+        if background:
+            return await self._read(bucket, key, version_id, start, length)
+        if self._quiet is None:
+            self._quiet = asyncio.Event()
+        self._waited_for += 1
+        self._quiet.clear()
+        try:
+            return await self._read(bucket, key, version_id, start, length)
+        finally:
+            self._waited_for -= 1
+            if not self._waited_for:
+                self._quiet.set()
+
+    async def _read(self, bucket: str, key: str, version_id: str | None, start: int,
+                    length: int) -> bytes:
         target = await self._target(bucket, key, version_id)
         request = (f"GET {target.path} HTTP/1.1\r\nHost: {target.netloc}\r\n"
                    f"Range: bytes={start}-{start + length - 1}\r\n\r\n").encode()

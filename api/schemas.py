@@ -177,3 +177,6 @@ class Health(BaseModel):
     applied: int
     resumed_from: int
     error: str | None
+    cache: dict[str, int] = Field(default_factory=dict, description=(
+        "The recording cache: entries, bytes, hits, misses, filled, refused (bytes that did "
+        "not match the archived sha256), evicted, expired."))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import Field
+
 from callrec.settings import CommonSettings, S3Settings
 
 
@@ -34,6 +36,14 @@ class ApiSettings(S3Settings, TokenSettings):
     api_s3_connections: int = 100
     """Keep-alive S3 connections for short ranges (a seeking player's), read on the event
     loop: a burst of that many seeks gets one each, more wait for a free one."""
+
+    api_cache_bytes: int = Field(256 * 2**20, ge=0)
+    """Memory for verified copies of whole recordings (0: no cache), so a player's later
+    ranges and other listeners of the same call never wait on the store."""
+    api_cache_object_max_bytes: int = Field(32 * 2**20, ge=0)
+    """Recordings larger than this are never cached (they stream from the store)."""
+    api_cache_max_age_s: float = Field(3600.0, gt=0)
+    """A cached recording is served from memory at most this long after it was read."""
 
     @property
     def db_path(self) -> Path:

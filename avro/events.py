@@ -214,6 +214,8 @@ class RecorderHeartbeat(Event):
     max_legs: int
     spool_bytes: int = 0
     spool_oldest_age_ms: int = 0
+    spool_refuse_bytes: int = 0
+    spool_max_bytes: int = 0
     sip_address: str
     rtp_dropped: dict[str, int] = Field(default_factory=dict)
 

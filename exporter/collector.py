@@ -51,6 +51,10 @@ RECORDER_GAUGES: tuple[tuple[str, str, Callable[[RecorderView], float]], ...] = 
      lambda r: r.max_legs),
     ("callrec_recorder_spool_bytes", "Events waiting in the recorder's disk spool for Kafka.",
      lambda r: r.spool_bytes),
+    ("callrec_recorder_spool_refuse_bytes", "Spool size above which the recorder answers new "
+     "calls 503 (0: its heartbeat does not say).", lambda r: r.spool_refuse_bytes),
+    ("callrec_recorder_spool_max_bytes", "The recorder spool's hard limit (0: its heartbeat does "
+     "not say).", lambda r: r.spool_max_bytes),
     ("callrec_recorder_spool_oldest_age_seconds",
      "Age of the oldest event in the recorder's spool (0 when empty).",
      lambda r: r.spool_oldest_age_ms / 1000),

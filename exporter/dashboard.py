@@ -84,8 +84,10 @@ PANELS: tuple[PanelSpec, ...] = (
               "short", (Query("sum by (group) (callrec_consumer_group_lag_records)",
                               "{{group}}"),)),
     PanelSpec("Spool bytes", "Events a recorder holds on disk because Kafka does not take "
-              "them.", "bytes", (Query(f"sum by (recorder) (callrec_recorder_spool_bytes{R})",
-                                       "{{recorder}}"),)),
+              "them, and the size at which it starts refusing new calls.", "bytes",
+              (Query(f"sum by (recorder) (callrec_recorder_spool_bytes{R})", "{{recorder}}"),
+               Query(f"max by (recorder) (callrec_recorder_spool_refuse_bytes{R})",
+                     "{{recorder}} refuses calls above"))),
     PanelSpec("Mixer throughput", "Call audio archived per second of wall time (x real time) "
               "and calls still waiting for their recording.", "short",
               (Query(f"sum by (cluster) (rate(callrec_recorded_audio_seconds_total{RATE}))",

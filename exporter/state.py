@@ -74,6 +74,8 @@ class RecorderView:
     max_legs: int
     spool_bytes: int
     spool_oldest_age_ms: int
+    spool_refuse_bytes: int = 0
+    spool_max_bytes: int = 0
     reasons: tuple[str, ...] = ()
     """Why the recorder refuses new calls (its heartbeat's ``health_reasons``: "disk full",
     "Kafka unreachable", "at capacity", ...)."""
@@ -182,6 +184,7 @@ class ExporterState:
             heard_at_us=at, health=beat.health, interval_ms=beat.interval_ms,
             active_legs=beat.active_legs, max_legs=beat.max_legs,
             spool_bytes=beat.spool_bytes, spool_oldest_age_ms=beat.spool_oldest_age_ms,
+            spool_refuse_bytes=beat.spool_refuse_bytes, spool_max_bytes=beat.spool_max_bytes,
             reasons=tuple(beat.health_reasons),
             rtp_dropped=dict(beat.rtp_dropped),
         )

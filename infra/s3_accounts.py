@@ -5,7 +5,10 @@ The root account of the S3 server creates the bucket with object lock and a defa
 then creates an ordinary user for the mixer and grants it, by bucket policy, only what archiving
 needs: read and write objects, read the lock and versioning configuration. The mixer can neither
 delete a version, shorten a retention, bypass GOVERNANCE, change the lock or the policy, nor
-create or delete buckets; those stay with root.
+create or delete buckets; those stay with root. The processes that only read recordings (the
+REST server, the exporter's manifest check) get a second account that may read and list and
+nothing else, so a compromised web process can neither write nor delete a recording; the
+recorder and call state get no S3 credentials at all.
 
 versitygw (v1.8.0) has its own IAM (``--iam-dir``: accounts in a JSON file, managed through its
 admin API, ``PATCH /create-user`` signed with SigV4 by root) and evaluates AWS-style bucket
@@ -45,6 +48,14 @@ MIXER_ACTIONS = (
 """What the mixer may do in its bucket. ``PutObjectRetention`` sets a retention on a new version
 (extending, never shortening: shortening COMPLIANCE is refused to everyone, and shortening
 GOVERNANCE needs ``BypassGovernanceRetention``, which it does not get)."""
+
+
+READER_ACTIONS = (
+    "s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket", "s3:ListBucketVersions",
+    "s3:GetBucketLocation",
+)
+"""What the REST server and the exporter may do: read recordings and manifests (by version),
+list them. No write, retention or configuration action."""
 
 
 @dataclass(frozen=True)
@@ -109,25 +120,30 @@ def ensure_locked_bucket(client: Minio, bucket: str, mode: str, days: int) -> No
         raise StartFailed(f"bucket {bucket} has object lock but versioning is not enabled")
 
 
-def grant_mixer(client: Minio, bucket: str, mixer: S3Account) -> None:
-    """The bucket policy: the mixer's account may archive into ``bucket`` and nothing more."""
-    policy = {
-        "Version": "2012-10-17",
-        "Statement": [{
-            "Sid": "callrec-mixer",
-            "Effect": "Allow",
-            "Principal": {"AWS": [mixer.access_key]},
-            "Action": list(MIXER_ACTIONS),
-            "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
-        }],
-    }
-    client.set_bucket_policy(bucket, json.dumps(policy))
+def grant(client: Minio, bucket: str, mixer: S3Account, reader: S3Account | None = None) -> None:
+    """The bucket policy: the mixer's account may archive into ``bucket``, the reader's may
+    read it, and neither anything more."""
+    statements = [_allow("callrec-mixer", mixer, MIXER_ACTIONS, bucket)]
+    if reader is not None:
+        statements.append(_allow("callrec-reader", reader, READER_ACTIONS, bucket))
+    client.set_bucket_policy(bucket, json.dumps({"Version": "2012-10-17",
+                                                 "Statement": statements}))
+
+
+def _allow(sid: str, account: S3Account, actions: tuple[str, ...],
+           bucket: str) -> dict[str, object]:
+    return {"Sid": sid, "Effect": "Allow", "Principal": {"AWS": [account.access_key]},
+            "Action": list(actions),
+            "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"]}
 
 
 def provision(endpoint: str, root: S3Account, bucket: str, mixer: S3Account, mode: str,
-              days: int) -> None:
-    """Everything the mixer's account needs before the mixer starts, done as root; idempotent."""
+              days: int, reader: S3Account | None = None) -> None:
+    """Everything the mixer's (and the readers') account needs before they start, done as
+    root; idempotent."""
     client = Minio(endpoint, root.access_key, root.secret_key, secure=False)
     ensure_locked_bucket(client, bucket, mode, days)
-    create_user(endpoint, root, mixer)
-    grant_mixer(client, bucket, mixer)
+    for account in (mixer, reader):
+        if account is not None:
+            create_user(endpoint, root, account)
+    grant(client, bucket, mixer, reader)

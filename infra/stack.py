@@ -103,6 +103,17 @@ def mixer_account(settings: StackSettings) -> S3Account:
     return account_file(settings.var_dir / "s3-mixer-credentials.json", "mixer")
 
 
+def reader_account(settings: StackSettings) -> S3Account:
+    """The read-only S3 account of the REST server and the exporter (infra/s3_accounts.py)."""
+    return account_file(settings.var_dir / "s3-reader-credentials.json", "reader")
+
+
+def s3_env(s3: S3Server, account: S3Account) -> dict[str, str]:
+    """What a process that uses S3 is told: where, and as which account (never root)."""
+    return {"CALLREC_S3_ENDPOINT": s3.endpoint, "CALLREC_S3_ACCESS_KEY": account.access_key,
+            "CALLREC_S3_SECRET_KEY": account.secret_key}
+
+
 def with_manifest_key(path: Path, start: Callable[[], None]) -> Callable[[], None]:
     """`up` makes the manifest signing key once, out loud (`callrec mixer keygen`)."""
     def start_with_key() -> None:
@@ -138,7 +149,7 @@ def services(settings: StackSettings) -> list[Service]:
         s3.start()
         provision(s3.endpoint, S3Account(access, secret), settings.s3_bucket,
                   mixer_account(settings), settings.mixer_retention_mode,
-                  settings.mixer_retention_days)
+                  settings.mixer_retention_days, reader_account(settings))
 
     return [
         Service("kafka", start_kafka, broker.stop, broker.process.pid, broker.healthy,
@@ -151,14 +162,10 @@ def services(settings: StackSettings) -> list[Service]:
     ]
 
 
-def app_env(settings: StackSettings, s3: S3Server) -> dict[str, str]:
-    """What our own processes are told about the stack (their settings read CALLREC_*)."""
-    return {
-        "CALLREC_KAFKA_BOOTSTRAP": f"127.0.0.1:{settings.kafka_port}",
-        "CALLREC_S3_ENDPOINT": s3.endpoint,
-        "CALLREC_S3_ACCESS_KEY": s3.access_key,
-        "CALLREC_S3_SECRET_KEY": s3.secret_key,
-    }
+def app_env(settings: StackSettings) -> dict[str, str]:
+    """What every one of our processes is told about the stack (their settings read CALLREC_*);
+    S3 credentials go only to those that use S3 (`s3_env`)."""
+    return {"CALLREC_KAFKA_BOOTSTRAP": f"127.0.0.1:{settings.kafka_port}"}
 
 
 def python_service(
@@ -186,7 +193,7 @@ def fresh_status(path: Path, max_age_s: float) -> bool:
 def app_services(settings: StackSettings, s3: S3Server) -> list[Service]:
     """The call-state, mixer, recorder and REST processes, in start order."""
     run = settings.var_dir.resolve()
-    env = app_env(settings, s3)
+    env = app_env(settings)
     streams_dir = run / "streams"
     mixer_dir = run / "mixer"
     recorder_dir = run / "recorder"
@@ -194,16 +201,16 @@ def app_services(settings: StackSettings, s3: S3Server) -> list[Service]:
                    "CALLREC_STREAMS_PARTITIONS": str(settings.partitions)}
     mixer_s3 = mixer_account(settings)
     manifest_key = mixer_dir / "manifest-ed25519.pem"
-    mixer_env = {**env, "CALLREC_MIXER_SPOOL_DIR": str(mixer_dir / "spool"),
+    mixer_env = {**env, **s3_env(s3, mixer_s3),
+                 "CALLREC_MIXER_SPOOL_DIR": str(mixer_dir / "spool"),
                  "CALLREC_MIXER_HEALTH_FILE": str(mixer_dir / "health.json"),
-                 "CALLREC_S3_ACCESS_KEY": mixer_s3.access_key,
-                 "CALLREC_S3_SECRET_KEY": mixer_s3.secret_key,
                  "CALLREC_MIXER_MANIFEST_KEY": str(manifest_key),
                  "CALLREC_MIXER_MANIFEST_PUBLIC_KEY": str(public_key_path(manifest_key))}
     recorder_env = {**env, "CALLREC_RECORDER_DATA_DIR": str(recorder_dir)}
     api_dir = settings.api_dir
     api_url = f"http://127.0.0.1:{settings.api_port}"
-    api_env = {**env, "CALLREC_API_DATA_DIR": str(api_dir),
+    api_env = {**env, **s3_env(s3, reader_account(settings)),
+               "CALLREC_API_DATA_DIR": str(api_dir),
                "CALLREC_API_PORT": str(settings.api_port),
                "CALLREC_API_TOKENS_FILE": str(settings.api_tokens_file),
                "CALLREC_API_SIGNING_KEY_FILE": str(api_dir / "playback.key"),
@@ -243,7 +250,8 @@ def monitoring_services(settings: StackSettings, s3: S3Server) -> list[Service]:
     return [
         python_service(
             "exporter", ["metrics", "serve"],
-            {**app_env(settings, s3), "CALLREC_EXPORTER_PORT": str(settings.exporter_port)},
+            {**app_env(settings), **s3_env(s3, reader_account(settings)),
+             "CALLREC_EXPORTER_PORT": str(settings.exporter_port)},
             exporter_dir, metrics_url, lambda: http_ok(metrics_url),
         ),
         Service("prometheus", prometheus.start, prometheus.stop, prometheus.process.pid,

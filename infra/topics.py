@@ -13,6 +13,9 @@ from callrec.avro.topics import ALL_TOPICS, TopicSpec
 from callrec.eventlog import new_admin
 from callrec.infra.errors import InfraError
 
+TOPIC_ALREADY_EXISTS = 36
+"""Kafka's error code when another process created the topic first: not a failure."""
+
 
 async def ensure_topics(
     bootstrap: str,
@@ -29,10 +32,17 @@ async def ensure_topics(
         changes: list[str] = []
         missing = [t for t in topics if t.name not in existing]
         if missing:
-            await admin.create_topics(
+            response = await admin.create_topics(
                 [NewTopic(t.name, partitions, replication, topic_configs=t.config)
                  for t in missing]
             )
+            # The broker answers per topic and aiokafka raises for none of them: a refused
+            # config or replication would otherwise read as "created".
+            refused = [f"{topic} ({error}: {message})"
+                       for topic, error, message, *_ in response.topic_errors
+                       if error not in (0, TOPIC_ALREADY_EXISTS)]
+            if refused:
+                raise InfraError("the broker refused to create " + ", ".join(refused))
             changes += [f"created {t.name} ({partitions} partitions)" for t in missing]
         for spec in topics:
             if spec.name not in existing:

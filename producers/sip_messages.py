@@ -12,7 +12,12 @@ from sippy.SipRequest import SipRequest
 from sippy.SipTo import SipTo
 from sippy.SipURL import SipURL
 
+from callrec.producers.errors import NoCommonCodec
+from callrec.producers.sdp import RemoteMedia, parse_sdp
+
 log = logging.getLogger("callrec.producers.sip_uas")
+Response = tuple[Any, Any, Any] | None
+"""What a sippy request handler returns: (response, cancel callback, ACK callback), or None."""
 ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO"
 
 
@@ -70,3 +75,39 @@ def bye_sender(tm: Any, req: Any, t: Any, resp: Any) -> Callable[[], None]:
         tm.newTransaction(bye, userv=userv)
 
     return send
+
+
+def offer_or_refusal(req: Any) -> tuple[RemoteMedia | None, Response]:
+    """The request's SDP offer, or the 488 to send when none of its codecs is ours."""
+    offer = body_media(req)
+    if offer is not None:
+        try:
+            offer.codec()
+        except NoCommonCodec:
+            return None, (req.genResponse(488, "Not Acceptable Here"), None, None)
+    return offer, None
+
+
+def body_media(req: Any) -> RemoteMedia | None:
+    body = req.getBody()
+    if body is None:
+        return None
+    text = str(body)
+    return parse_sdp(text) if text.strip() else None
+
+
+def peer(req: Any) -> str:
+    """host:port of the message's sender, for logs and rate limits."""
+    try:
+        host, port = req.getSource()
+        return f"{host}:{port}"
+    except Exception:
+        return "unknown"
+
+
+def safe_response(req: Any, code: int, reason: str) -> Response:
+    """A response that cannot raise into sippy (a request too broken to answer gets none)."""
+    try:
+        return (req.genResponse(code, reason), None, None)
+    except Exception:
+        return None

@@ -26,10 +26,10 @@ from sippy.SipHeader import SipHeader
 from sippy.Time.Timeout import Timeout
 
 from callrec.avro.events import LegEndReason
-from callrec.producers.errors import BadSdp, BadSipInput, NoCommonCodec, NoFreeRtpPort
+from callrec.producers.errors import BadSdp, BadSipInput, NoFreeRtpPort
 from callrec.producers.media import PortPool
 from callrec.producers.metadata import call_metadata, parse_name_addr
-from callrec.producers.sdp import RemoteMedia, build_answer, build_offer, parse_sdp
+from callrec.producers.sdp import RemoteMedia, build_answer, build_offer
 from callrec.producers.settings import RecorderSettings
 from callrec.producers.sip_facts import (
     DialogAccepted,
@@ -45,18 +45,22 @@ from callrec.producers.sip_facts import (
 from callrec.producers.sip_limits import ConnectionCaps, InviteRate, LogBudget
 from callrec.producers.sip_messages import (
     ALLOW,
+    Response,
     SipLog,
     add_capabilities,
     add_session_timer,
+    body_media,
     bye_sender,
     header,
+    offer_or_refusal,
+    peer,
+    safe_response,
 )
 from callrec.producers.sip_stack import ParseFailures, TransactionManager
 from callrec.producers.sip_tcp import TcpSipServer
 from callrec.producers.vitals import Health
 
 log = logging.getLogger(__name__)
-Response = tuple[Any, Any, Any] | None
 
 
 @dataclass
@@ -157,12 +161,12 @@ class SipUas:
             return self._dispatch(req, t)
         except (BadSipInput, BadSdp) as e:
             self.stats["bad_requests"] += 1
-            log.info("400 to %s: %s", self._peer(req), e)
-            return self._safe_response(req, 400, f"Bad Request ({e})"[:120])
+            log.info("400 to %s: %s", peer(req), e)
+            return safe_response(req, 400, f"Bad Request ({e})"[:120])
         except Exception:
             self.stats["bad_requests"] += 1
             log.exception("refusing a request sippy parsed but we could not handle")
-            return self._safe_response(req, 400, "Bad Request")
+            return safe_response(req, 400, "Bad Request")
 
     def _dispatch(self, req: Any, t: Any) -> Response:
         method = req.getMethod()
@@ -232,7 +236,7 @@ class SipUas:
             self.stats["busy"] += 1
             return self._unavailable(req)
         meta = call_metadata(str(req.getHFBody("from")), self.settings.default_cluster_id)
-        offer, refusal = self._offer_or_refusal(req)
+        offer, refusal = offer_or_refusal(req)
         if refusal is not None:
             return refusal
         session_expires = session_interval(header(req, "session-expires"))
@@ -272,7 +276,7 @@ class SipUas:
             to_tag=local_tag,
             cisco_guid=header(req, "cisco-guid"),
             destination=req.getRURI().username or "",
-            signaling_peer=self._peer(req),
+            signaling_peer=peer(req),
             local_port=port,
             session_expires_s=session_expires,
             media=offer,
@@ -301,7 +305,7 @@ class SipUas:
     def _refresh(self, req: Any, t: Any, dialog: Dialog) -> Response:
         """re-INVITE / UPDATE: session refresh, hold/resume, codec or far-end change."""
         method = req.getMethod()
-        offer, refusal = self._offer_or_refusal(req)
+        offer, refusal = offer_or_refusal(req)
         if refusal is not None:
             return refusal
         session_expires = session_interval(header(req, "session-expires"))
@@ -354,7 +358,7 @@ class SipUas:
             return
         media: RemoteMedia | None = None
         try:
-            media = self._body_media(ack)
+            media = body_media(ack)
         except BadSdp as e:
             self.stats["bad_requests"] += 1
             log.info("leg %s: unreadable SDP in ACK: %s", dialog.leg_id, e)
@@ -385,23 +389,6 @@ class SipUas:
 
     # -- message parts ------------------------------------------------------------------------
 
-    def _offer_or_refusal(self, req: Any) -> tuple[RemoteMedia | None, Response | None]:
-        """The request's SDP offer, or the 488 to send when none of its codecs is ours."""
-        offer = self._body_media(req)
-        if offer is not None:
-            try:
-                offer.codec()
-            except NoCommonCodec:
-                return None, (req.genResponse(488, "Not Acceptable Here"), None, None)
-        return offer, None
-
-    def _body_media(self, req: Any) -> RemoteMedia | None:
-        body = req.getBody()
-        if body is None:
-            return None
-        text = str(body)
-        return parse_sdp(text) if text.strip() else None
-
     def _answer_sdp(self, resp: Any, dialog: Dialog, offer: RemoteMedia | None, req: Any) -> None:
         host = self.settings.sip_host
         if offer is None:
@@ -414,16 +401,3 @@ class SipUas:
         contact = f"<sip:recorder@{host}:{self.settings.sip_port}{transport}>"
         resp.appendHeader(SipHeader(name="contact", bodys=contact))
         add_capabilities(resp)
-
-    def _peer(self, req: Any) -> str:
-        try:
-            host, port = req.getSource()
-            return f"{host}:{port}"
-        except Exception:
-            return "unknown"
-
-    def _safe_response(self, req: Any, code: int, reason: str) -> Response:
-        try:
-            return (req.genResponse(code, reason), None, None)
-        except Exception:
-            return None

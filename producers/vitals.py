@@ -154,6 +154,8 @@ class Vitals:
             max_legs=self.settings.max_legs,
             spool_bytes=spool.pending_bytes,
             spool_oldest_age_ms=spool.oldest_pending_age_ms(),
+            spool_refuse_bytes=self.settings.spool_unhealthy_bytes,
+            spool_max_bytes=self.settings.spool_max_bytes,
             sip_address=f"{self.settings.sip_host}:{self.settings.sip_port}",
             rtp_dropped=dict(r.rtp_dropped),
         )

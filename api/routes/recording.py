@@ -15,6 +15,7 @@ from fastapi.responses import StreamingResponse
 from callrec.api import audit, objects, queries, ranges, signing, verify
 from callrec.api.deps import AppState, Auditor, State, authenticate, client_addr
 from callrec.api.errors import MissingObject
+from callrec.api.recording_cache import Identity
 from callrec.api.routes.calls import AUTH_ERRORS, NOT_FOUND
 from callrec.api.schemas import CheckPublic, Problem, VerifyPublic
 from callrec.api.tokens import Principal, Role
@@ -75,7 +76,7 @@ def plan(call_key: str, request: Request, state: AppState, download: bool, tid: 
         part = ranges.choose(request.headers.get("range"), request.headers.get("if-range"),
                              etag, size)
     except ranges.Unsatisfiable:
-        return Response(status_code=status.HTTP_416_REQUESTED_RANGE_NOT_SATISFIABLE,
+        return Response(status_code=status.HTTP_416_RANGE_NOT_SATISFIABLE,
                         headers={"Content-Range": f"bytes */{size}", "Accept-Ranges": "bytes",
                                  "ETag": etag})
     extension = rec["object_key"].rsplit(".", 1)[-1]
@@ -134,10 +135,28 @@ async def recording(
 ) -> Response:
     """The recording, streamed from the object store; Range/If-Range give 206 or 416. The
     access is written to rec.audit.v1 and acknowledged before the first byte."""
+    return await serve(call_key, request, state, download, tid, exp, sig)
+
+
+async def serve(call_key: str, request: Request, state: AppState, download: bool,
+                tid: str | None, exp: int | None, sig: str | None) -> Response:
+    """The GET above, also called by ``playback_path`` with the parameters it parsed."""
     planned = plan(call_key, request, state, download, tid, exp, sig)
     if isinstance(planned, Response):
         return planned
     rec, part = planned.rec, planned.part
+    event = audit.access_event(
+        state.settings.api_replica_id, planned.who,
+        AccessAction.DOWNLOAD if download else AccessAction.PLAY, call_key,
+        client_addr=client_addr(request), user_agent=request.headers.get("user-agent"),
+        object_key=rec["object_key"], version_id=rec["version_id"],
+        byte_range=(part.start, part.end))
+    ident = Identity(rec["bucket"], rec["object_key"], rec["version_id"], rec["sha256"],
+                     rec["size_bytes"])
+    cached = state.reader.cached(ident, part.start, part.length)
+    if cached is not None:  # the verified copy: only the acknowledgement to wait for
+        await audit.record(state.publisher, event)
+        return Response(cached, status_code=planned.code, headers=planned.headers)
 
     def open_large() -> Any:
         """A long range (a whole recording, a download) streams through the SDK in a thread."""
@@ -150,17 +169,14 @@ async def recording(
     read = (state.reader.ranged.read(rec["bucket"], rec["object_key"], rec["version_id"],
                                      part.start, part.length)
             if part.length <= WHOLE_BELOW else asyncio.to_thread(open_large))
-    audited, body = await asyncio.gather(audit.record(state.publisher, audit.access_event(
-        state.settings.api_replica_id, planned.who,
-        AccessAction.DOWNLOAD if download else AccessAction.PLAY, call_key,
-        client_addr=client_addr(request), user_agent=request.headers.get("user-agent"),
-        object_key=rec["object_key"], version_id=rec["version_id"],
-        byte_range=(part.start, part.end))), read, return_exceptions=True)
+    audited, body = await asyncio.gather(audit.record(state.publisher, event), read,
+                                         return_exceptions=True)
     if isinstance(audited, BaseException) or isinstance(body, BaseException):
         if not isinstance(body, bytes | BaseException):
             body.close()
             body.release_conn()
         raise audited if isinstance(audited, BaseException) else body
+    state.reader.fill_later(ident)  # this player's next ranges, and other listeners'
     if isinstance(body, bytes):
         return Response(body, status_code=planned.code, headers=planned.headers)
     return StreamingResponse(state.reader.stream(body), status_code=planned.code,

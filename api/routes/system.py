@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
@@ -16,7 +18,8 @@ router = APIRouter(tags=["session"])
 def health(state: State) -> Health:
     p = state.progress
     return Health(replica=state.settings.api_replica_id, ready=p.caught_up_once, lag=p.lag,
-                  applied=p.applied, resumed_from=p.resumed_from, error=p.error)
+                  applied=p.applied, resumed_from=p.resumed_from, error=p.error,
+                  cache=asdict(state.reader.cache.stats))
 
 
 @probes.get("/healthz", response_model=Health)

@@ -50,6 +50,8 @@ class Site:
     mixer_env: dict[str, str] = field(default_factory=dict)
     streams_env: dict[str, str] = field(default_factory=dict)
     """Call-state settings over PRODUCTION_DETECTION (e.g. the production segment window)."""
+    recorder_env: dict[str, str] = field(default_factory=dict)
+    """Settings of both recorders over the site's (e.g. a wider RTP port range)."""
 
     def start(self, sip_hosts: dict[str, str] | None = None) -> None:
         app_id = f"ha-{uuid.uuid4().hex[:8]}"
@@ -67,7 +69,7 @@ class Site:
                 data_dir=self.run_dir / f"recorder-{name}", bootstrap=self.kafka.bootstrap,
                 recorder_id=f"rec-{name}-{uuid.uuid4().hex[:6]}", rtp_base=rtp + i * 100,
                 extra_env={"CALLREC_RECORDER_SIP_HOST": host, "CALLREC_RECORDER_ALLOW":
-                           "127.0.0.1,10.0.0.0/8"},
+                           "127.0.0.1,10.0.0.0/8", **self.recorder_env},
             )
             self.start_recorder(name)
         self.streams[0].wait_assigned()
@@ -131,9 +133,11 @@ class Site:
 
 @contextmanager
 def running_site(kafka: KafkaBroker, s3: S3Server, run_dir: Path,
-                 streams_env: dict[str, str] | None = None) -> Iterator[Site]:
+                 streams_env: dict[str, str] | None = None,
+                 recorder_env: dict[str, str] | None = None) -> Iterator[Site]:
     """A started site, stopped (every process by PID) when the block ends."""
-    site = Site(kafka, s3, run_dir, streams_env=streams_env or {})
+    site = Site(kafka, s3, run_dir, streams_env=streams_env or {},
+                recorder_env=recorder_env or {})
     try:
         site.start()
         yield site

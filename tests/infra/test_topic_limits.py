@@ -7,8 +7,11 @@ import asyncio
 import time
 import uuid
 
+import pytest
+
 from callrec.avro.topics import ALL_TOPICS, MAX_RECORD_BYTES, TopicSpec
 from callrec.eventlog import EventLogUnavailable, topic_partitions
+from callrec.infra.errors import InfraError
 from callrec.infra.kafka import KafkaBroker
 from callrec.infra.topics import ensure_topics, topic_configs
 
@@ -45,3 +48,12 @@ async def test_a_topic_with_the_old_limit_is_realigned(kafka: KafkaBroker) -> No
     assert changes == [f"reconfigured {name}: {LIMIT}"]
     assert (await topic_configs(kafka.bootstrap, name))["max.message.bytes"] == str(
         MAX_RECORD_BYTES)
+
+
+async def test_a_topic_the_broker_refuses_to_create_is_an_error_not_created(
+    kafka: KafkaBroker
+) -> None:
+    name = f"refused-{uuid.uuid4().hex[:8]}"
+    with pytest.raises(InfraError, match=f"refused to create {name}"):
+        await ensure_topics(kafka.bootstrap, 1,
+                            topics=(TopicSpec(name, {"max.message.bytes": "not-a-number"}),))

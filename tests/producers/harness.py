@@ -108,15 +108,19 @@ SIPP_PORTS = PortBook()
 
 
 async def run_sipp(
-    scenario: str,
+    scenario: str | Path,
     recorder: RecorderProcess,
     keys: dict[str, str],
     duration_ms: int = 0,
     local_ip: str = "127.0.0.1",
     limit_s: float = 60.0,
     transport: str = "u1",
+    calls: int = 1,
+    inject: Path | None = None,
+    rate: int = 10,
 ) -> tuple[int, str]:
-    """Play one dialog with sipp; returns its exit code and its error log. Its SIP, control
+    """Play one dialog with sipp (or ``calls`` of them at ``rate`` new calls a second, each taking
+    its row of the ``inject`` CSV); returns its exit code and its error log. Its SIP, control
     and media ports (with the three sipp opens beside the media port) are leased free, as the
     emulator does, so concurrent sipps never collide (errno 98)."""
     kind = "tcp" if transport.startswith("t") else "udp"
@@ -124,13 +128,15 @@ async def run_sipp(
         err = recorder.data_dir.parent / f"sipp-{uuid.uuid4().hex[:8]}.err"
         path = SIPP_DIR / scenario
         argv = [
-            "sipp", "-sf", str(path), "-m", "1", "-l", "1",
+            "sipp", "-sf", str(path), "-m", str(calls), "-l", str(calls), "-r", str(rate),
             "-i", local_ip, "-p", str(ports.sip), "-ci", local_ip, "-cp", str(ports.control),
             "-mi", local_ip, "-mp", str(ports.media),
             "-d", str(duration_ms), "-timeout", f"{int(limit_s)}s", "-nostdin",
             "-trace_err", "-error_file", str(err), "-t", transport,
             f"127.0.0.1:{recorder.sip_port}",
         ]  # fmt: skip
+        if inject is not None:
+            argv += ["-inf", str(inject)]
         for name, value in keys.items():
             argv += ["-key", name, value]
         proc = await asyncio.create_subprocess_exec(

@@ -186,6 +186,18 @@ async def test_bye_on_one_leg_leaves_the_other_recording(
     await tap.until(ended(key, 2))
 
 
+async def test_the_heartbeat_says_the_spools_limits(
+    recorder: RecorderProcess, tap: EventTap
+) -> None:
+    """The exporter's spool alert compares the spool with the size at which new calls get 503;
+    the heartbeat carries both limits (the recorder's defaults here: 256 MiB and 1 GiB)."""
+    beats = await tap.until(lambda evs: any(
+        isinstance(e, RecorderHeartbeat) and e.recorder_id == recorder.recorder_id for e in evs))
+    beat = next(e for e in beats if isinstance(e, RecorderHeartbeat)
+                and e.recorder_id == recorder.recorder_id)
+    assert (beat.spool_refuse_bytes, beat.spool_max_bytes) == (256 * 1024**2, 1024**3)
+
+
 async def test_cancel_before_answer_records_nothing(
     recorder: RecorderProcess, tap: EventTap
 ) -> None:

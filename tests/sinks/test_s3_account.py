@@ -68,6 +68,42 @@ def test_the_mixer_account_archives_but_cannot_delete_unlock_or_administer(
     assert minio_client.get_object(bucket, key).read() == data  # all still there
 
 
+def test_the_reader_account_reads_and_lists_but_cannot_write_or_delete(
+    s3: S3Server, minio_client: Minio
+) -> None:
+    bucket = f"rec-{uuid.uuid4().hex[:12]}"
+    mixer = S3Account(f"mixer-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex)
+    reader = S3Account(f"reader-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex)
+    provision(s3.endpoint, S3Account(s3.access_key, s3.secret_key), bucket, mixer, GOVERNANCE,
+              1, reader)
+    archiving = RecordingStore(connect(s3.endpoint, mixer.access_key, mixer.secret_key, False),
+                               bucket)
+    archiving.ensure_bucket(LockPolicy(required=True))  # the mixer still archives beside it
+    key = "recordings/2026/12/02/C%3A2.wav"
+    stored = archiving.put(key, b"RIFF-read-only", "audio/wav", {"sha256": "0" * 64,
+                                                                 "call-version": "1"}, None)
+
+    reading = RecordingStore(connect(s3.endpoint, reader.access_key, reader.secret_key, False),
+                             bucket)
+    assert reading.read(key, stored.version_id) == b"RIFF-read-only"
+    found = reading.find(key)
+    assert found is not None and found.version_id == stored.version_id
+    assert list(reading.keys("recordings/")) == [key]
+    client = reading.client
+    denied = [
+        lambda: client.put_object(bucket, key, io.BytesIO(b"forged"), 6),
+        lambda: client.put_object(bucket, "recordings/new.wav", io.BytesIO(b"x"), 1),
+        lambda: client.remove_object(bucket, key, version_id=stored.version_id),
+        lambda: client.delete_bucket_policy(bucket),
+        lambda: client.set_object_lock_config(bucket, ObjectLockConfig(GOVERNANCE, 1, DAYS)),
+    ]
+    for attempt in denied:
+        with pytest.raises(S3Error) as caught:
+            attempt()
+        assert caught.value.code == "AccessDenied", caught.value
+    assert minio_client.get_object(bucket, key).read() == b"RIFF-read-only"  # unchanged
+
+
 def run_mixer(env: dict[str, str], tmp: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "callrec.sinks"], env={**os.environ, **env},
                           cwd=tmp, capture_output=True, text=True, timeout=60, check=False)

@@ -16,6 +16,7 @@ from callrec.api.deps import AppState
 from callrec.api.live import LiveHub
 from callrec.api.objects import ObjectReader, connect
 from callrec.api.readmodel import ReadModel
+from callrec.api.recording_cache import RecordingCache
 from callrec.api.settings import ApiSettings
 from callrec.api.signing import load_or_create_key
 from callrec.api.tokens import TokenStore
@@ -34,7 +35,10 @@ def build_state(settings: ApiSettings, model: ReadModel, publisher: EventPublish
     return AppState(
         settings=settings, tokens=TokenStore(settings.api_tokens_file),
         signing_key=load_or_create_key(settings.api_signing_key_file),
-        reader=ObjectReader(client, settings.api_s3_connections), publisher=publisher,
+        reader=ObjectReader(client, settings.api_s3_connections, RecordingCache(
+            settings.api_cache_bytes, settings.api_cache_object_max_bytes,
+            settings.api_cache_max_age_s)),
+        publisher=publisher,
         progress=model.progress, hub=hub, db_path=settings.db_path,
     )
 

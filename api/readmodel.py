@@ -18,6 +18,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from callrec.api import queries
+from callrec.api.avro_rows import decode_row
 from callrec.api.rows import audit_row, call_row, recording_row
 from callrec.avro import codec
 from callrec.avro.errors import ContractError
@@ -62,17 +63,21 @@ class Batch:
     def add(self, topic: str, partition: int, offset: int, value: bytes | None) -> bool:
         """Turn one record into rows; False if it is not a contract event we know."""
         self.offsets[(topic, partition)] = offset + 1
+        data = value or b""
+        fast = decode_row(data)  # most records: no models built (avro_rows.py)
+        if fast is not None:
+            if fast.model is CallRecord:
+                self._call(fast.call_key, fast.row)
+            else:
+                self.recordings.append(fast.row)
+                self.changed.add(fast.call_key)
+            return True
         try:
-            event = codec.decode(value or b"")
+            event = codec.decode(data)
         except ContractError:
             return False
         if isinstance(event, CallRecord):
-            row = call_row(event)
-            older = self.calls.get(event.call_key)
-            # Within a batch keep the newest too: one executemany row per key.
-            if older is None or (row[1], row[2]) > (older[1], older[2]):
-                self.calls[event.call_key] = row
-            self.changed.add(event.call_key)
+            self._call(event.call_key, call_row(event))
         elif isinstance(event, RecordingArchived):
             self.recordings.append(recording_row(event))
             self.changed.add(event.call_key)
@@ -81,6 +86,13 @@ class Batch:
         else:
             return False
         return True
+
+    def _call(self, call_key: str, row: tuple[object, ...]) -> None:
+        older = self.calls.get(call_key)
+        # Within a batch keep the newest too: one executemany row per key.
+        if older is None or (row[1], row[2]) > (older[1], older[2]):
+            self.calls[call_key] = row
+        self.changed.add(call_key)
 
 
 class ReadModel:

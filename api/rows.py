@@ -9,18 +9,36 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+
+import orjson
 
 from callrec.avro.events import AccessAudited, CallRecord, RecordingArchived
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
 
 def micros(moment: datetime) -> int:
-    return int(moment.timestamp() * 1_000_000)
+    """Exact integer microseconds (the float of ``timestamp()`` is off by one now and then);
+    the same integer the contract writes a ``timestamp-micros`` as."""
+    return (moment - EPOCH) // _MICROSECOND
 
 
 def from_micros(value: int | None) -> datetime | None:
-    return None if value is None else datetime.fromtimestamp(value / 1_000_000, UTC)
+    return None if value is None else EPOCH + timedelta(microseconds=value)
+
+
+def compact_json(value: object) -> str:
+    """``legs_json`` and ``gaps_json``: compact JSON, the same text whichever path built it."""
+    return orjson.dumps(value).decode()
+
+
+def recorders_text(recorder_ids: Iterable[str]) -> str:
+    """``,rec-1,rec-2,``: a recorder filter is one ``instr`` on the delimited names."""
+    return "," + ",".join(sorted(set(recorder_ids))) + ","
 
 
 LEG_FIELDS = ("leg", "leg_id", "segment", "recorder_id", "codec", "started_at", "ended_at",
@@ -39,7 +57,6 @@ def leg_fields(values: list[object]) -> dict[str, object]:
 
 def call_row(call: CallRecord) -> tuple[object, ...]:
     """The ``calls`` columns, in the order of ``queries.CALL_COLUMNS``."""
-    recorders = sorted({leg.recorder_id for leg in call.legs})
     legs = [
         [leg.leg.value, leg.leg_id, leg.segment, leg.recorder_id, leg.codec,
          micros(leg.started_at), micros(leg.ended_at) if leg.ended_at else None,
@@ -52,7 +69,7 @@ def call_row(call: CallRecord) -> tuple[object, ...]:
         call.cluster_id, call.near_end_addr, call.near_end_device, call.far_end_addr,
         call.far_end_device, call.destination, micros(call.started_at),
         micros(call.ended_at) if call.ended_at else None, call.segments,
-        "," + ",".join(recorders) + ",", json.dumps(legs, separators=(",", ":")),
+        recorders_text(leg.recorder_id for leg in call.legs), compact_json(legs),
     )
 
 
@@ -67,7 +84,7 @@ def recording_row(rec: RecordingArchived) -> tuple[object, ...]:
         rec.call_key, rec.call_version, micros(rec.event_time), rec.call_status.value,
         rec.abnormal_reason, rec.bucket, rec.object_key, rec.version_id, rec.format,
         rec.channels, rec.sample_rate, micros(rec.started_at), rec.duration_ms, rec.size_bytes,
-        rec.sha256, int(rec.partial), json.dumps(gaps, separators=(",", ":")),
+        rec.sha256, int(rec.partial), compact_json(gaps),
     )
 
 

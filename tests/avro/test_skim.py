@@ -23,6 +23,7 @@ from tests.avro.strategies import datum
 from tests.avro.writer import SCHEMAS, write_with_schema
 
 CHUNK = SCHEMAS[AudioChunk]
+CHUNK_PACKET_SCHEMA = next(f for f in CHUNK["fields"] if f["name"] == "packets")["type"]["items"]
 
 
 def facts(event: AudioChunk | SkimmedChunk) -> dict[str, Any]:
@@ -88,6 +89,51 @@ def test_damaged_chunks_read_as_the_contract_decode_reads_them(
     assert outcome(codec.decode_skimming, damaged) == outcome(codec.decode, damaged)
 
 
+@st.composite
+def one_size_chunks(draw: st.DrawFn) -> dict[str, Any]:
+    """Chunks as a codec writes them: up to 12 packets of one payload size (which the skim
+    reads in one match), sometimes with one packet of another size somewhere."""
+    record: dict[str, Any] = draw(datum(CHUNK))
+    size = draw(st.sampled_from([0, 1, 20, 63, 64, 160, 320, 8191]))
+    count = draw(st.integers(1, 12))
+    packets = [{**draw(datum(CHUNK_PACKET_SCHEMA)), "payload": draw(st.binary(
+        min_size=size, max_size=size))} for _ in range(count)]
+    if draw(st.booleans()):
+        odd = draw(st.integers(0, count - 1))
+        packets[odd] = {**packets[odd], "payload": bytes(draw(st.integers(0, 200)))}
+    return {**record, "packets": packets}
+
+
+@settings(max_examples=200, deadline=None)
+@given(record=one_size_chunks())
+def test_chunks_of_one_packet_size_are_skimmed_into_the_same_facts(record: dict[str, Any]) -> None:
+    # given a chunk whose packets (but maybe one) have the same payload size
+    data = write_with_schema(CHUNK, record)
+    # when it is skimmed
+    skimmed = codec.decode_skimming(data)
+    # then it was skimmed, into the facts of the contract decode
+    assert isinstance(skimmed, SkimmedChunk)
+    assert facts(skimmed) == facts(codec.decode(data))  # type: ignore[arg-type]
+
+
+@settings(max_examples=300, deadline=None)
+@given(record=one_size_chunks(), cut=st.integers(0, 4000), noise=st.binary(min_size=1, max_size=3),
+       how=st.sampled_from(["truncate", "overwrite", "append"]))
+def test_damaged_chunks_of_one_packet_size_read_as_the_contract_decode_reads_them(
+    record: dict[str, Any], cut: int, noise: bytes, how: str,
+) -> None:
+    # given such a chunk's bytes, truncated, overwritten somewhere in its body, or padded
+    data = write_with_schema(CHUNK, record)
+    at = codec.HEADER_LEN + cut % (len(data) - codec.HEADER_LEN)
+    damaged = {
+        "truncate": data[:at],
+        "overwrite": data[:at] + noise + data[at + len(noise):],
+        "append": data + noise,
+    }[how]
+    # then skimming gives what the contract decode gives: the same facts or the same refusal
+    assert outcome(codec.decode_skimming, damaged) == outcome(codec.decode, damaged)
+
+
 def test_packets_written_in_sized_blocks_are_counted() -> None:
     # given a chunk whose packet array is written as the Avro spec allows: blocks with a
     # negative count followed by their size in bytes
@@ -116,8 +162,7 @@ def test_packets_written_in_sized_blocks_are_counted() -> None:
     assert facts(skimmed) == facts(full)
 
 
-CHUNK_PACKET = fastavro.parse_schema(
-    next(f for f in CHUNK["fields"] if f["name"] == "packets")["type"]["items"], named_schemas={})
+CHUNK_PACKET = fastavro.parse_schema(CHUNK_PACKET_SCHEMA, named_schemas={})
 
 
 def _write(schema: Any, record: dict[str, Any]) -> bytes:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -398,6 +399,7 @@ def main() -> None:
     finally:
         if broker is not None:
             broker.stop()
+        shutil.rmtree(run_dir, ignore_errors=True)  # the broker's log: ~0.5 GB a run
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import NamedTuple
 
 from callrec.avro.events import Leg
@@ -26,11 +27,10 @@ from callrec.avro.events import Leg
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 LEGS = tuple(Leg)  # the schema's enum symbols, in order
 _VARINT = rb"[\x80-\xff]{0,9}[\x00-\x7f]"
-_PACKET = re.compile(
-    # rtp_seq, rtp_timestamp, ssrc, payload_type, marker (a boolean byte), arrival_time_us,
-    # then the payload's length, captured
-    _VARINT * 4 + rb"[\x00\x01]" + _VARINT + b"(" + _VARINT + b")"
-)
+_FIXED = _VARINT * 4 + rb"[\x00\x01]" + _VARINT
+"""A packet's fields before its payload: rtp_seq, rtp_timestamp, ssrc, payload_type, marker (a
+boolean byte), arrival_time_us."""
+_PACKET = re.compile(_FIXED + b"(" + _VARINT + b")")  # and the payload's length, captured
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 # Well inside the years datetime can hold (1-9999): fastavro's own conversion decides the edges.
 _MIN_US = -62_000_000_000_000_000
@@ -128,7 +128,8 @@ def _skim(data: bytes, pos: int) -> SkimmedChunk:
         if items < 0:  # a block written with its size in bytes (Avro spec, "Arrays")
             items = -items
             _, pos = _long(data, pos)
-        for _ in range(items):
+        left = items
+        while left:
             packet = match(data, pos)
             if packet is None:
                 raise _Unsure
@@ -137,6 +138,14 @@ def _skim(data: bytes, pos: int) -> SkimmedChunk:
                 raise _Unsure
             pos = packet.end() + length
             payload_bytes += length
+            left -= 1
+            if left and left * length <= size - pos:
+                # A codec's packets all have one size: the rest of the block in one match.
+                rest = _same_size(packet.group(1), length, left).match(data, pos)
+                if rest is not None:
+                    pos = rest.end()
+                    payload_bytes += length * left
+                    left = 0
         packet_count += items
     if pos > size:
         raise _Unsure
@@ -151,6 +160,14 @@ def _skim(data: bytes, pos: int) -> SkimmedChunk:
         codec, payload_type, clock_rate, packet_count, payload_bytes, packets_lost,
         packets_reordered, packets_duplicated, ssrc_changes,
     )
+
+
+@lru_cache(maxsize=256)
+def _same_size(length_varint: bytes, length: int, count: int) -> re.Pattern[bytes]:
+    """``count`` packets in a row whose payloads are ``length`` bytes, each as ``_PACKET`` reads
+    one (the varint of their length written as ``length_varint``, then the payload itself)."""
+    one = b"(?:" + _FIXED + re.escape(length_varint) + b".{%d})" % length
+    return re.compile(one + b"{%d}" % count, re.DOTALL)
 
 
 def _long(data: bytes, pos: int) -> tuple[int, int]:

@@ -30,7 +30,7 @@ from callrec.streams.model import (
     Mark,
     SourcePosition,
 )
-from callrec.streams.outputs import SNAPSHOT, Output, Tally
+from callrec.streams.outputs import SNAPSHOT, AudioAdded, Output, Tally
 
 LegEvent = LegStarted | LegUpdated | LegEnded | AudioChunk | SkimmedChunk
 """The events a call is folded from (rec.lifecycle.v1 and rec.audio.v1); the worker reads its
@@ -79,7 +79,7 @@ def apply(
         assert isinstance(event, AUDIO)
         if new_leg is not current:
             added = new_leg.audio.payload_bytes - leg.audio.payload_bytes
-            outputs.extend(_audio_tallies(event, added))
+            outputs.append(_audio_added(event, added))
         publish_now = first_audio != base.first_audio
     else:
         publish_now = True
@@ -129,14 +129,9 @@ def _first_audio(state: CallState, position: SourcePosition | None) -> tuple[int
     return here if state.first_audio is None else min(state.first_audio, here)
 
 
-def _audio_tallies(chunk: AudioChunk | SkimmedChunk, payload_bytes: int) -> list[Output]:
-    labels = (("recorder", chunk.producer_id),)
+def _audio_added(chunk: AudioChunk | SkimmedChunk, payload_bytes: int) -> AudioAdded:
     packet_count = chunk.packet_count if isinstance(chunk, SkimmedChunk) else len(chunk.packets)
-    return [
-        Tally("audio_bytes_total", labels, payload_bytes),
-        Tally("audio_packets_total", labels, packet_count),
-        Tally("audio_packets_lost_total", labels, chunk.packets_lost),
-    ]
+    return AudioAdded(chunk.producer_id, payload_bytes, packet_count, chunk.packets_lost)
 
 
 @singledispatch

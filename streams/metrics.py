@@ -13,7 +13,7 @@ from functools import lru_cache
 from types import MappingProxyType
 
 from callrec.avro.events import MetricSample
-from callrec.streams.outputs import Labels, Tally
+from callrec.streams.outputs import AudioAdded, Labels, Tally
 from callrec.streams.projection import at_time
 
 SeriesKey = tuple[str, Labels]
@@ -41,6 +41,22 @@ def add(window: MetricWindow, tallies: Iterable[Tally]) -> MetricWindow:
         for key in _series(tally.metric, tally.labels):
             sums[key] = sums.get(key, 0.0) + tally.value
     return MetricWindow(window.start, window.length, MappingProxyType(sums))
+
+
+AUDIO_METRICS = ("audio_bytes_total", "audio_packets_total", "audio_packets_lost_total")
+
+
+def audio_tallies(added: Iterable[AudioAdded]) -> list[Tally]:
+    """The ``audio_*`` tallies of chunks new to their legs, summed per recorder: a batch of
+    thousands of chunks adds a few tallies to the window, not three per chunk."""
+    sums: dict[str, tuple[int, int, int]] = {}
+    for chunk in added:
+        payload_bytes, packets, lost = sums.get(chunk.recorder, (0, 0, 0))
+        sums[chunk.recorder] = (payload_bytes + chunk.payload_bytes, packets + chunk.packets,
+                                lost + chunk.packets_lost)
+    return [Tally(metric, (("recorder", recorder),), value)
+            for recorder, values in sums.items()
+            for metric, value in zip(AUDIO_METRICS, values, strict=True)]
 
 
 def gauge_tallies(metric: str, per_recorder: Mapping[str, int]) -> list[Tally]:

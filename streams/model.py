@@ -9,13 +9,14 @@ integer microseconds since the Unix epoch, like the Avro contract.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from callrec.avro.events import AbnormalReason, CallStatus, Leg
 
 
-@dataclass(frozen=True, slots=True)
-class SourcePosition:
-    """Where an event was read from; the call keeps the lowest audio position."""
+class SourcePosition(NamedTuple):
+    """Where an event was read from; the call keeps the lowest audio position. (A NamedTuple:
+    the worker makes one per record.)"""
 
     topic: str
     partition: int

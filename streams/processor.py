@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from callrec.avro import codec
 from callrec.avro.errors import ContractError
@@ -19,9 +18,9 @@ from callrec.deadletters import dead_letter_for
 from callrec.streams.admission import is_leg_event, refusal
 from callrec.streams.errors import InvariantViolated, LateEvent
 from callrec.streams.fold import apply, event_micros
-from callrec.streams.metrics import add, gauge_tallies, samples, window_at
+from callrec.streams.metrics import add, audio_tallies, gauge_tallies, samples, window_at
 from callrec.streams.model import CallState, SourcePosition
-from callrec.streams.outputs import Evict, Snapshot, Tally
+from callrec.streams.outputs import AudioAdded, Evict, Snapshot, Tally
 from callrec.streams.projection import call_recorder
 from callrec.streams.recorders import RecordersView, up_gauges
 from callrec.streams.rules import Rules
@@ -34,9 +33,9 @@ TICK_GAP_US = 3_000_000
 """Ticks come every second; a longer gap means the worker was cut off (broker, takeover)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Incoming:
-    """One consumed record, as any Kafka client gives it."""
+class Incoming(NamedTuple):
+    """One consumed record, as any Kafka client gives it (a NamedTuple: the worker makes one per
+    record, and a frozen dataclass costs several times a tuple to build)."""
 
     topic: str
     partition: int
@@ -106,20 +105,22 @@ class CallProcessor:
         touched: dict[bytes, CallState | None] = {}
         ticked: set[int] = set()
         tallies: list[Tally] = []
+        audio: list[AudioAdded] = []
         for record in batch:
             if record.topic == tick_topic:
                 ticked.add(record.partition)
                 continue
             self._advance(record)
-            self._fold_record(record, touched, tallies)
+            self._fold_record(record, touched, tallies, audio)
         self._persist(touched)
         for partition in sorted(ticked):
             self.tick_partition(partition, highwaters(partition) if highwaters else None)
-        if tallies:
-            self.window = add(self.window, tallies)
+        if tallies or audio:
+            self.window = add(self.window, tallies + audio_tallies(audio))
 
     def _fold_record(
-        self, record: Incoming, touched: dict[bytes, CallState | None], tallies: list[Tally]
+        self, record: Incoming, touched: dict[bytes, CallState | None], tallies: list[Tally],
+        audio: list[AudioAdded],
     ) -> None:
         try:
             event = codec.decode_skimming(record.value or b"")
@@ -145,7 +146,11 @@ class CallProcessor:
         if new is not state:
             touched[key] = new
             self.partition_of[key] = record.partition
-        tallies.extend(o for o in outputs if isinstance(o, Tally))
+        for output in outputs:
+            if type(output) is AudioAdded:
+                audio.append(output)
+            elif type(output) is Tally:
+                tallies.append(output)
 
     def _persist(self, touched: dict[bytes, CallState | None]) -> None:
         for key, state in touched.items():

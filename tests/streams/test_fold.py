@@ -9,7 +9,7 @@ from callrec.streams.admission import refusal
 from callrec.streams.errors import InvariantViolated
 from callrec.streams.fold import apply
 from callrec.streams.model import SourcePosition
-from callrec.streams.outputs import SNAPSHOT, Tally
+from callrec.streams.outputs import SNAPSHOT, AudioAdded, Tally
 from tests.streams.core import fold, record
 from tests.streams.factory import Call, heartbeat
 
@@ -43,6 +43,19 @@ def test_audio_is_throttled_but_the_first_chunk_publishes_its_offset() -> None:
     state, out = apply(state, call.chunk(Leg.NEAR_END, 1), SourcePosition("rec.audio.v1", 2, 41))
     assert state is not None and SNAPSHOT not in out and state.unpublished
     assert record(state).first_audio_offset == 40
+
+
+def test_a_new_chunk_counts_its_audio_once_for_its_recorder() -> None:
+    # given a started leg
+    call = Call()
+    state = fold([call.started(Leg.NEAR_END)])
+    # when a chunk of 10 packets (4 payload bytes each, 3 lost) is folded, then again
+    chunk = call.chunk(Leg.NEAR_END, 0, lost=3)
+    state, out = apply(state, chunk, SourcePosition("rec.audio.v1", 2, 40))
+    _, again = apply(state, chunk, SourcePosition("rec.audio.v1", 2, 40))
+    # then the first adds its audio to its recorder's counters, the duplicate nothing
+    assert [o for o in out if isinstance(o, AudioAdded)] == [AudioAdded("rec-a", 40, 10, 3)]
+    assert again == ()
 
 
 def test_a_duplicate_changes_nothing() -> None:

@@ -69,11 +69,13 @@ async def test_kill_9_mid_call_another_worker_finishes_it(
         landed = await publish(kafka.bootstrap, [active, *near[:5], *far[:5]])
         await wait_health(tmp_path / "a" / "health.json", "open_calls")
         group, audio = env["CALLREC_MIXER_GROUP_ID"], landed[1]
-        # Until the mixer has committed on the chunks' partition with the call open: that
-        # commit, and any after it, must stay at the call's first chunk.
+        # Until the mixer commits the open call's first chunk on its partition (a commit made
+        # before it read that far is lower, never higher): from then on it must stay there.
         deadline = time.monotonic() + 30
-        while await committed(kafka.bootstrap, group, AUDIO.name, audio.partition) is None:
-            assert time.monotonic() < deadline, "the mixer never committed the chunks' partition"
+        while (at := await committed(kafka.bootstrap, group, AUDIO.name, audio.partition)
+               ) != audio.offset:
+            assert at is None or at < audio.offset, (at, audio.offset)  # never past the call
+            assert time.monotonic() < deadline, f"the mixer committed {at}, not {audio.offset}"
             await asyncio.sleep(0.2)
         first.send_signal(signal.SIGKILL)
         assert first.wait(10) == -signal.SIGKILL

@@ -61,13 +61,10 @@ class ChunkSpool:
                 self.memory_bytes -= len(value)
             raise
 
-    def values(self, call_key: str) -> list[Spooled]:
-        """The call's (offset, value, chunk) in arrival order; chunk is None once spilled."""
-        return list(self.stream(call_key))
-
     def stream(self, call_key: str) -> SpooledCall:
-        """The same, read from disk one record at a time each time it is iterated (the call's
-        spool as it is now: later additions are not in it)."""
+        """The call's (offset, value, chunk) in arrival order, chunk None once spilled; read from
+        disk one record at a time each time it is iterated (the call's spool as it is now:
+        later additions are not in it)."""
         call = self._calls.get(call_key)
         if call is None:
             return SpooledCall(None, 0, [])

@@ -23,11 +23,11 @@ def test_spool_spills_to_disk_and_gives_everything_back_in_order(tmp_path: Path)
         spool.add("A:1", n, bytes([n]) * 100, None)
     spool.add("B:2", 99, b"b" * 10, None)
     assert spool.memory_bytes <= 250 and spool.disk_bytes > 0
-    assert spool.values("A:1") == [(n, bytes([n]) * 100, None) for n in range(6)]
+    assert list(spool.stream("A:1")) == [(n, bytes([n]) * 100, None) for n in range(6)]
     spool.discard("A:1")
-    assert spool.values("A:1") == [] and spool.disk_bytes == 0
+    assert list(spool.stream("A:1")) == [] and spool.disk_bytes == 0
     assert not list(tmp_path.glob("*.spool"))
-    assert spool.values("B:2") == [(99, b"b" * 10, None)]
+    assert list(spool.stream("B:2")) == [(99, b"b" * 10, None)]
 
 
 def test_a_full_spool_refuses_and_stays_as_it_was(tmp_path: Path) -> None:
@@ -36,7 +36,7 @@ def test_a_full_spool_refuses_and_stays_as_it_was(tmp_path: Path) -> None:
     with pytest.raises(ChunkSpoolFull) as caught:
         spool.add("A:1", 1, b"y" * 90, None)
     assert caught.value.retriable
-    assert spool.values("A:1") == [(0, b"x" * 90, None)]
+    assert list(spool.stream("A:1")) == [(0, b"x" * 90, None)]
 
 
 def test_a_spill_the_disk_refuses_half_way_leaves_no_torn_record(small_disk: SmallDisk) -> None:
@@ -57,11 +57,11 @@ def test_a_spill_the_disk_refuses_half_way_leaves_no_torn_record(small_disk: Sma
             break
     else:
         raise AssertionError("the disk never filled")
-    assert spool.values("A:1") == [(n, values[n], None) for n in range(kept)]
+    assert list(spool.stream("A:1")) == [(n, values[n], None) for n in range(kept)]
     filler.unlink()  # room again: the torn tail is cut before the next spill
     for n in range(kept, 8):
         spool.add("A:1", n, values[n], None)
-    assert spool.values("A:1") == [(n, values[n], None) for n in range(8)]
+    assert list(spool.stream("A:1")) == [(n, values[n], None) for n in range(8)]
 
 
 def test_commit_waits_for_the_oldest_open_call() -> None:

@@ -26,6 +26,7 @@ import asyncio
 import io
 import os
 import secrets
+import signal
 import statistics
 import subprocess
 import sys
@@ -43,6 +44,7 @@ sys.path.insert(1 + len([p for p in os.environ.get("PYTHONPATH", "").split(os.pa
                 str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from mixer_profile import summarise_mixer
 from mixer_speed import bare_encode, load_line
 
 from callrec.avro import codec
@@ -77,7 +79,7 @@ def start_mixer(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
                             stderr=log.open("wb"))
 
 
-async def latency(calls: int, seconds: int, workdir: Path) -> None:
+async def latency(calls: int, seconds: int, workdir: Path, profile: bool) -> None:
     broker = KafkaBroker(libs=ensure_kafka_jars(CACHE), data_dir=workdir / "kafka",
                          port=free_port(), controller_port=free_port())
     s3 = S3Server(binary=ensure_versitygw(CACHE), data_dir=workdir / "nas",
@@ -104,8 +106,9 @@ async def latency(calls: int, seconds: int, workdir: Path) -> None:
         for label, stagger in (("all end at once", 0.0), ("ends spread over 10 s", 10.0)):
             print(f"  before: {load_line()}", flush=True)
             cpu = process_cpu(mixer.pid)
+            spy_dir = workdir if profile and not stagger else None
             lat, made, ended = await _round(publisher, broker.bootstrap, calls, seconds, stagger,
-                                              mixer.pid)
+                                              mixer.pid, spy_dir)
             cpu = process_cpu(mixer.pid) - cpu
             at_once = at_once or made
             print(f"  {label:<22} {quantiles(lat)}   ({len(lat)} of {calls} archived)")
@@ -129,6 +132,20 @@ async def latency(calls: int, seconds: int, workdir: Path) -> None:
         broker.stop()
 
 
+def spy_on(pid: int, out: Path) -> subprocess.Popen[bytes]:
+    """py-spy sampling the mixer process (all its threads) until ``stop_spy``: the audio's
+    intake, the mixes and the puts of one round."""
+    spy = Path(sys.executable).parent / "py-spy"
+    return subprocess.Popen([str(spy), "record", "-p", str(pid), "-r", "250", "-f", "raw",
+                             "--threads", "-o", str(out)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
+def stop_spy(spy: subprocess.Popen[bytes]) -> None:
+    spy.send_signal(signal.SIGINT)
+    spy.wait(60)
+
+
 def process_cpu(pid: int) -> float:
     """User + system CPU seconds of a running process (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -136,11 +153,14 @@ def process_cpu(pid: int) -> float:
 
 
 async def _round(publisher: EventPublisher, bootstrap: str, calls: int, seconds: int,
-                 stagger: float, mixer_pid: int) -> tuple[list[float], list[Call],
-                                                          tuple[float, float]]:
-    """Latencies, the calls, and (wall s, mixer CPU s) from the first end to the last archive."""
+                 stagger: float, mixer_pid: int, spy_dir: Path | None) -> tuple[
+                     list[float], list[Call], tuple[float, float]]:
+    """Latencies, the calls, and (wall s, mixer CPU s) from the first end to the last archive.
+    With ``spy_dir``, py-spy profiles of the mixer taking in the audio, then draining the calls."""
     cluster = f"B{secrets.token_hex(4)}"
     made: list[Call] = []
+    spy = spy_on(mixer_pid, spy_dir / "intake.txt") if spy_dir else None
+    cpu_at_start, started = process_cpu(mixer_pid), time.monotonic()
     for n in range(calls):
         near, far, done = simple_call(f"{cluster}:{n}", packets=seconds * 50)
         active = done.model_copy(update={"status": CallStatus.ACTIVE, "ended_at": None,
@@ -151,7 +171,9 @@ async def _round(publisher: EventPublisher, bootstrap: str, calls: int, seconds:
     reader = AIOKafkaConsumer(RECORDINGS.name, bootstrap_servers=bootstrap,
                               auto_offset_reset="latest", group_id=f"bench-{cluster}")
     await reader.start()
-    await asyncio.sleep(3)  # let the reader join and the mixer take in the audio
+    await asyncio.sleep(2)  # let the reader join and the mixer take in the audio
+    cpu_before_last_s = process_cpu(mixer_pid)
+    await asyncio.sleep(1)
     sent: dict[str, float] = {}
 
     async def end_calls() -> None:
@@ -162,6 +184,14 @@ async def _round(publisher: EventPublisher, bootstrap: str, calls: int, seconds:
                 await asyncio.sleep(stagger / calls)
 
     cpu_at_end = process_cpu(mixer_pid)
+    print(f"    intake: the mixer used {cpu_at_end - cpu_at_start:.1f} CPU s in the "
+          f"{time.monotonic() - started:.1f} s the audio was published (and 3 s after), "
+          f"{cpu_at_end - cpu_before_last_s:.2f} s of it in the last second before the calls "
+          "ended (near 0: it had taken in all the audio)")
+    if spy is not None:
+        stop_spy(spy)
+        summarise_mixer(spy_dir / "intake.txt", "taking in the audio")
+        spy = spy_on(mixer_pid, spy_dir / "drain.txt")
     first_end = time.monotonic()
     ending = asyncio.create_task(end_calls())
     got: dict[str, float] = {}
@@ -174,6 +204,9 @@ async def _round(publisher: EventPublisher, bootstrap: str, calls: int, seconds:
                     got.setdefault(event.call_key, time.monotonic())
     busy = (max(got.values(), default=first_end) - first_end,
             process_cpu(mixer_pid) - cpu_at_end)
+    if spy is not None and spy_dir is not None:
+        stop_spy(spy)
+        summarise_mixer(spy_dir / "drain.txt", "from the first end to the last archive")
     await ending
     await reader.stop()
     return [got[k] - sent[k] for k in got], made, busy
@@ -239,12 +272,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=100, help="calls ending together")
     parser.add_argument("--call-seconds", type=int, default=30, help="length of those calls")
+    parser.add_argument("--profile", action="store_true",
+                        help="py-spy the mixer process through the all-at-once round, by stage")
     args = parser.parse_args()
     print(time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "|", load_line())
     print(f"call end -> RecordingArchived, {args.calls} concurrent {args.call_seconds} s calls, "
           "WAV stereo, mixer in its own process, Kafka and S3 on this machine:")
     with tempfile.TemporaryDirectory(prefix="mixer-bench-") as tmp:
-        asyncio.run(latency(args.calls, args.call_seconds, Path(tmp)))
+        asyncio.run(latency(args.calls, args.call_seconds, Path(tmp), args.profile))
 
 
 if __name__ == "__main__":

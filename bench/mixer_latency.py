@@ -79,7 +79,7 @@ def start_mixer(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
                             stderr=log.open("wb"))
 
 
-async def latency(calls: int, seconds: int, workdir: Path, profile: bool) -> None:
+async def latency(calls: int, seconds: int, workdir: Path, profile: Path | None) -> None:
     broker = KafkaBroker(libs=ensure_kafka_jars(CACHE), data_dir=workdir / "kafka",
                          port=free_port(), controller_port=free_port())
     s3 = S3Server(binary=ensure_versitygw(CACHE), data_dir=workdir / "nas",
@@ -106,7 +106,7 @@ async def latency(calls: int, seconds: int, workdir: Path, profile: bool) -> Non
         for label, stagger in (("all end at once", 0.0), ("ends spread over 10 s", 10.0)):
             print(f"  before: {load_line()}", flush=True)
             cpu = process_cpu(mixer.pid)
-            spy_dir = workdir if profile and not stagger else None
+            spy_dir = profile if not stagger else None
             lat, made, ended = await _round(publisher, broker.bootstrap, calls, seconds, stagger,
                                               mixer.pid, spy_dir)
             cpu = process_cpu(mixer.pid) - cpu
@@ -272,12 +272,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=100, help="calls ending together")
     parser.add_argument("--call-seconds", type=int, default=30, help="length of those calls")
-    parser.add_argument("--profile", action="store_true",
-                        help="py-spy the mixer process through the all-at-once round, by stage")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="py-spy the mixer process through the all-at-once round, by stage "
+                             "(its raw stacks kept in DIR: intake.txt, drain.txt)")
     args = parser.parse_args()
     print(time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "|", load_line())
     print(f"call end -> RecordingArchived, {args.calls} concurrent {args.call_seconds} s calls, "
           "WAV stereo, mixer in its own process, Kafka and S3 on this machine:")
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="mixer-bench-") as tmp:
         asyncio.run(latency(args.calls, args.call_seconds, Path(tmp), args.profile))
 

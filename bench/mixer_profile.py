@@ -49,36 +49,45 @@ def summarise(raw: Path, top: int = 12) -> None:
 
 
 MIXER_STAGES = (
-    # (stage, a function in the stack, a file it is in); the first that matches from the root
-    ("intake: Avro decode", "decode ", "avro/codec.py"),
-    ("intake: Avro decode", "decode_skimming ", "avro/codec.py"),
-    ("intake: spool", "add ", "sinks/chunk_spool.py"),
-    ("intake: other", "_consume ", "sinks/loop.py"),
-    ("mix: read spool", "_audio_chunks ", "sinks/archive.py"),
-    ("mix: compact", "compact ", "sinks/packets.py"),
-    ("mix: plan", "_planned ", "sinks/recording.py"),
-    ("mix: decode", "decode_into ", "sinks/recording.py"),
-    ("mix: lay out", "layout ", "sinks/recording.py"),
-    ("mix: sha256", "_size_and_hash ", "sinks/recording.py"),
-    ("mix: render+encode", "mix_call ", "sinks/recording.py"),
-    ("mix: other", "_mix ", "sinks/archive.py"),
-    ("S3 put", "put ", "sinks/store.py"),
-    ("announce", "publish ", "callrec/eventlog.py"),
+    # (stage, a function in the stack, the file it is in); the first that matches, outermost
+    # stage first, names the sample
+    ("intake: read chunks", "read_chunks", "sinks/chunk_wire.py"),
+    ("intake: Avro decode", "decode", "avro/codec.py"),
+    ("intake: spool", "add", "sinks/chunk_spool.py"),
+    ("intake: other", "_consume", "sinks/loop.py"),
+    ("mix: read spilled", "_spooled_packets", "sinks/archive.py"),
+    ("mix: plan", "_planned", "sinks/recording.py"),
+    ("mix: decode", "decode_into", "sinks/decode.py"),
+    ("mix: lay out", "layout", "sinks/render.py"),
+    ("mix: sha256", "_size_and_hash", "sinks/recording.py"),
+    ("mix: render+encode", "mix_call", "sinks/recording.py"),
+    ("mix: other", "_mix", "sinks/archive.py"),
+    ("S3 put", "put", "sinks/store.py"),
+    ("announce", "publish", "callrec/eventlog.py"),
     ("Kafka fetch", "", "aiokafka/"),
-    ("start ready calls", "_start_ready_calls ", "sinks/loop.py"),
-    ("archive: other", "archive ", "sinks/archive.py"),
+    ("start ready calls", "_start_ready_calls", "sinks/loop.py"),
+    ("archive: other", "archive", "sinks/archive.py"),
 )
 
 
+def _frame(frame: str) -> tuple[str, str]:
+    """py-spy's ``Class.function (path:line)`` as (function, path)."""
+    name, _, where = frame.partition(" (")
+    return name.rsplit(".", 1)[-1], where
+
+
 def mixer_stage(frames: list[str]) -> str:
+    parsed = [_frame(f) for f in frames]
     for stage, function, path in MIXER_STAGES:
-        if any(f.startswith(function) and path in f for f in frames):
+        if any((not function or name == function) and path in where for name, where in parsed):
             return stage
     return "other (asyncio, threads, GC)"
 
 
-IDLE = ("_worker (concurrent/futures/thread.py", "select (selectors.py", "wait (threading.py")
-"""Leaves py-spy counts as busy though the thread waits (a pool thread on its queue, epoll)."""
+IDLE = ("_worker (concurrent/futures/thread.py", "select (selectors.py", "wait (threading.py",
+        "readinto (socket.py")
+"""Leaves py-spy counts as busy though the thread waits (a pool thread on its queue, epoll, a
+blocking socket read: the S3 server's answer)."""
 
 
 def summarise_mixer(raw: Path, what: str, top: int = 12) -> None:
@@ -89,7 +98,7 @@ def summarise_mixer(raw: Path, what: str, top: int = 12) -> None:
     for row in raw.read_text().splitlines():
         stack, count = row.rsplit(" ", 1)
         frames = stack.split(";")[1:]  # the first is the thread
-        if frames and frames[-1].startswith(IDLE):
+        if frames and "{} ({}".format(*_frame(frames[-1])).startswith(IDLE):
             continue
         n = int(count)
         total += n

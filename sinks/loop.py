@@ -72,6 +72,10 @@ class MixerWorker:
             session_timeout_ms=self.settings.mixer_session_timeout_ms,
             heartbeat_interval_ms=max(1000, self.settings.mixer_session_timeout_ms // 4),
             max_poll_interval_ms=300_000,
+            # Fewer, fuller fetches: each costs the worker a request and its answer's parsing
+            # whatever it holds, and a batch of chunks is read as one table (chunk_wire).
+            fetch_min_bytes=self.settings.mixer_fetch_min_bytes,
+            fetch_max_wait_ms=self.settings.mixer_fetch_max_wait_ms,
         )
         self._consumer = consumer
         consumer.subscribe([AUDIO.name, CALLS.name], listener=_Rebalance(self))

@@ -62,11 +62,11 @@ class Span:
 
     @property
     def first_us(self) -> int:
-        return int(array("q", self.arrivals[:8])[0])
+        return int.from_bytes(self.arrivals[:8], sys.byteorder, signed=True)
 
     @property
     def last_us(self) -> int:
-        return int(array("q", self.arrivals[-8:])[0])
+        return int.from_bytes(self.arrivals[-8:], sys.byteorder, signed=True)
 
     def rows(self, payload_type: int) -> list[Row]:
         times = array("q", self.arrivals)

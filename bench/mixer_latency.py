@@ -32,11 +32,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 # The repo (for tests.sinks.factory) goes after any tree put first on PYTHONPATH, so an older
 # tree's callrec can be measured with this script.
@@ -49,8 +50,8 @@ from mixer_speed import bare_encode, load_line
 
 from callrec.avro import codec
 from callrec.avro.events import AudioChunk, CallRecord, CallStatus, Event, RecordingArchived
-from callrec.avro.topics import RECORDINGS
-from callrec.eventlog import EventPublisher
+from callrec.avro.topics import AUDIO, RECORDINGS
+from callrec.eventlog import EventPublisher, reader
 from callrec.infra.kafka import KafkaBroker, ensure_kafka_jars
 from callrec.infra.procs import free_port
 from callrec.infra.s3 import S3Server, ensure_versitygw
@@ -100,6 +101,7 @@ async def latency(calls: int, seconds: int, workdir: Path, profile: Path | None)
             "CALLREC_MIXER_MANIFEST_KEY": str(workdir / "manifest.pem"),
         }
         mixer = start_mixer(env, workdir / "mixer.log")
+        await running(workdir / "health.json")  # its start-up is not counted as intake
         publisher = EventPublisher(broker.bootstrap, "bench")
         await publisher.start()
         at_once: list[Call] = []
@@ -124,12 +126,27 @@ async def latency(calls: int, seconds: int, workdir: Path, profile: Path | None)
         mixer.wait(60)
         mixer = None
         await ceilings(at_once, s3, p99_at_once)
+        await intake_ceilings(broker.bootstrap, 2 * calls)
     finally:
         if mixer is not None:
             mixer.terminate()
             mixer.wait(60)
         s3.stop()
         broker.stop()
+
+
+async def running(health: Path) -> None:
+    """Wait for the mixer's health file to say it runs (it has its partitions)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if await asyncio.to_thread(_says_running, health):
+            return
+        await asyncio.sleep(0.2)
+    raise RuntimeError("the mixer did not start in 60 s")
+
+
+def _says_running(health: Path) -> bool:
+    return health.exists() and '"running"' in health.read_text()
 
 
 def spy_on(pid: int, out: Path) -> subprocess.Popen[bytes]:
@@ -266,6 +283,41 @@ async def ceilings(calls: list[Call], s3: S3Server, p99: float) -> None:
     floor = max(mix_cpu / cores, put_all)
     print(f"    floor for all ending at once (the longer of mix CPU / {cores} cores and the puts): "
           f"{floor * 1000:.0f} ms;  floor / p99 = {floor / p99:.2f}")
+
+
+async def intake_ceilings(bootstrap: str, calls: int) -> None:
+    """Both rounds' audio read back from Kafka (a backlog: the fullest fetches) by a bare
+    consumer, then each value also decoded by the contract, then read as the worker reads it."""
+    tps = [TopicPartition(AUDIO.name, p) for p in range(6)]
+    print(f"  ceilings of taking in the audio, {calls} calls read back from Kafka "
+          f"({load_line()}):")
+    readers: list[tuple[str, Callable[[list[bytes]], object] | None]] = [
+        ("a bare consumer", None),
+        ("+ the contract decode", lambda values: [codec.decode(v) for v in values])]
+    try:
+        from callrec.sinks.chunk_wire import read_chunks
+        readers.append(("+ chunk_wire.read_chunks", read_chunks))
+    except ImportError:  # an older tree
+        pass
+    for label, read in readers:
+        async with reader(bootstrap, "bench-intake") as consumer:
+            consumer.assign(tps)
+            ends = await consumer.end_offsets(tps)
+            for tp in tps:
+                consumer.seek(tp, 0)
+            start = time.process_time()
+            records = 0
+            pending = {tp for tp in tps if ends[tp]}
+            while pending:
+                batches = await consumer.getmany(*pending, timeout_ms=1000, max_records=1000)
+                for batch in batches.values():
+                    records += len(batch)
+                    if read is not None:
+                        read([r.value or b"" for r in batch])
+                pending = {tp for tp in pending if await consumer.position(tp) < ends[tp]}
+            cpu = time.process_time() - start
+        print(f"    {label:<26} {cpu / calls * 1000:5.1f} ms CPU per call "
+              f"({cpu / max(1, records) * 1e6:4.1f} us per record)")
 
 
 def main() -> None:

@@ -84,8 +84,9 @@ class MixerWorker:
         try:
             while not stop.is_set():
                 batches = await consumer.getmany(timeout_ms=200, max_records=1000)
+                reads = _read_audio(batches)
                 for tp, records in batches.items():
-                    await self._consume(consumer, tp, records)
+                    await self._consume(consumer, tp, records, reads.get(tp))
                 self._resume_if_room(consumer)
                 await self._start_ready_calls(consumer)
                 if time.monotonic() - last_commit >= self.settings.mixer_commit_interval_s:
@@ -101,15 +102,16 @@ class MixerWorker:
 
     # --- consuming -----------------------------------------------------------------------------
 
-    async def _consume(self, consumer: AIOKafkaConsumer, tp: TopicPartition, records: Any) -> None:
+    async def _consume(
+        self, consumer: AIOKafkaConsumer, tp: TopicPartition, records: Any,
+        reads: list[WireChunk | None] | None,
+    ) -> None:
+        """``reads``: what ``_read_audio`` made of the records, None for a topic it skips."""
         # aiokafka may hand out records before the assignment callback (which loads the archived
         # calls) has finished: wait for it, or a replay would archive a call a second time.
         await self._assigned.wait()
         ledger = self.ledgers.setdefault(tp.partition, PartitionLedger())
-        # Audio is read a fetch at a time, each chunk straight to its packets' summary.
-        reads = (read_chunks([r.value or b"" for r in records]) if tp.topic == AUDIO.name
-                 else [None] * len(records))
-        for record, read in zip(records, reads, strict=True):
+        for record, read in zip(records, reads or [None] * len(records), strict=True):
             try:
                 event = take_in(record.value or b"", read)
             except ContractError as e:
@@ -371,6 +373,19 @@ class MixerWorker:
             "paused": len(consumer.paused()) > 0,
             "store_failing_since": self.archiver.failing_since,
         })
+
+
+def _read_audio(batches: dict[TopicPartition, Any]) -> dict[TopicPartition, list[WireChunk | None]]:
+    """Every audio record of a fetch, of every partition, read at once (chunk_wire: the more
+    chunks in one table, the less each costs), straight to its packets' summary."""
+    audio = [(tp, records) for tp, records in batches.items() if tp.topic == AUDIO.name]
+    reads = read_chunks([r.value or b"" for _, records in audio for r in records])
+    out: dict[TopicPartition, list[WireChunk | None]] = {}
+    at = 0
+    for tp, records in audio:
+        out[tp] = reads[at:at + len(records)]
+        at += len(records)
+    return out
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]

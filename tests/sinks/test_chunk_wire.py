@@ -137,6 +137,21 @@ def test_a_recorded_call_is_read_span_by_span() -> None:
     assert left == [4, 4]
 
 
+@settings(max_examples=50, deadline=None)
+@given(record=recorded_chunks(), arrival=st.sampled_from([-(2**63), -(2**62), 2**62, 2**63 - 1]))
+def test_arrivals_at_the_ends_of_a_long_are_read_as_the_contract_reads_them(
+    record: dict[str, Any], arrival: int,
+) -> None:
+    # given a chunk whose packets arrived at the ends of what a long holds (the anchor of a span
+    # is an arrival minus the packets before it, computed in int64: it must not wrap; the
+    # table reads varints of up to 9 bytes, so such values stay under 2^62)
+    packets = [{**p, "arrival_time_us": arrival} for p in record["packets"]]
+    value = write_with_schema(CHUNK, {**record, "packets": packets})
+    # when it is read, then it is what the contract decode and compact make of it
+    [read] = read_chunks([value])
+    assert outcome(value, read) == contract(value)
+
+
 @settings(max_examples=300, deadline=None)
 @given(record=recorded_chunks(), cut=st.integers(0, 4000),
        noise=st.binary(min_size=1, max_size=3),

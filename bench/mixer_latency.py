@@ -26,16 +26,18 @@ import asyncio
 import io
 import os
 import secrets
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 # The repo (for tests.sinks.factory) goes after any tree put first on PYTHONPATH, so an older
 # tree's callrec can be measured with this script.
@@ -43,12 +45,13 @@ sys.path.insert(1 + len([p for p in os.environ.get("PYTHONPATH", "").split(os.pa
                 str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from mixer_profile import summarise_mixer
 from mixer_speed import bare_encode, load_line
 
 from callrec.avro import codec
 from callrec.avro.events import AudioChunk, CallRecord, CallStatus, Event, RecordingArchived
-from callrec.avro.topics import RECORDINGS
-from callrec.eventlog import EventPublisher
+from callrec.avro.topics import AUDIO, RECORDINGS
+from callrec.eventlog import EventPublisher, reader
 from callrec.infra.kafka import KafkaBroker, ensure_kafka_jars
 from callrec.infra.procs import free_port
 from callrec.infra.s3 import S3Server, ensure_versitygw
@@ -77,7 +80,7 @@ def start_mixer(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
                             stderr=log.open("wb"))
 
 
-async def latency(calls: int, seconds: int, workdir: Path) -> None:
+async def latency(calls: int, seconds: int, workdir: Path, profile: Path | None) -> None:
     broker = KafkaBroker(libs=ensure_kafka_jars(CACHE), data_dir=workdir / "kafka",
                          port=free_port(), controller_port=free_port())
     s3 = S3Server(binary=ensure_versitygw(CACHE), data_dir=workdir / "nas",
@@ -98,14 +101,16 @@ async def latency(calls: int, seconds: int, workdir: Path) -> None:
             "CALLREC_MIXER_MANIFEST_KEY": str(workdir / "manifest.pem"),
         }
         mixer = start_mixer(env, workdir / "mixer.log")
+        await running(workdir / "health.json")  # its start-up is not counted as intake
         publisher = EventPublisher(broker.bootstrap, "bench")
         await publisher.start()
         at_once: list[Call] = []
         for label, stagger in (("all end at once", 0.0), ("ends spread over 10 s", 10.0)):
             print(f"  before: {load_line()}", flush=True)
             cpu = process_cpu(mixer.pid)
+            spy_dir = profile if not stagger else None
             lat, made, ended = await _round(publisher, broker.bootstrap, calls, seconds, stagger,
-                                              mixer.pid)
+                                              mixer.pid, spy_dir)
             cpu = process_cpu(mixer.pid) - cpu
             at_once = at_once or made
             print(f"  {label:<22} {quantiles(lat)}   ({len(lat)} of {calls} archived)")
@@ -121,12 +126,41 @@ async def latency(calls: int, seconds: int, workdir: Path) -> None:
         mixer.wait(60)
         mixer = None
         await ceilings(at_once, s3, p99_at_once)
+        await intake_ceilings(broker.bootstrap, 2 * calls)
     finally:
         if mixer is not None:
             mixer.terminate()
             mixer.wait(60)
         s3.stop()
         broker.stop()
+
+
+async def running(health: Path) -> None:
+    """Wait for the mixer's health file to say it runs (it has its partitions)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if await asyncio.to_thread(_says_running, health):
+            return
+        await asyncio.sleep(0.2)
+    raise RuntimeError("the mixer did not start in 60 s")
+
+
+def _says_running(health: Path) -> bool:
+    return health.exists() and '"running"' in health.read_text()
+
+
+def spy_on(pid: int, out: Path) -> subprocess.Popen[bytes]:
+    """py-spy sampling the mixer process (all its threads) until ``stop_spy``: the audio's
+    intake, the mixes and the puts of one round."""
+    spy = Path(sys.executable).parent / "py-spy"
+    return subprocess.Popen([str(spy), "record", "-p", str(pid), "-r", "250", "-f", "raw",
+                             "--threads", "-o", str(out)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
+def stop_spy(spy: subprocess.Popen[bytes]) -> None:
+    spy.send_signal(signal.SIGINT)
+    spy.wait(60)
 
 
 def process_cpu(pid: int) -> float:
@@ -136,11 +170,14 @@ def process_cpu(pid: int) -> float:
 
 
 async def _round(publisher: EventPublisher, bootstrap: str, calls: int, seconds: int,
-                 stagger: float, mixer_pid: int) -> tuple[list[float], list[Call],
-                                                          tuple[float, float]]:
-    """Latencies, the calls, and (wall s, mixer CPU s) from the first end to the last archive."""
+                 stagger: float, mixer_pid: int, spy_dir: Path | None) -> tuple[
+                     list[float], list[Call], tuple[float, float]]:
+    """Latencies, the calls, and (wall s, mixer CPU s) from the first end to the last archive.
+    With ``spy_dir``, py-spy profiles of the mixer taking in the audio, then draining the calls."""
     cluster = f"B{secrets.token_hex(4)}"
     made: list[Call] = []
+    spy = spy_on(mixer_pid, spy_dir / "intake.txt") if spy_dir else None
+    cpu_at_start, started = process_cpu(mixer_pid), time.monotonic()
     for n in range(calls):
         near, far, done = simple_call(f"{cluster}:{n}", packets=seconds * 50)
         active = done.model_copy(update={"status": CallStatus.ACTIVE, "ended_at": None,
@@ -151,7 +188,9 @@ async def _round(publisher: EventPublisher, bootstrap: str, calls: int, seconds:
     reader = AIOKafkaConsumer(RECORDINGS.name, bootstrap_servers=bootstrap,
                               auto_offset_reset="latest", group_id=f"bench-{cluster}")
     await reader.start()
-    await asyncio.sleep(3)  # let the reader join and the mixer take in the audio
+    await asyncio.sleep(2)  # let the reader join and the mixer take in the audio
+    cpu_before_last_s = process_cpu(mixer_pid)
+    await asyncio.sleep(1)
     sent: dict[str, float] = {}
 
     async def end_calls() -> None:
@@ -162,6 +201,14 @@ async def _round(publisher: EventPublisher, bootstrap: str, calls: int, seconds:
                 await asyncio.sleep(stagger / calls)
 
     cpu_at_end = process_cpu(mixer_pid)
+    print(f"    intake: the mixer used {cpu_at_end - cpu_at_start:.1f} CPU s in the "
+          f"{time.monotonic() - started:.1f} s the audio was published (and 3 s after), "
+          f"{cpu_at_end - cpu_before_last_s:.2f} s of it in the last second before the calls "
+          "ended (near 0: it had taken in all the audio)")
+    if spy is not None:
+        stop_spy(spy)
+        summarise_mixer(spy_dir / "intake.txt", "taking in the audio")
+        spy = spy_on(mixer_pid, spy_dir / "drain.txt")
     first_end = time.monotonic()
     ending = asyncio.create_task(end_calls())
     got: dict[str, float] = {}
@@ -174,6 +221,9 @@ async def _round(publisher: EventPublisher, bootstrap: str, calls: int, seconds:
                     got.setdefault(event.call_key, time.monotonic())
     busy = (max(got.values(), default=first_end) - first_end,
             process_cpu(mixer_pid) - cpu_at_end)
+    if spy is not None and spy_dir is not None:
+        stop_spy(spy)
+        summarise_mixer(spy_dir / "drain.txt", "from the first end to the last archive")
     await ending
     await reader.stop()
     return [got[k] - sent[k] for k in got], made, busy
@@ -235,16 +285,56 @@ async def ceilings(calls: list[Call], s3: S3Server, p99: float) -> None:
           f"{floor * 1000:.0f} ms;  floor / p99 = {floor / p99:.2f}")
 
 
+async def intake_ceilings(bootstrap: str, calls: int) -> None:
+    """Both rounds' audio read back from Kafka (a backlog: the fullest fetches) by a bare
+    consumer, then each value also decoded by the contract, then read as the worker reads it."""
+    tps = [TopicPartition(AUDIO.name, p) for p in range(6)]
+    print(f"  ceilings of taking in the audio, {calls} calls read back from Kafka "
+          f"({load_line()}):")
+    readers: list[tuple[str, Callable[[list[bytes]], object] | None]] = [
+        ("a bare consumer", None),
+        ("+ the contract decode", lambda values: [codec.decode(v) for v in values])]
+    try:
+        from callrec.sinks.chunk_wire import read_chunks
+        readers.append(("+ chunk_wire.read_chunks", read_chunks))
+    except ImportError:  # an older tree
+        pass
+    for label, read in readers:
+        async with reader(bootstrap, "bench-intake") as consumer:
+            consumer.assign(tps)
+            ends = await consumer.end_offsets(tps)
+            for tp in tps:
+                consumer.seek(tp, 0)
+            start = time.process_time()
+            records = 0
+            pending = {tp for tp in tps if ends[tp]}
+            while pending:
+                batches = await consumer.getmany(*pending, timeout_ms=1000, max_records=1000)
+                for batch in batches.values():
+                    records += len(batch)
+                    if read is not None:
+                        read([r.value or b"" for r in batch])
+                pending = {tp for tp in pending if await consumer.position(tp) < ends[tp]}
+            cpu = time.process_time() - start
+        print(f"    {label:<26} {cpu / calls * 1000:5.1f} ms CPU per call "
+              f"({cpu / max(1, records) * 1e6:4.1f} us per record)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=100, help="calls ending together")
     parser.add_argument("--call-seconds", type=int, default=30, help="length of those calls")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="py-spy the mixer process through the all-at-once round, by stage "
+                             "(its raw stacks kept in DIR: intake.txt, drain.txt)")
     args = parser.parse_args()
     print(time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "|", load_line())
     print(f"call end -> RecordingArchived, {args.calls} concurrent {args.call_seconds} s calls, "
           "WAV stereo, mixer in its own process, Kafka and S3 on this machine:")
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="mixer-bench-") as tmp:
-        asyncio.run(latency(args.calls, args.call_seconds, Path(tmp)))
+        asyncio.run(latency(args.calls, args.call_seconds, Path(tmp), args.profile))
 
 
 if __name__ == "__main__":

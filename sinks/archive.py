@@ -17,17 +17,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
-from callrec.avro import codec
-from callrec.avro.events import AudioChunk, CallRecord, DeadLetter, RecordingArchived
+from callrec.avro.errors import ContractError
+from callrec.avro.events import CallRecord, DeadLetter, RecordingArchived
 from callrec.avro.topics import AUDIO
 from callrec.errors import RetriableError
 from callrec.eventlog import EventPublisher
 from callrec.sinks.calls import Archived
 from callrec.sinks.chunk_spool import Spooled
+from callrec.sinks.chunk_wire import WireChunk, read_chunks, take_in
 from callrec.sinks.encode import RecordingFormat, recording_format
 from callrec.sinks.manifests import ManifestWriter
 from callrec.sinks.naming import archived_event, object_key, object_metadata
-from callrec.sinks.packets import PayloadFile, compact
+from callrec.sinks.packets import ChunkPackets, PayloadFile
 from callrec.sinks.recording import MixedRecording, mix_call
 from callrec.sinks.settings import MixerSettings
 from callrec.sinks.store import RecordingStore, StoredObject
@@ -35,6 +36,8 @@ from callrec.sinks.store import RecordingStore, StoredObject
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 FIRST_BACKOFF_S = 0.5
+SPILLED_BATCH = 256
+"""Spilled chunks read back at a time: enough to spread numpy's cost per call, ~0.5 MB."""
 
 
 class Archiver:
@@ -59,7 +62,7 @@ class Archiver:
     ) -> RecordingArchived:
         """Mix (holding ``cpu``), store and announce one call; returns the announcement.
 
-        ``entries`` are the call's spooled AudioChunks (offset, Kafka value, decoded or None),
+        ``entries`` are the call's spooled AudioChunks (offset, Kafka value, packets or None),
         iterated once to mix and again only to dead-letter a chunk that did not decode.
         ``previous``: the recording this one supersedes (the call reopened after it); the new
         one is stored as a new version of the same object, the old version is kept."""
@@ -159,24 +162,50 @@ def mix_spooled(
     call: CallRecord, entries: Iterable[Spooled], fmt: RecordingFormat, channels: int,
     out: BinaryIO, workdir: Path,
 ) -> MixedRecording:
-    """Mix a call from its spool a chunk at a time: each AudioChunk is reduced to its packets'
-    summary (packets.py) as it is read and its payloads go to a temporary file, so a call of
-    hours costs a few hundred bytes per chunk in memory, not its Avro objects."""
+    """Mix a call from its spool a chunk at a time: chunks held in memory come as their
+    packets' summary already; spilled ones are read back from disk in batches, their payloads
+    going to a temporary file, so a call of hours costs a few hundred bytes per chunk in memory,
+    not its Avro values."""
     with PayloadFile(workdir) as payloads:
-        chunks = (compact(c, payloads) for _, _, c in _audio_chunks(entries))
+        chunks = (c if memory else c._replace(payload=payloads.put(c.payload_bytes()),
+                                              store=payloads)
+                  for _, _, c, memory in _spooled_packets(entries))
         return mix_call(call, chunks, fmt, channels, out, workdir)
 
 
-def _audio_chunks(entries: Iterable[Spooled]) -> Iterator[tuple[int, bytes, AudioChunk]]:
-    for offset, value, decoded in entries:
-        chunk = decoded or codec.decode(value)  # spilled chunks come back as bytes only
-        if isinstance(chunk, AudioChunk):
-            yield offset, value, chunk
+def _spooled_packets(
+    entries: Iterable[Spooled],
+) -> Iterator[tuple[int, bytes, ChunkPackets, bool]]:
+    """Each spooled AudioChunk's offset, value, packets, and whether they came from memory, in
+    the spool's order; spilled values are read ``SPILLED_BATCH`` at a time (chunk_wire)."""
+    spilled: list[tuple[int, bytes]] = []
+
+    def read_spilled() -> Iterator[tuple[int, bytes, ChunkPackets, bool]]:
+        reads = read_chunks([value for _, value in spilled])
+        for (offset, value), read in zip(spilled, reads, strict=True):
+            try:
+                chunk = take_in(value, read)
+            except ContractError:
+                continue  # dead-lettered when the worker took it in
+            if isinstance(chunk, WireChunk):
+                yield offset, value, chunk.packets, False
+        spilled.clear()
+
+    for offset, value, packets in entries:
+        if packets is None:
+            spilled.append((offset, value))
+            if len(spilled) >= SPILLED_BATCH:
+                yield from read_spilled()
+            continue
+        yield from read_spilled()
+        yield offset, value, packets, True
+    yield from read_spilled()
 
 
 def _spooled_chunks(
     entries: Iterable[Spooled], wanted: set[tuple[str, int]]
 ) -> dict[tuple[str, int], tuple[int, bytes]]:
     """Offset and value of the wanted chunks (the last of duplicates, as the planner keeps)."""
-    return {(c.leg_id, c.chunk_seq): (offset, value) for offset, value, c in _audio_chunks(entries)
+    return {(c.leg_id, c.chunk_seq): (offset, value)
+            for offset, value, c, _ in _spooled_packets(entries)
             if (c.leg_id, c.chunk_seq) in wanted}

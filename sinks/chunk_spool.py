@@ -3,7 +3,8 @@
 It is a cache, not a store: Kafka keeps every chunk until the mixer commits past it, so losing
 the spool (a crash, a new worker) only means re-reading. Chunks are kept as the Kafka values they
 came in (Avro bytes) with their offsets, so an undecodable one can be dead-lettered whole; in
-memory the decoded chunk stays beside its bytes, so mixing does not decode it a second time.
+memory the chunk's packets' summary (packets.ChunkPackets, its payloads joined) stays beside its
+bytes, so mixing does not read it a second time.
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
-from callrec.avro.events import AudioChunk
 from callrec.sinks.errors import ChunkSpoolFull
+from callrec.sinks.packets import ChunkPackets
 
 log = logging.getLogger(__name__)
 RECORD_HEADER = struct.Struct(">qI")  # offset, value length
-Spooled = tuple[int, bytes, AudioChunk | None]
+Spooled = tuple[int, bytes, ChunkPackets | None]
 
 
 @dataclass
@@ -46,7 +47,7 @@ class ChunkSpool:
         for stale in directory.glob("*.spool"):  # a previous run's cache: Kafka has it all
             stale.unlink()
 
-    def add(self, call_key: str, offset: int, value: bytes, chunk: AudioChunk | None) -> None:
+    def add(self, call_key: str, offset: int, value: bytes, chunk: ChunkPackets | None) -> None:
         call = self._calls.setdefault(call_key, _CallSpool())
         call.memory.append((offset, value, chunk))
         call.memory_bytes += len(value)

@@ -7,6 +7,7 @@ kept for compatibility), so the RTP clock and the decoded rate are separate fiel
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,8 @@ CODECS: dict[str, AudioCodec] = {
 }
 
 
+@cache
 def codec_named(name: str) -> AudioCodec | None:
-    """The codec for a contract codec name, None if the mixer cannot decode it."""
+    """The codec for a contract codec name, None if the mixer cannot decode it (asked per
+    chunk: remembered)."""
     return CODECS.get(name.upper().replace(".", "").replace("-", ""))

@@ -1,14 +1,16 @@
 """PyAV adapter: a leg's chunk payloads -> 16-bit samples, one decoder call per chunk.
 
 One decoder context per leg and codec lives across the leg's chunks, because G.722 and G.729
-carry predictor state from packet to packet; after a failure the context is rebuilt.
+carry predictor state from packet to packet; after a failure the context is rebuilt. G.711 has
+no state and cannot fail: a leg's G.711 chunks that follow each other are decoded together, by
+one table lookup over their joined payloads, and written in one piece.
 """
 
 from __future__ import annotations
 
 import tempfile
 from array import array
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, cast
@@ -46,18 +48,20 @@ class DecodedFile:
     def __exit__(self, *_: object) -> None:
         self.file.close()
 
-    def put(self, leg_id: str, chunk: ChunkAudio, samples: Pcm | None) -> None:
-        """A leg's chunks in order (``decode_into``); None for one that did not decode."""
+    def put(self, leg_id: str, chunks: Sequence[ChunkAudio], samples: Pcm | None) -> None:
+        """A leg's chunks in order (``decode_into``), one after the other in its audio, and
+        their samples end to end; None for chunks that did not decode."""
         leg = self.legs.get(leg_id)
         if leg is None:
             leg = self.legs[leg_id] = _LegAudio(self.size)
-        leg.starts.append(chunk.base)
-        leg.ends.append(chunk.base + chunk.samples)
-        self.size = max(self.size, leg.at + (chunk.base + chunk.samples) * 2)
+        leg.starts.extend(c.base for c in chunks)
+        leg.ends.extend(c.base + c.samples for c in chunks)
+        first, last = chunks[0], chunks[-1]
+        self.size = max(self.size, leg.at + (last.base + last.samples) * 2)
         if samples is None:
-            leg.failed.append((chunk.base, chunk.base + chunk.samples))
+            leg.failed.extend((c.base, c.base + c.samples) for c in chunks)
             return
-        self.file.seek(leg.at + chunk.base * 2)
+        self.file.seek(leg.at + first.base * 2)
         self.file.write(samples.astype("<i2", copy=False).tobytes())
 
     def failed(self, leg_id: str, a: int, b: int) -> list[tuple[int, int]]:
@@ -97,28 +101,72 @@ def decode_legs(
     """Samples per (leg_id, chunk_seq) in memory; a chunk that fails maps to None."""
     decoded: dict[tuple[str, int], Pcm | None] = {}
 
-    def put(leg_id: str, chunk: ChunkAudio, samples: Pcm | None) -> None:
-        decoded[(leg_id, chunk.chunk_seq)] = samples
+    def put(leg_id: str, chunks: Sequence[ChunkAudio], samples: Pcm | None) -> None:
+        at = 0
+        for chunk in chunks:
+            part = None if samples is None else samples[at:at + chunk.samples]
+            decoded[(leg_id, chunk.chunk_seq)] = part
+            at += chunk.samples
 
     return decoded, decode_into(legs, put)
 
 
-def decode_into(
-    legs: Iterable[PlacedLeg], put: Callable[[str, ChunkAudio, Pcm | None], None]
-) -> list[DecodeFailure]:
-    """Hand each chunk's samples to ``put`` in leg and chunk order (None for a chunk that
-    fails, which is also reported)."""
+Put = Callable[[str, Sequence[ChunkAudio], "Pcm | None"], None]
+
+
+def decode_into(legs: Iterable[PlacedLeg], put: Put) -> list[DecodeFailure]:
+    """Hand each chunk's samples to ``put`` in leg and chunk order, G.711 chunks that follow
+    each other together (None for a chunk that fails, which is also reported)."""
     failures: list[DecodeFailure] = []
     for leg in legs:
         contexts: dict[str, av.AudioCodecContext] = {}
-        for chunk in leg.chunks:
+        for chunks in _tabled_together(leg.chunks):
+            if len(chunks) > 1:
+                put(leg.leg_id, chunks, _table_decode(chunks))
+                continue
+            chunk = chunks[0]
             try:
-                put(leg.leg_id, chunk, _decode_chunk(chunk, contexts))
+                put(leg.leg_id, chunks, _decode_chunk(chunk, contexts))
             except ValueError as e:  # av.error.FFmpegError subclasses ValueError
                 contexts.pop(chunk.codec_name, None)
-                put(leg.leg_id, chunk, None)
+                put(leg.leg_id, chunks, None)
                 failures.append(DecodeFailure(leg.leg_id, chunk.chunk_seq, str(e)))
     return failures
+
+
+TABLED_TOGETHER = 512
+"""G.711 chunks decoded at once at most (~100 s of audio, 0.8 MB of payload and 1.6 MB of
+samples): a long call's leg is never joined whole."""
+
+
+def _tabled_together(chunks: Sequence[ChunkAudio]) -> Iterator[Sequence[ChunkAudio]]:
+    """The leg's chunks in order: G.711 chunks of one law that follow each other in the leg's
+    audio (and whose payloads are exactly their samples) in runs, every other chunk alone."""
+    run: list[ChunkAudio] = []
+    for chunk in chunks:
+        codec = chunk.codec
+        tabled = codec is not None and _g711_table(codec) is not None
+        if run and (not tabled or chunk.codec is not run[0].codec or len(run) >= TABLED_TOGETHER
+                    or run[-1].base + run[-1].samples != chunk.base):
+            yield run
+            run = []
+        if tabled:
+            run.append(chunk)
+        else:
+            yield (chunk,)
+    if run:
+        yield run
+
+
+def _table_decode(chunks: Sequence[ChunkAudio]) -> Pcm:
+    codec = chunks[0].codec
+    assert codec is not None
+    table = _g711_table(codec)
+    assert table is not None
+    payload = b"".join([c.payload for c in chunks])
+    samples: Pcm = table[np.frombuffer(payload, dtype=np.uint8)]
+    assert len(samples) == sum(c.samples for c in chunks)  # one sample per byte
+    return samples
 
 
 def _decode_chunk(chunk: ChunkAudio, contexts: dict[str, av.AudioCodecContext]) -> Pcm:

@@ -19,9 +19,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 
-from callrec.avro import codec
 from callrec.avro.errors import ContractError
-from callrec.avro.events import AudioChunk, CallRecord, Event
+from callrec.avro.events import CallRecord, Event
 from callrec.avro.topics import AUDIO, CALLS
 from callrec.errors import RetriableError
 from callrec.eventlog import EventLogError, EventPublisher, kafka_errors, new_consumer
@@ -29,6 +28,7 @@ from callrec.sinks.archive import Archiver
 from callrec.sinks.archived import load_archived
 from callrec.sinks.calls import TERMINAL, Archived, Next, OpenCall, reopens
 from callrec.sinks.chunk_spool import ChunkSpool
+from callrec.sinks.chunk_wire import WireChunk, read_chunks, take_in
 from callrec.sinks.errors import ChunkSpoolFull
 from callrec.sinks.health import HealthReport
 from callrec.sinks.offsets import PartitionLedger
@@ -57,6 +57,7 @@ class MixerWorker:
         self.committed: dict[TopicPartition, int] = {}
         self.health = HealthReport(settings.mixer_health_file)
         self._mixing = asyncio.Semaphore(settings.mixer_concurrency)
+        self._clusters = settings.clusters  # asked per chunk: parsed once
         self._assigned = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
 
@@ -71,6 +72,10 @@ class MixerWorker:
             session_timeout_ms=self.settings.mixer_session_timeout_ms,
             heartbeat_interval_ms=max(1000, self.settings.mixer_session_timeout_ms // 4),
             max_poll_interval_ms=300_000,
+            # Fewer, fuller fetches: each costs the worker a request and its answer's parsing
+            # whatever it holds, and a batch of chunks is read as one table (chunk_wire).
+            fetch_min_bytes=self.settings.mixer_fetch_min_bytes,
+            fetch_max_wait_ms=self.settings.mixer_fetch_max_wait_ms,
         )
         self._consumer = consumer
         consumer.subscribe([AUDIO.name, CALLS.name], listener=_Rebalance(self))
@@ -79,8 +84,9 @@ class MixerWorker:
         try:
             while not stop.is_set():
                 batches = await consumer.getmany(timeout_ms=200, max_records=1000)
+                reads = _read_audio(batches)
                 for tp, records in batches.items():
-                    await self._consume(consumer, tp, records)
+                    await self._consume(consumer, tp, records, reads.get(tp))
                 self._resume_if_room(consumer)
                 await self._start_ready_calls(consumer)
                 if time.monotonic() - last_commit >= self.settings.mixer_commit_interval_s:
@@ -96,14 +102,18 @@ class MixerWorker:
 
     # --- consuming -----------------------------------------------------------------------------
 
-    async def _consume(self, consumer: AIOKafkaConsumer, tp: TopicPartition, records: Any) -> None:
+    async def _consume(
+        self, consumer: AIOKafkaConsumer, tp: TopicPartition, records: Any,
+        reads: list[WireChunk | None] | None,
+    ) -> None:
+        """``reads``: what ``_read_audio`` made of the records, None for a topic it skips."""
         # aiokafka may hand out records before the assignment callback (which loads the archived
         # calls) has finished: wait for it, or a replay would archive a call a second time.
         await self._assigned.wait()
         ledger = self.ledgers.setdefault(tp.partition, PartitionLedger())
-        for record in records:
+        for record, read in zip(records, reads or [None] * len(records), strict=True):
             try:
-                event = codec.decode(record.value or b"")
+                event = take_in(record.value or b"", read)
             except ContractError as e:
                 await self._dead_letter(record, e)
                 self._passed(ledger, tp.topic, record.offset)
@@ -116,7 +126,8 @@ class MixerWorker:
                 consumer.pause(tp)
                 return
             if kept is None:
-                misplaced = ContractError(f"{type(event).__name__} does not belong on {tp.topic}")
+                name = "AudioChunk" if isinstance(event, WireChunk) else type(event).__name__
+                misplaced = ContractError(f"{name} does not belong on {tp.topic}")
                 await self._dead_letter(record, misplaced)
             if not kept:
                 self._passed(ledger, tp.topic, record.offset)
@@ -128,15 +139,17 @@ class MixerWorker:
         )
 
     def _take(
-        self, tp: TopicPartition, offset: int, value: bytes, event: Event, ledger: PartitionLedger
+        self, tp: TopicPartition, offset: int, value: bytes, event: Event | WireChunk,
+        ledger: PartitionLedger,
     ) -> bool | None:
         """Keep an event of an open call; False when it needs nothing, None when misplaced."""
-        if tp.topic == AUDIO.name and isinstance(event, AudioChunk):
+        if tp.topic == AUDIO.name and isinstance(event, WireChunk):
             call = self._call_for(event.call_key, tp.partition)
-            if call is None or (event.leg_id, event.chunk_seq) in call.chunks:
+            chunk = event.packets
+            if call is None or (chunk.leg_id, chunk.chunk_seq) in call.chunks:
                 return False
-            self.spool.add(call.key, offset, value, event)
-            call.chunks.add((event.leg_id, event.chunk_seq))
+            self.spool.add(call.key, offset, value, chunk)
+            call.chunks.add((chunk.leg_id, chunk.chunk_seq))
             ledger.saw_chunk(call.key, offset)
             return True
         if tp.topic == CALLS.name and isinstance(event, CallRecord):
@@ -174,7 +187,7 @@ class MixerWorker:
         return bool(age > timedelta(days=self.settings.mixer_archived_lookback_days))
 
     def _call_for(self, call_key: str, partition: int) -> OpenCall | None:
-        clusters = self.settings.clusters
+        clusters = self._clusters
         if clusters and call_key.split(":", 1)[0] not in clusters:
             return None
         if call_key in self.archived.get(partition, {}):
@@ -360,6 +373,19 @@ class MixerWorker:
             "paused": len(consumer.paused()) > 0,
             "store_failing_since": self.archiver.failing_since,
         })
+
+
+def _read_audio(batches: dict[TopicPartition, Any]) -> dict[TopicPartition, list[WireChunk | None]]:
+    """Every audio record of a fetch, of every partition, read at once (chunk_wire: the more
+    chunks in one table, the less each costs), straight to its packets' summary."""
+    audio = [(tp, records) for tp, records in batches.items() if tp.topic == AUDIO.name]
+    reads = read_chunks([r.value or b"" for _, records in audio for r in records])
+    out: dict[TopicPartition, list[WireChunk | None]] = {}
+    at = 0
+    for tp, records in audio:
+        out[tp] = reads[at:at + len(records)]
+        at += len(records)
+    return out
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]

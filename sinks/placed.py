@@ -5,6 +5,7 @@ packet or chunk: a slot covers every packet that follows on in time and in the d
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from callrec.avro.events import GapCause, Leg
 from callrec.sinks.codecs import AudioCodec
@@ -55,10 +56,10 @@ class MediaRun:
         return self.origin_us + -(-self.end * 1_000_000 // self.sample_rate)
 
 
-@dataclass(frozen=True)
-class ChunkAudio:
+class ChunkAudio(NamedTuple):
     """A chunk's audio payloads joined in RTP order: one decoder call per chunk. ``pieces``
-    (start, end) of the chunk's payload bytes, None when they are all audio in order."""
+    (start, end) of the chunk's payload bytes, None when they are all audio in order. A tuple:
+    planning makes one per chunk."""
 
     chunk_seq: int
     codec_name: str

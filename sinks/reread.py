@@ -2,7 +2,7 @@
 
 A call that reopens after its first recording (a hold longer than the segment window, late
 audio) needs the chunks of its earlier segments again; the CallRecord says where its first chunk
-is. Only records keyed by the call are decoded, so scanning the partition is cheap. Audio older
+is. Only records keyed by the call are read, so scanning the partition is cheap. Audio older
 than the topic's retention is gone: the new version then lacks it (the superseded version keeps
 it), and the caller is told how much it missed.
 """
@@ -13,12 +13,11 @@ from dataclasses import dataclass
 
 from aiokafka import TopicPartition
 
-from callrec.avro import codec
 from callrec.avro.errors import ContractError
-from callrec.avro.events import AudioChunk
 from callrec.avro.topics import AUDIO
 from callrec.eventlog import kafka_errors, read_to_end, reader
 from callrec.sinks.chunk_spool import Spooled
+from callrec.sinks.chunk_wire import WireChunk, read_chunks, take_in
 
 
 @dataclass(frozen=True)
@@ -40,14 +39,16 @@ async def reread_audio(
         with kafka_errors(f"seek {AUDIO.name}/{partition}"):
             start = (await consumer.beginning_offsets([tp]))[tp]
         consumer.seek(tp, max(first_offset, start))
-        found: list[Spooled] = []
+        mine: list[tuple[int, bytes]] = []
         async for record in read_to_end(consumer, [tp], {tp: until}):
-            if record.key != key:
-                continue
+            if record.key == key:
+                mine.append((record.offset, record.value or b""))
+        found: list[Spooled] = []
+        for (offset, value), read in zip(mine, read_chunks([v for _, v in mine]), strict=True):
             try:
-                chunk = codec.decode(record.value or b"")
+                chunk = take_in(value, read)
             except ContractError:
                 continue  # dead-lettered when the worker first read it
-            if isinstance(chunk, AudioChunk):
-                found.append((record.offset, record.value or b"", chunk))
+            if isinstance(chunk, WireChunk):
+                found.append((offset, value, chunk.packets))
         return Reread(found, max(0, start - first_offset))

@@ -38,6 +38,8 @@ class MixerSettings(S3Settings):
     """Calls mixed at once (each uses one core while encoding)."""
     mixer_commit_interval_s: float = 1.0
     mixer_session_timeout_ms: int = 10_000
+    mixer_fetch_min_bytes: int = 65_536
+    mixer_fetch_max_wait_ms: int = 50
     mixer_upload_backoff_max_s: float = 30.0
     mixer_object_lock: bool = True
     """Create a missing bucket with object lock (WORM)."""

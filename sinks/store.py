@@ -55,8 +55,11 @@ class StoredObject:
 
 
 def connect(endpoint: str, access_key: str, secret_key: str, secure: bool) -> Minio:
-    """A client that fails fast: the worker's own backoff decides when to try again."""
+    """A client that fails fast: the worker's own backoff decides when to try again. It keeps
+    a connection per thread that may put at once (asyncio's default pool: up to 32), not one
+    shared: calls ending together must not each open a new connection."""
     http = urllib3.PoolManager(
+        maxsize=32,
         timeout=urllib3.Timeout(connect=3, read=30),
         retries=urllib3.Retry(total=1, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]),
     )

@@ -160,7 +160,9 @@ def _chunk_audio(chunks: Sequence[ChunkPackets], packets: list[_Packet]) -> Iter
             by_chunk.setdefault(p.chunk_seq, []).append(p)
     base = 0
     for chunk in chunks:
-        members = sorted(by_chunk.get(chunk.chunk_seq, []), key=lambda p: p.ext_seq)
+        members = by_chunk.get(chunk.chunk_seq, [])
+        if len(members) > 1:
+            members.sort(key=_by_seq)
         pieces: list[tuple[int, int]] = []
         sample = base
         for p in members:
@@ -176,6 +178,10 @@ def _chunk_audio(chunks: Sequence[ChunkPackets], packets: list[_Packet]) -> Iter
             yield ChunkAudio(chunk.chunk_seq, chunk.codec, members[0].codec, chunk,
                              None if whole else tuple(pieces), base, sample - base)
             base = sample
+
+
+def _by_seq(p: _Packet) -> int:
+    return p.ext_seq
 
 
 class _Run:

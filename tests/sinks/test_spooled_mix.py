@@ -12,7 +12,9 @@ from callrec.avro import codec
 from callrec.sinks import archive
 from callrec.sinks.archive import mix_spooled
 from callrec.sinks.chunk_spool import ChunkSpool
+from callrec.sinks.chunk_wire import MEMORY
 from callrec.sinks.encode import recording_format
+from callrec.sinks.packets import compact
 from callrec.sinks.recording import mix_call
 from tests.sinks.factory import new_call_key, simple_call
 
@@ -26,10 +28,10 @@ def test_a_call_mixed_from_its_disk_spool_is_the_recording_of_its_chunks(tmp_pat
     values = {}
     for offset, chunk in enumerate(arrived):
         values[offset] = codec.encode(chunk)
-        spool.add(key, offset, values[offset], chunk)
+        spool.add(key, offset, values[offset], compact(chunk, MEMORY))  # as the worker takes it
     assert spool.disk_bytes > 0 and spool.memory_bytes > 0  # both halves of the spool are read
     entries = spool.stream(key)
-    spool.add(key, 999, values[0], arrived[0])  # after the snapshot: not part of this mix
+    spool.add(key, 999, values[0], compact(arrived[0], MEMORY))  # after the snapshot: not mixed
 
     fmt = recording_format("flac")
     with (tmp_path / "a").open("w+b") as a, (tmp_path / "b").open("w+b") as b:

@@ -42,7 +42,7 @@ from callrec.eventlog import (
 )
 from callrec.health import write_health as write_record
 from callrec.streams.changelog import end_offsets, recover
-from callrec.streams.processor import CallProcessor, Incoming
+from callrec.streams.processor import CallProcessor
 from callrec.streams.recorder_feed import RecorderBoard, follow_recorders
 from callrec.streams.send_queue import SendQueue
 from callrec.streams.settings import StreamsSettings
@@ -178,8 +178,7 @@ class CallStateWorker:
                  if tp.partition in self.owned and records}
         if owned:
             self.processor.fold_batch(
-                [Incoming(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp * 1000)
-                 for records in owned.values() for r in records],
+                [r for records in owned.values() for r in records],
                 tick_topic=self.settings.tick_topic,
                 highwaters=self._highwaters,
             )

@@ -102,16 +102,40 @@ class Ceilings(NamedTuple):
     """skimming decode + ``apply``, in process."""
 
 
+ROW: list[str] = []
+"""The run's figures as cells of a README table row (printed last)."""
+LABELS = {
+    "pure fold (apply, contract events)": "pure fold",
+    "skimming decode + fold, in process (2nd ceiling)": "decode+fold",
+    "Avro decode alone (contract: fastavro + pydantic)": "contract decode",
+    "Avro decode alone (skimming chunks, as the worker)": "skim",
+    "processor (decode+fold+state per 10,000+snapshots)": "processor",
+    "worker + Kafka (per CPU-second of the worker)": "**worker + Kafka**",
+    "worker + Kafka, paced (per CPU-second of the worker)": "**worker + Kafka, paced**",
+}
+
+
 def rate(name: str, events: int, cpu_s: float, ceilings: Ceilings | None) -> float:
     """Print ``name``'s events per CPU-second and its ratios to the ceilings; return the rate."""
     per_s = events / cpu_s
-    ratio = " (the ceiling)"
+    ratio, cell = " (the ceiling)", ""
     if ceilings is not None:
         ratio = f" = {per_s / ceilings.fold:.2f} of the pure fold"
+        cell = f" = {per_s / ceilings.fold:.2f}"
         if ceilings.decode_fold:
             ratio += f", {per_s / ceilings.decode_fold:.2f} of decode+fold"
+            cell += f" / {per_s / ceilings.decode_fold:.2f}"
     print(f"{name:<58} {per_s:>8,.0f} events per CPU-second{ratio}", flush=True)
+    ROW.append(f"{LABELS.get(name, name)} {per_s:,.0f}{cell}")
     return per_s
+
+
+def print_row(started_load: str) -> None:
+    """One line with every figure a README row needs (x / y: ratio to the pure fold / to
+    skimming decode + fold of this run)."""
+    one = os.getloadavg()[0]
+    print(f"row: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load {started_load} -> "
+          f"{one:.1f} | " + " | ".join(ROW))
 
 
 def load() -> str:
@@ -225,6 +249,7 @@ async def bench_worker(bootstrap: str, events: list[Event], run_dir: Path,
         n = len(events) - first_count
         print(f"worker + Kafka: {n:,} events in {elapsed:.1f} s = {n / elapsed:,.0f} events/s "
               f"wall ({load()})")
+        ROW.append(f"wall {n / elapsed:,.0f} events/s over {elapsed:.1f} s")
         rate("worker + Kafka (per CPU-second of the worker)", n, cpu, ceiling)
     finally:
         unspy(recorder)
@@ -395,6 +420,7 @@ def main() -> None:
     events = workload(args.calls, args.chunks)
     print(f"workload: {args.calls} calls x 2 legs x {args.chunks} chunks = {len(events):,} events"
           f" ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {load()})")
+    started_load = f"{os.getloadavg()[0]:.1f}"
     ceiling = bench_pure(events)
     run_dir = Path(tempfile.mkdtemp(prefix="bench-streams-"))
     broker = None
@@ -412,6 +438,7 @@ def main() -> None:
         else:
             asyncio.run(bench_worker(bootstrap, workload(args.calls, args.chunks), run_dir,
                                      ceiling, args.py_spy))
+        print_row(started_load)
         if not args.no_failover:
             asyncio.run(bench_failover(bootstrap, run_dir))
     finally:

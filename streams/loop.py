@@ -148,6 +148,7 @@ class CallStateWorker:
             group_id=s.streams_app_id,
             auto_offset_reset="earliest", max_poll_records=s.streams_batch_max,
             fetch_max_wait_ms=int(s.streams_batch_within_s * 1000),
+            fetch_min_bytes=s.streams_fetch_min_bytes,
             session_timeout_ms=int(s.streams_session_timeout_s * 1000),
             heartbeat_interval_ms=int(s.streams_heartbeat_interval_s * 1000),
             partition_assignment_strategy=(RangePartitionAssignor,)))

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import shutil
 import signal
@@ -41,7 +42,11 @@ import uuid
 from pathlib import Path
 from typing import NamedTuple
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# Imported before this tree goes on sys.path: a tree first on PYTHONPATH laid out as the
+# ``callrec`` package (an alternated run's "before", see streams/README.md) is then the one used.
+import callrec  # noqa: F401
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.*
 
 
 from callrec.avro import codec
@@ -51,6 +56,7 @@ from callrec.eventlog import EventPublisher
 from callrec.infra.kafka import KafkaBroker, ensure_kafka_jars
 from callrec.infra.procs import free_port
 from callrec.infra.topics import ensure_topics
+from callrec.streams import main as worker_main
 from callrec.streams.fold import apply, micros
 from callrec.streams.model import CallState, SourcePosition
 from callrec.streams.processor import CallProcessor, Incoming
@@ -96,16 +102,40 @@ class Ceilings(NamedTuple):
     """skimming decode + ``apply``, in process."""
 
 
+ROW: list[str] = []
+"""The run's figures as cells of a README table row (printed last)."""
+LABELS = {
+    "pure fold (apply, contract events)": "pure fold",
+    "skimming decode + fold, in process (2nd ceiling)": "decode+fold",
+    "Avro decode alone (contract: fastavro + pydantic)": "contract decode",
+    "Avro decode alone (skimming chunks, as the worker)": "skim",
+    "processor (decode+fold+state per 10,000+snapshots)": "processor",
+    "worker + Kafka (per CPU-second of the worker)": "**worker + Kafka**",
+    "worker + Kafka, paced (per CPU-second of the worker)": "**worker + Kafka, paced**",
+}
+
+
 def rate(name: str, events: int, cpu_s: float, ceilings: Ceilings | None) -> float:
     """Print ``name``'s events per CPU-second and its ratios to the ceilings; return the rate."""
     per_s = events / cpu_s
-    ratio = " (the ceiling)"
+    ratio, cell = " (the ceiling)", ""
     if ceilings is not None:
         ratio = f" = {per_s / ceilings.fold:.2f} of the pure fold"
+        cell = f" = {per_s / ceilings.fold:.2f}"
         if ceilings.decode_fold:
             ratio += f", {per_s / ceilings.decode_fold:.2f} of decode+fold"
+            cell += f" / {per_s / ceilings.decode_fold:.2f}"
     print(f"{name:<58} {per_s:>8,.0f} events per CPU-second{ratio}", flush=True)
+    ROW.append(f"{LABELS.get(name, name)} {per_s:,.0f}{cell}")
     return per_s
+
+
+def print_row(started_load: str) -> None:
+    """One line with every figure a README row needs (x / y: ratio to the pure fold / to
+    skimming decode + fold of this run)."""
+    one = os.getloadavg()[0]
+    print(f"row: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load {started_load} -> "
+          f"{one:.1f} | " + " | ".join(ROW))
 
 
 def load() -> str:
@@ -113,9 +143,21 @@ def load() -> str:
     return f"load average {one:.1f} (1 min), {five:.1f} (5 min) on {os.cpu_count()} cores"
 
 
+def worker_collector() -> str:
+    """The in-process figures run under the worker's garbage-collector settings, with this
+    process's workload (~1 million objects: every event whole) frozen out of the collector: the
+    worker holds no such heap, and traversing it was a quarter of the in-process figures' CPU
+    (gc.callbacks), which made the ceilings low."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*worker_main.GC_THRESHOLDS)
+    return f"collector thresholds {gc.get_threshold()}, {gc.get_freeze_count():,} objects frozen"
+
+
 def bench_pure(events: list[Event]) -> Ceilings:
     """Print the in-process figures; return the ceilings (events per CPU-second)."""
     encoded = [codec.encode(e) for e in events]
+    print(worker_collector())
     start = time.process_time()
     states: dict[str, CallState | None] = {}
     for n, event in enumerate(events):
@@ -207,6 +249,7 @@ async def bench_worker(bootstrap: str, events: list[Event], run_dir: Path,
         n = len(events) - first_count
         print(f"worker + Kafka: {n:,} events in {elapsed:.1f} s = {n / elapsed:,.0f} events/s "
               f"wall ({load()})")
+        ROW.append(f"wall {n / elapsed:,.0f} events/s over {elapsed:.1f} s")
         rate("worker + Kafka (per CPU-second of the worker)", n, cpu, ceiling)
     finally:
         unspy(recorder)
@@ -377,6 +420,7 @@ def main() -> None:
     events = workload(args.calls, args.chunks)
     print(f"workload: {args.calls} calls x 2 legs x {args.chunks} chunks = {len(events):,} events"
           f" ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {load()})")
+    started_load = f"{os.getloadavg()[0]:.1f}"
     ceiling = bench_pure(events)
     run_dir = Path(tempfile.mkdtemp(prefix="bench-streams-"))
     broker = None
@@ -394,6 +438,7 @@ def main() -> None:
         else:
             asyncio.run(bench_worker(bootstrap, workload(args.calls, args.chunks), run_dir,
                                      ceiling, args.py_spy))
+        print_row(started_load)
         if not args.no_failover:
             asyncio.run(bench_failover(bootstrap, run_dir))
     finally:

@@ -42,7 +42,7 @@ from callrec.eventlog import (
 )
 from callrec.health import write_health as write_record
 from callrec.streams.changelog import end_offsets, recover
-from callrec.streams.processor import CallProcessor, Incoming
+from callrec.streams.processor import CallProcessor
 from callrec.streams.recorder_feed import RecorderBoard, follow_recorders
 from callrec.streams.send_queue import SendQueue
 from callrec.streams.settings import StreamsSettings
@@ -148,6 +148,7 @@ class CallStateWorker:
             group_id=s.streams_app_id,
             auto_offset_reset="earliest", max_poll_records=s.streams_batch_max,
             fetch_max_wait_ms=int(s.streams_batch_within_s * 1000),
+            fetch_min_bytes=s.streams_fetch_min_bytes,
             session_timeout_ms=int(s.streams_session_timeout_s * 1000),
             heartbeat_interval_ms=int(s.streams_heartbeat_interval_s * 1000),
             partition_assignment_strategy=(RangePartitionAssignor,)))
@@ -178,8 +179,7 @@ class CallStateWorker:
                  if tp.partition in self.owned and records}
         if owned:
             self.processor.fold_batch(
-                [Incoming(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp * 1000)
-                 for records in owned.values() for r in records],
+                [r for records in owned.values() for r in records],
                 tick_topic=self.settings.tick_topic,
                 highwaters=self._highwaters,
             )

@@ -14,7 +14,8 @@ from typing import NamedTuple, Protocol
 from callrec.avro import codec
 from callrec.avro.errors import ContractError
 from callrec.avro.events import CallStatus, DeadLetter, MetricSample
-from callrec.deadletters import dead_letter_for
+from callrec.avro.skim import SkimmedChunk
+from callrec.deadletters import SourceRecord, dead_letter_for
 from callrec.streams.admission import is_leg_event, refusal
 from callrec.streams.errors import InvariantViolated, LateEvent
 from callrec.streams.fold import apply, event_micros
@@ -33,17 +34,26 @@ TICK_GAP_US = 3_000_000
 """Ticks come every second; a longer gap means the worker was cut off (broker, takeover)."""
 
 
+class Record(SourceRecord, Protocol):
+    """One consumed record as the processor reads it: aiokafka's ``ConsumerRecord`` as it is
+    (the worker hands its records over without copying them), or an ``Incoming``."""
+
+    @property
+    def timestamp(self) -> int | None:
+        """The record's Kafka timestamp in milliseconds (the producer's clock when it sent
+        it)."""
+
+
 class Incoming(NamedTuple):
-    """One consumed record, as any Kafka client gives it (a NamedTuple: the worker makes one per
-    record, and a frozen dataclass costs several times a tuple to build)."""
+    """A record made by hand (tests, bench, replay), with what the processor reads of one."""
 
     topic: str
     partition: int
     offset: int
     key: bytes | None
     value: bytes | None
-    timestamp_us: int | None = None
-    """The record's Kafka timestamp (the producer's clock when it sent it)."""
+    timestamp: int | None = None
+    """Kafka's timestamp, in milliseconds."""
 
 
 Highwaters = Callable[[int], Mapping[str, "int | None"]]
@@ -98,7 +108,7 @@ class CallProcessor:
     # --- folding -------------------------------------------------------------------------------
 
     def fold_batch(
-        self, batch: Sequence[Incoming], tick_topic: str | None = None,
+        self, batch: Sequence[Record], tick_topic: str | None = None,
         highwaters: Highwaters | None = None,
     ) -> None:
         """Fold a batch into the calls; ``save`` writes the changed ones to the changelog."""
@@ -106,12 +116,15 @@ class CallProcessor:
         ticked: set[int] = set()
         tallies: list[Tally] = []
         audio: list[AudioAdded] = []
+        last: dict[tuple[str, int], Record] = {}
         for record in batch:
             if record.topic == tick_topic:
                 ticked.add(record.partition)
                 continue
-            self._advance(record)
+            last[record.topic, record.partition] = record
             self._fold_record(record, touched, tallies, audio)
+        for record in last.values():
+            self._advance(record)
         self._persist(touched)
         for partition in sorted(ticked):
             self.tick_partition(partition, highwaters(partition) if highwaters else None)
@@ -119,7 +132,7 @@ class CallProcessor:
             self.window = add(self.window, tallies + audio_tallies(audio))
 
     def _fold_record(
-        self, record: Incoming, touched: dict[bytes, CallState | None], tallies: list[Tally],
+        self, record: Record, touched: dict[bytes, CallState | None], tallies: list[Tally],
         audio: list[AudioAdded],
     ) -> None:
         try:
@@ -129,7 +142,7 @@ class CallProcessor:
             refused = refusal(state, event, record.key)
             if refused is not None:
                 raise refused
-            assert is_leg_event(event)
+            assert type(event) is SkimmedChunk or is_leg_event(event)
             if state is None:
                 age = self.clock() - event_micros(event)
                 if age > self.rules.us(self.rules.terminal_retention_s):
@@ -204,11 +217,14 @@ class CallProcessor:
         if tallies:
             self.window = add(self.window, tallies)
 
-    def _advance(self, record: Incoming) -> None:
+    def _advance(self, record: Record) -> None:
+        """Once per partition and batch, with its last record (a partition's records come in
+        offset order)."""
         where = (record.topic, record.partition)
         known = self.read_to.get(where)
         if known is None or record.offset >= known[0]:
-            self.read_to[where] = (record.offset + 1, record.timestamp_us)
+            sent_at = None if record.timestamp is None else record.timestamp * 1000
+            self.read_to[where] = (record.offset + 1, sent_at)
 
     def start_positions(self, positions: Mapping[tuple[str, int], int]) -> None:
         """Where this worker starts reading partitions just assigned (the group's commits)."""
@@ -340,7 +356,7 @@ class CallProcessor:
     def _publish(self, state: CallState) -> None:
         self.snapshots_due[state.call_key] = state
 
-    def _reject(self, record: Incoming, error: Exception) -> None:
+    def _reject(self, record: Record, error: Exception) -> None:
         self.rejected += 1
         self.window = add(self.window, [Tally("deadletters_total", (), 1)])
         log.warning("dead-lettering %s[%d]@%d: %s", record.topic, record.partition,

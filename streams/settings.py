@@ -32,6 +32,10 @@ class StreamsSettings(CommonSettings):
     streams_batch_max: int = 2000
     """Events folded per batch: one table write per call per batch, not per event."""
     streams_batch_within_s: float = 0.05
+    streams_fetch_min_bytes: int = 1_048_576
+    """The broker answers a fetch once it has this much, or after ``batch_within_s``: at a
+    site's pace a fetch then carries a batch, not the handful of records that came since the
+    last one (each fetch costs the worker a request and a response to parse)."""
     streams_commit_interval_s: float = 0.5
     """How often changed calls go to the changelog and the offsets are committed; also the
     longest a snapshot waits in the outbox."""

@@ -34,7 +34,7 @@ def incoming(events: list[Event], first_offset: int = 0) -> list[Incoming]:
     return [
         Incoming(LIFECYCLE.name if type(e).__name__.startswith("Leg") else AUDIO.name, 0,
                  first_offset + n, e.kafka_key, codec.encode(e),
-                 int(e.event_time.timestamp() * 1e6))
+                 int(e.event_time.timestamp() * 1e3))
         for n, e in enumerate(events)
     ]
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from dataclasses import fields, replace
 
+import pytest
 from hypothesis import given, settings
 
 from callrec.avro import codec
 from callrec.avro.events import AbnormalReason, AudioChunk, CallStatus, Event, Leg
 from callrec.avro.skim import SkimmedChunk
+from callrec.streams.admission import refusal
 from callrec.streams.fold import LegEvent, apply
 from callrec.streams.model import CallState, SourcePosition, Verdict
 from callrec.streams.outputs import Output
@@ -61,3 +63,35 @@ def test_a_chunk_keeps_every_fact_of_the_call_it_does_not_change() -> None:
                if getattr(folded, f.name) != getattr(base, f.name)}
     assert changed <= {"legs", "first_audio", "newest_fact_at", "first_seen_at", "partition"}
     assert "legs" in changed and "first_audio" in changed
+
+
+def _refusal_cases() -> list[tuple[str, CallState | None, AudioChunk, bytes | None]]:
+    call, other = Call(), Call()
+    state = fold([call.started(Leg.NEAR_END)])
+    chunk = call.chunk(Leg.NEAR_END, 0)
+    flipped = call.chunk(Leg.FAR_END, 0).model_copy(update={"leg_id": call.leg_id(Leg.NEAR_END)})
+    return [
+        ("a new call", None, chunk, chunk.kafka_key),
+        ("a known call", state, chunk, chunk.kafka_key),
+        ("no Kafka key given", state, chunk, None),
+        ("the other leg, not started yet", state, call.chunk(Leg.FAR_END, 0), chunk.kafka_key),
+        ("another call's Kafka key", state, chunk, other.key.encode()),
+        ("folded into another call", fold([other.started(Leg.NEAR_END)]), chunk, None),
+        ("a leg changing sides", state, flipped, chunk.kafka_key),
+        ("a negative chunk_seq", None, call.chunk(Leg.NEAR_END, -1), chunk.kafka_key),
+        ("a negative chunk_seq, known call", state, call.chunk(Leg.NEAR_END, -1), None),
+    ]
+
+
+@pytest.mark.parametrize(("case", "state", "chunk", "key"), _refusal_cases(),
+                         ids=[case[0] for case in _refusal_cases()])
+def test_a_skimmed_chunk_is_refused_exactly_as_the_whole_chunk(
+    case: str, state: CallState | None, chunk: AudioChunk, key: bytes | None
+) -> None:
+    # given a chunk, whole and skimmed (refusal has a fast path for skimmed chunks)
+    # when admission judges both against the same state and Kafka key
+    whole, skim = refusal(state, chunk, key), refusal(state, skimmed(chunk), key)
+    # then both are admitted, or both refused for the same reason
+    assert (whole is None) == (skim is None) == (case.startswith(("a new", "a known", "no ",
+                                                                  "the other")))
+    assert str(whole) == str(skim)

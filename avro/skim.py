@@ -31,13 +31,14 @@ _FIXED = _VARINT * 4 + rb"[\x00\x01]" + _VARINT
 """A packet's fields before its payload: rtp_seq, rtp_timestamp, ssrc, payload_type, marker (a
 boolean byte), arrival_time_us."""
 _PACKET = re.compile(_FIXED + b"(" + _VARINT + b")")  # and the payload's length, captured
-_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_HEX = "[0-9a-fA-F]"
+UUID_TEXT = re.compile(f"{_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}}")
 # Well inside the years datetime can hold (1-9999): fastavro's own conversion decides the edges.
-_MIN_US = -62_000_000_000_000_000
-_MAX_US = 253_000_000_000_000_000
+MIN_TIMESTAMP_US = -62_000_000_000_000_000
+MAX_TIMESTAMP_US = 253_000_000_000_000_000
 
 
-def _zigzag_varint(value: int) -> bytes:
+def zigzag_varint(value: int) -> bytes:
     n = (value << 1) ^ (value >> 63)
     out = bytearray()
     while n >= 0x80:
@@ -47,7 +48,7 @@ def _zigzag_varint(value: int) -> bytes:
     return bytes(out)
 
 
-_LENGTHS = {_zigzag_varint(n): n for n in range(8192)}
+_LENGTHS = {zigzag_varint(n): n for n in range(8192)}
 """Payload lengths as the varints they are written as (one or two bytes: up to 8191)."""
 
 
@@ -89,7 +90,7 @@ class SkimmedChunk(NamedTuple):
         return self.call_key.encode()
 
 
-class _Unsure(Exception):
+class Unsure(Exception):
     """Bytes the skim leaves to the contract decode."""
 
 
@@ -97,45 +98,45 @@ def skim_chunk(data: bytes, start: int) -> SkimmedChunk | None:
     """Read the AudioChunk body at ``data[start:]``; None when the contract decode must."""
     try:
         return _skim(data, start)
-    except (_Unsure, IndexError, UnicodeDecodeError):
+    except (Unsure, IndexError, UnicodeDecodeError):
         return None
 
 
 def _skim(data: bytes, pos: int) -> SkimmedChunk:
     size = len(data)
-    event_id, pos = _string(data, pos, size)
-    if _UUID.fullmatch(event_id) is None:
-        raise _Unsure
-    event_time_us, pos = _long(data, pos)
-    if not _MIN_US <= event_time_us <= _MAX_US:
-        raise _Unsure
-    producer_id, pos = _string(data, pos, size)
-    call_key, pos = _string(data, pos, size)
-    leg_index, pos = _long(data, pos)
+    event_id, pos = read_string(data, pos, size)
+    if UUID_TEXT.fullmatch(event_id) is None:
+        raise Unsure
+    event_time_us, pos = read_long(data, pos)
+    if not MIN_TIMESTAMP_US <= event_time_us <= MAX_TIMESTAMP_US:
+        raise Unsure
+    producer_id, pos = read_string(data, pos, size)
+    call_key, pos = read_string(data, pos, size)
+    leg_index, pos = read_long(data, pos)
     if not 0 <= leg_index < len(LEGS):
-        raise _Unsure
-    leg_id, pos = _string(data, pos, size)
-    chunk_seq, pos = _long(data, pos)
-    codec, pos = _string(data, pos, size)
-    payload_type, pos = _long(data, pos)
-    clock_rate, pos = _long(data, pos)
+        raise Unsure
+    leg_id, pos = read_string(data, pos, size)
+    chunk_seq, pos = read_long(data, pos)
+    codec, pos = read_string(data, pos, size)
+    payload_type, pos = read_long(data, pos)
+    clock_rate, pos = read_long(data, pos)
     packet_count = payload_bytes = 0
     match = _PACKET.match
     while True:
-        items, pos = _long(data, pos)
+        items, pos = read_long(data, pos)
         if items == 0:
             break
         if items < 0:  # a block written with its size in bytes (Avro spec, "Arrays")
             items = -items
-            _, pos = _long(data, pos)
+            _, pos = read_long(data, pos)
         left = items
         while left:
             packet = match(data, pos)
             if packet is None:
-                raise _Unsure
+                raise Unsure
             length = _LENGTHS.get(packet.group(1))
             if length is None:
-                raise _Unsure
+                raise Unsure
             pos = packet.end() + length
             payload_bytes += length
             left -= 1
@@ -148,13 +149,13 @@ def _skim(data: bytes, pos: int) -> SkimmedChunk:
                     left = 0
         packet_count += items
     if pos > size:
-        raise _Unsure
-    packets_lost, pos = _long(data, pos)
-    packets_reordered, pos = _long(data, pos)
-    packets_duplicated, pos = _long(data, pos)
-    ssrc_changes, pos = _long(data, pos)
+        raise Unsure
+    packets_lost, pos = read_long(data, pos)
+    packets_reordered, pos = read_long(data, pos)
+    packets_duplicated, pos = read_long(data, pos)
+    ssrc_changes, pos = read_long(data, pos)
     if pos != size:
-        raise _Unsure
+        raise Unsure
     return SkimmedChunk(
         event_id, event_time_us, producer_id, call_key, LEGS[leg_index], leg_id, chunk_seq,
         codec, payload_type, clock_rate, packet_count, payload_bytes, packets_lost,
@@ -170,7 +171,7 @@ def _same_size(length_varint: bytes, length: int, count: int) -> re.Pattern[byte
     return re.compile(one + b"{%d}" % count, re.DOTALL)
 
 
-def _long(data: bytes, pos: int) -> tuple[int, int]:
+def read_long(data: bytes, pos: int) -> tuple[int, int]:
     """An Avro int or long (zigzag varint) at ``pos``, and the position after it."""
     byte = data[pos]
     if byte < 0x80:
@@ -185,15 +186,16 @@ def _long(data: bytes, pos: int) -> tuple[int, int]:
             break
         shift += 7
         if shift > 63:
-            raise _Unsure
+            raise Unsure
     if n >> 64:
-        raise _Unsure  # wider than a long: fastavro's C reader would wrap it
+        raise Unsure  # wider than a long: fastavro's C reader would wrap it
     return (n >> 1) ^ -(n & 1), pos + 1
 
 
-def _string(data: bytes, pos: int, size: int) -> tuple[str, int]:
-    length, pos = _long(data, pos)
+def read_string(data: bytes, pos: int, size: int) -> tuple[str, int]:
+    """An Avro string at ``pos`` that ends before ``size``, and the position after it."""
+    length, pos = read_long(data, pos)
     end = pos + length
     if length < 0 or end > size:
-        raise _Unsure
+        raise Unsure
     return data[pos:end].decode(), end

@@ -35,17 +35,17 @@ import numpy.typing as npt
 from callrec.avro import codec
 from callrec.avro.events import AudioChunk, Event, Leg
 
-# The varint and string readers of call state's skim, reused as they are (its helpers; the
-# same conservative rules: anything unusual is left to the contract decode).
+# The varint and string readers of the contract's skim, shared with call state (the same
+# conservative rules: anything unusual is left to the contract decode).
 from callrec.avro.skim import (
-    _MAX_US,
-    _MIN_US,
-    _UUID,
     LEGS,
-    _long,
-    _string,
-    _Unsure,
-    _zigzag_varint,
+    MAX_TIMESTAMP_US,
+    MIN_TIMESTAMP_US,
+    UUID_TEXT,
+    Unsure,
+    read_long,
+    read_string,
+    zigzag_varint,
 )
 from callrec.sinks.codecs import codec_named
 from callrec.sinks.packets import (
@@ -99,7 +99,7 @@ def read_chunks(values: Sequence[bytes]) -> list[WireChunk | None]:
             continue
         try:
             head = _head(value)
-        except (_Unsure, IndexError, UnicodeDecodeError):
+        except (Unsure, IndexError, UnicodeDecodeError):
             continue
         tables.setdefault((head.widths, head.length, head.packet_count), []).append((i, head))
     for (widths, length, count), members in tables.items():
@@ -138,40 +138,40 @@ def _head(data: bytes) -> _Head:
     checked as if every packet had it."""
     size = len(data)
     pos = codec.HEADER_LEN
-    event_id, pos = _string(data, pos, size)
-    if _UUID.fullmatch(event_id) is None:
-        raise _Unsure
-    event_time_us, pos = _long(data, pos)
-    if not _MIN_US <= event_time_us <= _MAX_US:
-        raise _Unsure
-    _, pos = _string(data, pos, size)  # producer_id
-    call_key, pos = _string(data, pos, size)
-    leg_index, pos = _long(data, pos)
+    event_id, pos = read_string(data, pos, size)
+    if UUID_TEXT.fullmatch(event_id) is None:
+        raise Unsure
+    event_time_us, pos = read_long(data, pos)
+    if not MIN_TIMESTAMP_US <= event_time_us <= MAX_TIMESTAMP_US:
+        raise Unsure
+    _, pos = read_string(data, pos, size)  # producer_id
+    call_key, pos = read_string(data, pos, size)
+    leg_index, pos = read_long(data, pos)
     if not 0 <= leg_index < len(LEGS):
-        raise _Unsure
-    leg_id, pos = _string(data, pos, size)
-    chunk_seq, pos = _long(data, pos)
-    codec_name, pos = _string(data, pos, size)
+        raise Unsure
+    leg_id, pos = read_string(data, pos, size)
+    chunk_seq, pos = read_long(data, pos)
+    codec_name, pos = read_string(data, pos, size)
     payload_type, pos = _int(data, pos)
     clock_rate, pos = _int(data, pos)
-    count, at = _long(data, pos)
+    count, at = read_long(data, pos)
     if count <= 0:
-        raise _Unsure  # no packets, or a block written with its size in bytes: rare
+        raise Unsure  # no packets, or a block written with its size in bytes: rare
     first = _PACKET.match(data, at)
     if first is None:
-        raise _Unsure
+        raise Unsure
     widths = tuple(len(g) for g in first.groups())
-    length, _ = _long(first.group(7), 0)
+    length, _ = read_long(first.group(7), 0)
     if length < 0:
-        raise _Unsure
+        raise Unsure
     pos = at + count * (first.end() - at + length)
     if pos >= size or data[pos] != 0:  # the array's end
-        raise _Unsure
+        raise Unsure
     pos += 1
     for _ in range(4):  # packets_lost, packets_reordered, packets_duplicated, ssrc_changes
         _, pos = _int(data, pos)
     if pos != size:
-        raise _Unsure
+        raise Unsure
     return _Head(call_key, LEGS[leg_index], sys.intern(leg_id), chunk_seq,
                  sys.intern(codec_name), payload_type, clock_rate, at, count, widths, length)
 
@@ -278,7 +278,7 @@ def _layout(widths: tuple[int, ...], length: int) -> tuple[
             mask[at] = 0xFE
         elif field == 6:  # the payload length
             mask[at:at + width] = 0xFF
-            template[at:at + width] = np.frombuffer(_zigzag_varint(length), np.uint8)
+            template[at:at + width] = np.frombuffer(zigzag_varint(length), np.uint8)
         else:
             weights[at:at + width, column] = [1 << (7 * k) for k in range(width)]
             column += 1
@@ -287,7 +287,7 @@ def _layout(widths: tuple[int, ...], length: int) -> tuple[
 
 
 def _int(data: bytes, pos: int) -> tuple[int, int]:
-    value, pos = _long(data, pos)
+    value, pos = read_long(data, pos)
     if not -_INT32 <= value < _INT32:
-        raise _Unsure
+        raise Unsure
     return value, pos

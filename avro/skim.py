@@ -102,8 +102,15 @@ def skim_chunk(data: bytes, start: int) -> SkimmedChunk | None:
         return None
 
 
-def _skim(data: bytes, pos: int) -> SkimmedChunk:
-    size = len(data)
+Header = tuple[str, int, str, str, Leg, str, int, str, int, int]
+"""event_id, event_time_us, producer_id, call_key, leg, leg_id, chunk_seq, codec, payload_type,
+clock_rate: an AudioChunk's fields before its packets, in the schema's order."""
+_INT32 = 1 << 31
+
+
+def read_header(data: bytes, pos: int, size: int) -> tuple[Header, int]:
+    """An AudioChunk's fields before its packets (the skim's and the mixer's reader share it),
+    and where its packets start; Unsure at anything the contract decode should judge."""
     event_id, pos = read_string(data, pos, size)
     if UUID_TEXT.fullmatch(event_id) is None:
         raise Unsure
@@ -120,6 +127,15 @@ def _skim(data: bytes, pos: int) -> SkimmedChunk:
     codec, pos = read_string(data, pos, size)
     payload_type, pos = read_long(data, pos)
     clock_rate, pos = read_long(data, pos)
+    if not (-_INT32 <= payload_type < _INT32 and -_INT32 <= clock_rate < _INT32):
+        raise Unsure  # Avro ints (as read_int, inline: this runs for every chunk)
+    return (event_id, event_time_us, producer_id, call_key, LEGS[leg_index], leg_id, chunk_seq,
+            codec, payload_type, clock_rate), pos
+
+
+def _skim(data: bytes, pos: int) -> SkimmedChunk:
+    size = len(data)
+    header, pos = read_header(data, pos, size)
     packet_count = payload_bytes = 0
     match = _PACKET.match
     while True:
@@ -157,9 +173,8 @@ def _skim(data: bytes, pos: int) -> SkimmedChunk:
     if pos != size:
         raise Unsure
     return SkimmedChunk(
-        event_id, event_time_us, producer_id, call_key, LEGS[leg_index], leg_id, chunk_seq,
-        codec, payload_type, clock_rate, packet_count, payload_bytes, packets_lost,
-        packets_reordered, packets_duplicated, ssrc_changes,
+        *header, packet_count, payload_bytes, packets_lost, packets_reordered,
+        packets_duplicated, ssrc_changes,
     )
 
 
@@ -190,6 +205,14 @@ def read_long(data: bytes, pos: int) -> tuple[int, int]:
     if n >> 64:
         raise Unsure  # wider than a long: fastavro's C reader would wrap it
     return (n >> 1) ^ -(n & 1), pos + 1
+
+
+def read_int(data: bytes, pos: int) -> tuple[int, int]:
+    """An Avro int: a long within 32 bits (anything wider is left to the contract decode)."""
+    value, pos = read_long(data, pos)
+    if not -_INT32 <= value < _INT32:
+        raise Unsure
+    return value, pos
 
 
 def read_string(data: bytes, pos: int, size: int) -> tuple[str, int]:

@@ -35,18 +35,9 @@ import numpy.typing as npt
 from callrec.avro import codec
 from callrec.avro.events import AudioChunk, Event, Leg
 
-# The varint and string readers of the contract's skim, shared with call state (the same
+# The header and varint readers of the contract's skim, shared with call state (the same
 # conservative rules: anything unusual is left to the contract decode).
-from callrec.avro.skim import (
-    LEGS,
-    MAX_TIMESTAMP_US,
-    MIN_TIMESTAMP_US,
-    UUID_TEXT,
-    Unsure,
-    read_long,
-    read_string,
-    zigzag_varint,
-)
+from callrec.avro.skim import Unsure, read_header, read_int, read_long, zigzag_varint
 from callrec.sinks.codecs import codec_named
 from callrec.sinks.packets import (
     RTP_SEQ_MODULUS,
@@ -64,7 +55,6 @@ _V = rb"([\x80-\xff]{0,8}[\x00-\x7f])"  # a varint of at most 9 bytes: its value
 _PACKET = re.compile(_V * 4 + rb"([\x00\x01])" + _V * 2)
 """A packet's fields before its payload: rtp_seq, rtp_timestamp, ssrc, payload_type, marker (a
 boolean byte), arrival_time_us, then the payload's length."""
-_INT32 = 1 << 31
 _RTP_PT = 128
 Ints = npt.NDArray[np.int64]
 
@@ -138,22 +128,8 @@ def _head(data: bytes) -> _Head:
     checked as if every packet had it."""
     size = len(data)
     pos = codec.HEADER_LEN
-    event_id, pos = read_string(data, pos, size)
-    if UUID_TEXT.fullmatch(event_id) is None:
-        raise Unsure
-    event_time_us, pos = read_long(data, pos)
-    if not MIN_TIMESTAMP_US <= event_time_us <= MAX_TIMESTAMP_US:
-        raise Unsure
-    _, pos = read_string(data, pos, size)  # producer_id
-    call_key, pos = read_string(data, pos, size)
-    leg_index, pos = read_long(data, pos)
-    if not 0 <= leg_index < len(LEGS):
-        raise Unsure
-    leg_id, pos = read_string(data, pos, size)
-    chunk_seq, pos = read_long(data, pos)
-    codec_name, pos = read_string(data, pos, size)
-    payload_type, pos = _int(data, pos)
-    clock_rate, pos = _int(data, pos)
+    header, pos = read_header(data, pos, size)
+    _, _, _, call_key, leg, leg_id, chunk_seq, codec_name, payload_type, clock_rate = header
     count, at = read_long(data, pos)
     if count <= 0:
         raise Unsure  # no packets, or a block written with its size in bytes: rare
@@ -169,10 +145,10 @@ def _head(data: bytes) -> _Head:
         raise Unsure
     pos += 1
     for _ in range(4):  # packets_lost, packets_reordered, packets_duplicated, ssrc_changes
-        _, pos = _int(data, pos)
+        _, pos = read_int(data, pos)
     if pos != size:
         raise Unsure
-    return _Head(call_key, LEGS[leg_index], sys.intern(leg_id), chunk_seq,
+    return _Head(call_key, leg, sys.intern(leg_id), chunk_seq,
                  sys.intern(codec_name), payload_type, clock_rate, at, count, widths, length)
 
 
@@ -284,10 +260,3 @@ def _layout(widths: tuple[int, ...], length: int) -> tuple[
             column += 1
         at += width
     return mask, template, weights
-
-
-def _int(data: bytes, pos: int) -> tuple[int, int]:
-    value, pos = read_long(data, pos)
-    if not -_INT32 <= value < _INT32:
-        raise Unsure
-    return value, pos

@@ -20,7 +20,8 @@ from callrec.avro.errors import ContractError
 from callrec.avro.events import EVENT_TYPES, AudioChunk, Event
 from callrec.avro.skim import SkimmedChunk
 from tests.avro.strategies import datum
-from tests.avro.writer import SCHEMAS, write_with_schema
+from tests.avro.writer import DAMAGE, SCHEMAS, write_with_schema
+from tests.avro.writer import damaged as damage
 
 CHUNK = SCHEMAS[AudioChunk]
 CHUNK_PACKET_SCHEMA = next(f for f in CHUNK["fields"] if f["name"] == "packets")["type"]["items"]
@@ -88,20 +89,12 @@ def test_other_events_are_decoded_by_the_contract(model: type[Event], data: st.D
 
 
 @settings(max_examples=400, deadline=None)
-@given(record=st.one_of(datum(CHUNK), one_size_chunks()), cut=st.integers(0, 4000),
-       noise=st.binary(min_size=1, max_size=3),
-       how=st.sampled_from(["truncate", "overwrite", "append"]))
+@given(record=st.one_of(datum(CHUNK), one_size_chunks()), **DAMAGE)
 def test_damaged_chunks_read_as_the_contract_decode_reads_them(
     record: dict[str, Any], cut: int, noise: bytes, how: str,
 ) -> None:
     # given a chunk's bytes, truncated, overwritten somewhere in its body, or padded
-    data = write_with_schema(CHUNK, record)
-    at = codec.HEADER_LEN + cut % (len(data) - codec.HEADER_LEN)
-    damaged = {
-        "truncate": data[:at],
-        "overwrite": data[:at] + noise + data[at + len(noise):],
-        "append": data + noise,
-    }[how]
+    damaged = damage(write_with_schema(CHUNK, record), cut, noise, how)
     # then skimming gives what the contract decode gives: the same facts or the same refusal
     assert outcome(codec.decode_skimming, damaged) == outcome(codec.decode, damaged)
 

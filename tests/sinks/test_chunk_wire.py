@@ -20,7 +20,8 @@ from callrec.avro.events import AudioChunk, CallStatus
 from callrec.sinks.chunk_wire import MEMORY, WireChunk, read_chunks, take_in
 from callrec.sinks.packets import compact
 from tests.avro.strategies import datum
-from tests.avro.writer import SCHEMAS, write_with_schema
+from tests.avro.writer import DAMAGE, SCHEMAS, write_with_schema
+from tests.avro.writer import damaged as damage
 from tests.sinks.factory import simple_call
 
 CHUNK = SCHEMAS[AudioChunk]
@@ -153,20 +154,13 @@ def test_arrivals_at_the_ends_of_a_long_are_read_as_the_contract_reads_them(
 
 
 @settings(max_examples=300, deadline=None)
-@given(record=recorded_chunks(), cut=st.integers(0, 4000),
-       noise=st.binary(min_size=1, max_size=3),
-       how=st.sampled_from(["truncate", "overwrite", "append"]))
+@given(record=recorded_chunks(), **DAMAGE)
 def test_damaged_chunks_end_as_the_contract_decode_ends_them(
     record: dict[str, Any], cut: int, noise: bytes, how: str,
 ) -> None:
     # given a chunk's bytes, truncated, overwritten somewhere in its body, or padded
     data = write_with_schema(CHUNK, record)
-    at = codec.HEADER_LEN + cut % (len(data) - codec.HEADER_LEN)
-    damaged = {
-        "truncate": data[:at],
-        "overwrite": data[:at] + noise + data[at + len(noise):],
-        "append": data + noise,
-    }[how]
+    damaged = damage(data, cut, noise, how)
     # then the worker keeps what the contract decode gives, or refuses it as it does
     [read] = read_chunks([damaged, data])[:1]
     assert outcome(damaged, read) == contract(damaged)

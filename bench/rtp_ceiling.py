@@ -28,7 +28,7 @@ from callrec.avro.events import AudioChunk
 from callrec.infra.kafka import KafkaBroker, ensure_kafka_jars
 from callrec.infra.procs import free_port
 from callrec.infra.topics import ensure_topics
-from callrec.producers.media import PortPool, read_stamped
+from callrec.producers.media import PortPool, RtpPoller, read_stamped
 from callrec.producers.rtp import build_rtp
 
 PARTITIONS = 6
@@ -45,7 +45,12 @@ def payload_of(seq: int) -> bytes:
 
 
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return cpu_seconds_of(Path(f"/proc/{pid}/stat"))
+
+
+def cpu_seconds_of(stat: Path) -> float:
+    """User + system CPU seconds from a /proc ``stat`` file (a process's or a thread's)."""
+    fields = stat.read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
@@ -121,22 +126,28 @@ async def measure(pid: int, sender: Sender, legs: int, seconds: float,
 
 
 def bare_receiver(ports: range, ready: multiprocessing.synchronize.Event,
-                  stop: multiprocessing.synchronize.Event) -> None:  # fmt: skip
-    """The ceiling: the recorder's sockets and reads, with nothing done with the datagrams."""
+                  stop: multiprocessing.synchronize.Event, polled: bool) -> None:  # fmt: skip
+    """The ceiling: the recorder's sockets, with nothing done with the datagrams; read through
+    the event loop's ``add_reader`` per socket (``read_stamped``, the issue's bare asyncio
+    receiver), or ``polled`` in the recorder's rounds (``RtpPoller``)."""
     pool = PortPool("127.0.0.1", ports)
     socks = [pool.acquire()[1] for _ in ports]
     loop = asyncio.new_event_loop()
+    poller = RtpPoller(loop)
     for sock in socks:
-        loop.add_reader(sock.fileno(), read_stamped, sock, lambda *_: None)
+        if polled:
+            poller.add(sock, lambda *_: None)
+        else:
+            loop.add_reader(sock.fileno(), read_stamped, sock, lambda *_: None)
     ready.set()
     loop.run_until_complete(asyncio.to_thread(stop.wait))
 
 
-async def bare_ceiling(legs: int, seconds: float) -> CpuWindow:
+async def bare_ceiling(legs: int, seconds: float, polled: bool = False) -> CpuWindow:
     """The bare receiver's CPU at the packet rate of ``legs`` legs."""
     ready, stop = multiprocessing.Event(), multiprocessing.Event()
     ports = range(BARE_PORTS, BARE_PORTS + legs)
-    receiver = multiprocessing.Process(target=bare_receiver, args=(ports, ready, stop))
+    receiver = multiprocessing.Process(target=bare_receiver, args=(ports, ready, stop, polled))
     receiver.start()
     ready.wait(30)
     sender = start_sending(list(ports))

@@ -160,10 +160,14 @@ def udp_receive_buffer_errors() -> int:
     return int(values[names.index("RcvbufErrors")])
 
 
-def start_recorder(bootstrap: str, work: Path, legs: int, sip_port: int) -> subprocess.Popen[bytes]:
-    """The recorder as the stack runs it, with RTP ports 40000 and up."""
+def start_recorder(bootstrap: str, work: Path, legs: int, sip_port: int,
+                   tree: str | None) -> subprocess.Popen[bytes]:  # fmt: skip
+    """The recorder as the stack runs it, with RTP ports 40000 and up; its code from ``tree``
+    (a directory holding a ``callrec`` package) if given."""
+    first = [tree] if tree else []
     env = {
         **os.environ,
+        "PYTHONPATH": os.pathsep.join([*first, os.environ.get("PYTHONPATH", "")]),
         "CALLREC_RECORDER_ID": "bench",
         "CALLREC_RECORDER_KAFKA_BOOTSTRAP": bootstrap,
         "CALLREC_RECORDER_SIP_PORT": str(sip_port),
@@ -209,7 +213,7 @@ async def bench(args: argparse.Namespace, bootstrap: str, work: Path) -> None:
           flush=True)  # fmt: skip
     bare_kafka, _ = await kafka_ceiling(bootstrap, args.calls, args.kafka_records or legs * 50)
     sip_port = free_port()
-    recorder = start_recorder(bootstrap, work, legs, sip_port)
+    recorder = start_recorder(bootstrap, work, legs, sip_port, args.recorder_tree)
     stop_tail = asyncio.Event()
     latencies: list[tuple[float, float]] = []
     ended: dict[str, LegEnded] = {}
@@ -335,6 +339,8 @@ def main() -> None:
     parser.add_argument("--kafka-records", type=int, default=0,
                         help="records of the Kafka ceiling (default: 10 s of the calls' chunks)")
     parser.add_argument("--bootstrap", help="use this Kafka instead of starting one")
+    parser.add_argument("--recorder-tree", help="run the recorder from this directory's callrec "
+                        "package (an older tree to compare with; the ceilings run this one's)")
     args = parser.parse_args()
     with_broker(args.bootstrap, "recorder-bench-",
                 lambda bootstrap, work: bench(args, bootstrap, work))  # fmt: skip

@@ -37,7 +37,6 @@ from outbox_ceiling import kafka_ceiling
 from rtp_ceiling import (
     CpuWindow,
     bare_ceiling,
-    cpu_seconds_of,
     machine_load,
     measure,
     read_audio_chunks,
@@ -222,7 +221,7 @@ async def bench(args: argparse.Namespace, bootstrap: str, work: Path) -> None:
     rtp_ports = range(40000, 40000 + legs + 101)
     backlog = 0
     published: list[tuple[float, int]] = []  # (when, events Kafka acknowledged) each second
-    threads: list[tuple[float, dict[int, float]]] = []  # (when, CPU seconds by thread id)
+    threads: list[tuple[float, dict[int, tuple[float, float]]]] = []  # (when, by thread id)
     thread_names: dict[int, str] = {}
 
     def watch_backlog() -> None:
@@ -265,10 +264,14 @@ async def bench(args: argparse.Namespace, bootstrap: str, work: Path) -> None:
     report(args.calls, bare, polled, rec, sender.ticks, chunks, ended, window)
     if len(threads) > 1:
         (t0, cpu0), (t1, cpu1) = threads[0], threads[-1]
-        shares = sorted(((cpu1[tid] - cpu0.get(tid, 0.0)) / (t1 - t0), tid) for tid in cpu1)
-        print("recorder threads (cores): " + ", ".join(
-            f"{thread_names.get(tid, tid)} {cores:.3f}" for cores, tid in reversed(shares)
-            if cores >= 0.005))  # fmt: skip
+        shares = sorted(
+            ((run - cpu0.get(tid, (0.0, 0.0))[0]) / (t1 - t0),
+             (wait - cpu0.get(tid, (0.0, 0.0))[1]) / (t1 - t0), tid)
+            for tid, (run, wait) in cpu1.items()
+        )  # fmt: skip
+        print("recorder threads (cores running / waiting runnable for a CPU): " + ", ".join(
+            f"{thread_names.get(tid, tid)} {run:.3f} / {wait:.3f}"
+            for run, wait, tid in reversed(shares) if run >= 0.005))  # fmt: skip
     if len(published) > 1:
         (t0, n0), (t1, n1) = published[0], published[-1]
         rate = (n1 - n0) / (t1 - t0)
@@ -284,15 +287,17 @@ async def bench(args: argparse.Namespace, bootstrap: str, work: Path) -> None:
     print(machine_load())
 
 
-def thread_cpu_seconds(pid: int) -> dict[int, float]:
-    """CPU seconds of each thread of ``pid`` so far, by thread id."""
-    cpu = {}
+def thread_cpu_seconds(pid: int) -> dict[int, tuple[float, float]]:
+    """Seconds each thread of ``pid`` has run, and waited runnable for a CPU (taken by other
+    processes: the machine's load, not the GIL, for which a thread sleeps), by thread id."""
+    times = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
-            cpu[int(task.name)] = cpu_seconds_of(task / "stat")
+            run_ns, wait_ns = (task / "schedstat").read_text().split()[:2]
         except (FileNotFoundError, ProcessLookupError):
             continue  # ended meanwhile
-    return cpu
+        times[int(task.name)] = (int(run_ns) / 1e9, int(wait_ns) / 1e9)
+    return times
 
 
 def report(calls: int, bare: CpuWindow, polled: CpuWindow, rec: CpuWindow, per_leg_sent: int,

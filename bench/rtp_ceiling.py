@@ -45,12 +45,7 @@ def payload_of(seq: int) -> bytes:
 
 
 def cpu_seconds(pid: int) -> float:
-    return cpu_seconds_of(Path(f"/proc/{pid}/stat"))
-
-
-def cpu_seconds_of(stat: Path) -> float:
-    """User + system CPU seconds from a /proc ``stat`` file (a process's or a thread's)."""
-    fields = stat.read_text().rsplit(")", 1)[1].split()
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 

@@ -178,10 +178,18 @@ def start_recorder(bootstrap: str, work: Path, legs: int, sip_port: int,
         "CALLREC_RECORDER_SIP_INVITE_RATE_PER_PEER": "100000",
         "CALLREC_RECORDER_SIP_INVITE_BURST_PER_PEER": str(legs * 2),
     }
+    # Not from the clone's directory: ``-m`` puts the working directory first on sys.path, and
+    # the clone's callrec/ would shadow ``tree`` (the old tree then ran this tree's producers).
+    where = subprocess.run(
+        [sys.executable, "-c", "import callrec.producers.recorder as r; print(r.__file__)"],
+        env=env, cwd=work, capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    print(f"recorder code: {where}", flush=True)
     log = (work / "recorder.log").open("wb")
     return subprocess.Popen(
         [sys.executable, "-m", "callrec.producers"],
         env=env,
+        cwd=work,
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -272,6 +280,11 @@ async def bench(args: argparse.Namespace, bootstrap: str, work: Path) -> None:
         print("recorder threads (cores running / waiting runnable for a CPU): " + ", ".join(
             f"{thread_names.get(tid, tid)} {run:.3f} / {wait:.3f}"
             for run, wait, tid in reversed(shares) if run >= 0.005))  # fmt: skip
+        starved = max(wait for _, wait, _ in shares)
+        if starved > 0.1:
+            print(f"CPU-STARVED: a recorder thread waited runnable for a CPU {starved:.0%} of the "
+                  "window (other work on the machine); its reading lags by that, and so does the "
+                  "latency")  # fmt: skip
     if len(published) > 1:
         (t0, n0), (t1, n1) = published[0], published[-1]
         rate = (n1 - n0) / (t1 - t0)

@@ -161,9 +161,9 @@ def udp_receive_buffer_errors() -> int:
 
 def start_recorder(bootstrap: str, work: Path, legs: int, sip_port: int,
                    tree: str | None) -> subprocess.Popen[bytes]:  # fmt: skip
-    """The recorder as the stack runs it, with RTP ports 40000 and up; its code from ``tree``
-    (a directory holding a ``callrec`` package) if given."""
-    first = [tree] if tree else []
+    """The recorder as the stack runs it, with RTP ports 40000 and up; its code from the clone
+    ``tree`` if given."""
+    first = [str(installed_as_callrec(Path(tree), work / "tree"))] if tree else []
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([*first, os.environ.get("PYTHONPATH", "")]),
@@ -194,6 +194,21 @@ def start_recorder(bootstrap: str, work: Path, legs: int, sip_port: int,
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+
+
+def installed_as_callrec(clone: Path, into: Path) -> Path:
+    """A directory that imports as the clone's ``callrec`` the way pyproject.toml installs it
+    (callrec/ plus producers/, avro/, ... as its subpackages), built of symlinks: on
+    PYTHONPATH alone a clone gives its callrec/ but not its producers/, which the editable
+    install maps to this clone's."""
+    package = into / "callrec"
+    package.mkdir(parents=True)
+    for path in (clone / "callrec").iterdir():
+        (package / path.name).symlink_to(path)
+    for sub in ("avro", "producers", "streams", "sinks", "infra", "emulator", "exporter", "api"):
+        if (clone / sub).is_dir():
+            (package / sub).symlink_to(clone / sub)
+    return into
 
 
 def open_calls(uac: Uac, calls: int, sender_port: int) -> list[tuple[str, str, str, str, int]]:
@@ -357,8 +372,8 @@ def main() -> None:
     parser.add_argument("--kafka-records", type=int, default=0,
                         help="records of the Kafka ceiling (default: 10 s of the calls' chunks)")
     parser.add_argument("--bootstrap", help="use this Kafka instead of starting one")
-    parser.add_argument("--recorder-tree", help="run the recorder from this directory's callrec "
-                        "package (an older tree to compare with; the ceilings run this one's)")
+    parser.add_argument("--recorder-tree", help="run the recorder from this clone (e.g. a `git "
+                        "worktree add` of an older commit; the ceilings run this one's)")
     args = parser.parse_args()
     with_broker(args.bootstrap, "recorder-bench-",
                 lambda bootstrap, work: bench(args, bootstrap, work))  # fmt: skip

@@ -18,7 +18,8 @@ from callrec.producers.errors import NoFreeRtpPort
 RCVBUF_BYTES = 256 * 1024  # ~1.5 s of G.711 at 20 ms: rides out a stall of the event loop
 MAX_DATAGRAM = 2048
 """Read buffer: a longer datagram arrives cut to this, which is over any accepted size anyway."""
-READ_BATCH = 64  # datagrams read per call of ``read_stamped`` (a leg's last read, tests)
+READ_BATCH = 64
+"""Datagrams read per call of ``read_stamped``: a socket that is behind, a leg's last read."""
 POLL_INTERVAL_S = 0.01
 """How often ``RtpPoller`` reads every socket: the longest a datagram waits in the kernel (which
 stamped its arrival) before the recorder reads it, when the recorder keeps up."""
@@ -133,13 +134,14 @@ class RtpPoller:
         self._loop = loop
         self.interval_s = interval_s
         self._epoll = select.epoll()
-        self._readers: dict[int, tuple[Any, OnDatagram]] = {}  # fd: (its recvmsg, handler)
+        self._readers: dict[int, tuple[Any, OnDatagram, socket.socket]] = {}
+        """By file descriptor: the socket's ``recvmsg``, its handler, the socket."""
         self._round_handle: asyncio.Handle | None = None
         self._next_round = 0.0
 
     def add(self, sock: socket.socket, on_datagram: OnDatagram) -> None:
         """Read ``sock`` from the next round on (from the event loop's thread)."""
-        self._readers[sock.fileno()] = (sock.recvmsg, on_datagram)
+        self._readers[sock.fileno()] = (sock.recvmsg, on_datagram, sock)
         self._epoll.register(sock.fileno(), select.EPOLLIN)
         if self._round_handle is None:
             self._next_round = self._loop.time()
@@ -175,15 +177,21 @@ class RtpPoller:
             else:
                 self._round_handle = loop.call_soon(self._round)
 
-    def _read_ready(self, readers: dict[int, tuple[Any, OnDatagram]]) -> bool:
-        """Passes of one read per ready socket until none is ready (True) or POLL_PASSES."""
+    def _read_ready(self, readers: dict[int, tuple[Any, OnDatagram, socket.socket]]) -> bool:
+        """Passes of one read per ready socket until none is ready (True) or POLL_PASSES.
+
+        A datagram older than two intervals means its socket is behind (a stalled or starved
+        recorder): that socket is read on in a batch (``read_stamped``, one EAGAIN for up to
+        ``READ_BATCH`` datagrams) and the loop gets a turn after the pass."""
         poll = self._epoll.poll
         unpack = _unpack_timespec
         space = _ANCILLARY_SPACE
+        behind_us = time.time_ns() // 1000 - int(2e6 * self.interval_s)
         for _ in range(POLL_PASSES):
             ready = poll(0, len(readers) + 1)
             if not ready:
                 return True
+            lagging = False
             for fd, _events in ready:
                 reader = readers.get(fd)
                 if reader is None:  # removed by a handler in this pass
@@ -194,7 +202,13 @@ class RtpPoller:
                     continue
                 if ancillary and ancillary[0][1] == SCM_TIMESTAMPNS:
                     seconds, nanos = unpack(ancillary[0][2])
-                    reader[1](data, seconds * 1_000_000 + nanos // 1000, sender)
+                    at_us = seconds * 1_000_000 + nanos // 1000
+                    reader[1](data, at_us, sender)
+                    if at_us < behind_us:
+                        read_stamped(reader[2], reader[1])
+                        lagging = True
                 else:
                     reader[1](data, arrival_us(ancillary), sender)
+            if lagging:
+                return False
         return False

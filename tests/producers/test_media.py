@@ -151,3 +151,23 @@ async def test_a_handler_that_raises_does_not_stop_the_rounds() -> None:
         await until(lambda: received == [b"bad", b"good"])
         poller.remove(sock)
     poller.close()
+
+
+async def test_a_socket_behind_is_read_on_in_order_with_the_stamps_of_when_it_came() -> None:
+    port = free_port()
+    _, sock = PortPool("127.0.0.1", range(port, port + 1)).acquire()
+    poller = RtpPoller(asyncio.get_running_loop(), interval_s=0.005)
+    received: list[tuple[bytes, int]] = []
+    with sock, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+        wait_for_kernel_stamps(sock, sender)
+        before = now_us()
+        for k in range(150):  # more than a batch
+            sender.sendto(k.to_bytes(2, "big"), ("127.0.0.1", port))
+        after = now_us()
+        await asyncio.sleep(0.1)  # twenty intervals behind: the batched reads
+        poller.add(sock, lambda data, at, _: received.append((data, at)))
+        await until(lambda: len(received) == 150)
+        poller.remove(sock)
+    poller.close()
+    assert [data for data, _ in received] == [k.to_bytes(2, "big") for k in range(150)]
+    assert all(before <= at <= after for _, at in received)

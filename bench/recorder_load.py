@@ -120,11 +120,12 @@ class Uac:
 async def tail_sample(
     bootstrap: str,
     stop: asyncio.Event,
-    latencies: list[float],
+    latencies: list[tuple[float, float]],
     ended: dict[str, LegEnded],
     start: dict[TopicPartition, int],
 ) -> None:
-    """During the run: every lifecycle event, and every 20th audio chunk for the latency."""
+    """During the run: every lifecycle event, and every 20th audio chunk for the latency, as
+    (closed -> consumed, closed -> handed to the producer: the record's create time)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, fetch_max_wait_ms=20)
     await consumer.start()
     tps = [TopicPartition(t, p) for t in ("rec.audio.v1", "rec.lifecycle.v1") for p in range(6)]
@@ -143,7 +144,8 @@ async def tail_sample(
                         continue
                     event = codec.decode(r.value or b"")
                     if isinstance(event, AudioChunk) and event.call_key.startswith("BENCH:"):
-                        latencies.append(now - event.event_time.timestamp())
+                        closed = event.event_time.timestamp()
+                        latencies.append((now - closed, r.timestamp / 1000 - closed))
                     elif isinstance(event, LegEnded) and event.call_key.startswith("BENCH:"):
                         ended[event.leg_id] = event
     finally:
@@ -157,10 +159,14 @@ def udp_receive_buffer_errors() -> int:
     return int(values[names.index("RcvbufErrors")])
 
 
-def start_recorder(bootstrap: str, work: Path, legs: int, sip_port: int) -> subprocess.Popen[bytes]:
-    """The recorder as the stack runs it, with RTP ports 40000 and up."""
+def start_recorder(bootstrap: str, work: Path, legs: int, sip_port: int,
+                   tree: str | None) -> subprocess.Popen[bytes]:  # fmt: skip
+    """The recorder as the stack runs it, with RTP ports 40000 and up; its code from the clone
+    ``tree`` if given."""
+    first = [str(installed_as_callrec(Path(tree), work / "tree"))] if tree else []
     env = {
         **os.environ,
+        "PYTHONPATH": os.pathsep.join([*first, os.environ.get("PYTHONPATH", "")]),
         "CALLREC_RECORDER_ID": "bench",
         "CALLREC_RECORDER_KAFKA_BOOTSTRAP": bootstrap,
         "CALLREC_RECORDER_SIP_PORT": str(sip_port),
@@ -172,14 +178,37 @@ def start_recorder(bootstrap: str, work: Path, legs: int, sip_port: int) -> subp
         "CALLREC_RECORDER_SIP_INVITE_RATE_PER_PEER": "100000",
         "CALLREC_RECORDER_SIP_INVITE_BURST_PER_PEER": str(legs * 2),
     }
+    # Not from the clone's directory: ``-m`` puts the working directory first on sys.path, and
+    # the clone's callrec/ would shadow ``tree`` (the old tree then ran this tree's producers).
+    where = subprocess.run(
+        [sys.executable, "-c", "import callrec.producers.recorder as r; print(r.__file__)"],
+        env=env, cwd=work, capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    print(f"recorder code: {where}", flush=True)
     log = (work / "recorder.log").open("wb")
     return subprocess.Popen(
         [sys.executable, "-m", "callrec.producers"],
         env=env,
+        cwd=work,
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+
+
+def installed_as_callrec(clone: Path, into: Path) -> Path:
+    """A directory that imports as the clone's ``callrec`` the way pyproject.toml installs it
+    (callrec/ plus producers/, avro/, ... as its subpackages), built of symlinks: on
+    PYTHONPATH alone a clone gives its callrec/ but not its producers/, which the editable
+    install maps to this clone's."""
+    package = into / "callrec"
+    package.mkdir(parents=True)
+    for path in (clone / "callrec").iterdir():
+        (package / path.name).symlink_to(path)
+    for sub in ("avro", "producers", "streams", "sinks", "infra", "emulator", "exporter", "api"):
+        if (clone / sub).is_dir():
+            (package / sub).symlink_to(clone / sub)
+    return into
 
 
 def open_calls(uac: Uac, calls: int, sender_port: int) -> list[tuple[str, str, str, str, int]]:
@@ -200,23 +229,31 @@ async def bench(args: argparse.Namespace, bootstrap: str, work: Path) -> None:
     bare = await bare_ceiling(legs, args.bare_seconds)
     print(f"bare receiver: {bare.cores:.3f} cores at {bare.packets_per_s:,.0f} packets/s = "
           f"{bare.us_per_packet:.2f} µs/packet", flush=True)  # fmt: skip
+    polled = await bare_ceiling(legs, args.bare_seconds, polled=True)
+    print(f"bare receiver polled as the recorder reads (RtpPoller): {polled.cores:.3f} cores at "
+          f"{polled.packets_per_s:,.0f} packets/s = {polled.us_per_packet:.2f} µs/packet",
+          flush=True)  # fmt: skip
     bare_kafka, _ = await kafka_ceiling(bootstrap, args.calls, args.kafka_records or legs * 50)
     sip_port = free_port()
-    recorder = start_recorder(bootstrap, work, legs, sip_port)
+    recorder = start_recorder(bootstrap, work, legs, sip_port, args.recorder_tree)
     stop_tail = asyncio.Event()
-    latencies: list[float] = []
+    latencies: list[tuple[float, float]] = []
     ended: dict[str, LegEnded] = {}
     start: dict[TopicPartition, int] = {}
     tail = asyncio.create_task(tail_sample(bootstrap, stop_tail, latencies, ended, start))
     rtp_ports = range(40000, 40000 + legs + 101)
     backlog = 0
     published: list[tuple[float, int]] = []  # (when, events Kafka acknowledged) each second
+    threads: list[tuple[float, dict[int, tuple[float, float]]]] = []  # (when, by thread id)
+    thread_names: dict[int, str] = {}
 
     def watch_backlog() -> None:
         nonlocal backlog
         status = json.loads((work / "recorder" / "status.json").read_text())
         backlog = max(backlog, status["spool_backlog_events"])
         published.append((time.monotonic(), status["published_events"]))
+        threads.append((time.monotonic(), thread_cpu_seconds(recorder.pid)))
+        thread_names.update({tid: name for name, tid in status.get("threads", {}).items()})
 
     try:
         await asyncio.sleep(3)
@@ -247,7 +284,22 @@ async def bench(args: argparse.Namespace, bootstrap: str, work: Path) -> None:
     print(f"kernel drops on RTP sockets: {drops}, host-wide UDP receive-buffer drops: "
           f"{rcvbuf_errors}; largest recorder backlog (spooled, not yet acknowledged by Kafka): "
           f"{backlog} events")  # fmt: skip
-    report(args.calls, bare, rec, sender.ticks, chunks, ended, window)
+    report(args.calls, bare, polled, rec, sender.ticks, chunks, ended, window)
+    if len(threads) > 1:
+        (t0, cpu0), (t1, cpu1) = threads[0], threads[-1]
+        shares = sorted(
+            ((run - cpu0.get(tid, (0.0, 0.0))[0]) / (t1 - t0),
+             (wait - cpu0.get(tid, (0.0, 0.0))[1]) / (t1 - t0), tid)
+            for tid, (run, wait) in cpu1.items()
+        )  # fmt: skip
+        print("recorder threads (cores running / waiting runnable for a CPU): " + ", ".join(
+            f"{thread_names.get(tid, tid)} {run:.3f} / {wait:.3f}"
+            for run, wait, tid in reversed(shares) if run >= 0.005))  # fmt: skip
+        starved = max(wait for _, wait, _ in shares)
+        if starved > 0.1:
+            print(f"CPU-STARVED: a recorder thread waited runnable for a CPU {starved:.0%} of the "
+                  "window (other work on the machine); its reading lags by that, and so does the "
+                  "latency")  # fmt: skip
     if len(published) > 1:
         (t0, n0), (t1, n1) = published[0], published[-1]
         rate = (n1 - n0) / (t1 - t0)
@@ -263,9 +315,22 @@ async def bench(args: argparse.Namespace, bootstrap: str, work: Path) -> None:
     print(machine_load())
 
 
-def report(calls: int, bare: CpuWindow, rec: CpuWindow, per_leg_sent: int,
+def thread_cpu_seconds(pid: int) -> dict[int, tuple[float, float]]:
+    """Seconds each thread of ``pid`` has run, and waited runnable for a CPU (taken by other
+    processes: the machine's load, not the GIL, for which a thread sleeps), by thread id."""
+    times = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            run_ns, wait_ns = (task / "schedstat").read_text().split()[:2]
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # ended meanwhile
+        times[int(task.name)] = (int(run_ns) / 1e9, int(wait_ns) / 1e9)
+    return times
+
+
+def report(calls: int, bare: CpuWindow, polled: CpuWindow, rec: CpuWindow, per_leg_sent: int,
            chunks: dict[str, list[AudioChunk]], ended: dict[str, LegEnded],
-           window: list[float]) -> None:  # fmt: skip
+           sampled: list[tuple[float, float]]) -> None:  # fmt: skip
     """The figures the goal names: CPU per packet against the ceiling, calls per core, loss, p99."""
     lost_chunks = duplicated_chunks = missing_packets = 0
     for leg_id, end in ended.items():
@@ -273,20 +338,28 @@ def report(calls: int, bare: CpuWindow, rec: CpuWindow, per_leg_sent: int,
         lost_chunks += end.chunk_count - len(set(seqs))
         duplicated_chunks += len(seqs) - len(set(seqs))
         missing_packets += per_leg_sent - sum(len(c.packets) for c in chunks.get(leg_id, []))
-    window = sorted(window)
-    pct = lambda q: window[min(len(window) - 1, int(q * len(window)))] * 1000  # noqa: E731
+    window = sorted(total for total, _ in sampled)
+    recorder_side = sorted(part for _, part in sampled)
+    pct = lambda q, xs=window: xs[min(len(xs) - 1, int(q * len(xs)))] * 1000  # noqa: E731
     print(f"legs ended: {len(ended)}/{calls * 2}; packets per leg sent: {per_leg_sent}")
     print(f"chunks lost: {lost_chunks}, duplicated: {duplicated_chunks}; "
           f"packets missing: {missing_packets}")  # fmt: skip
     print(f"recorder: {rec.cores:.3f} cores at {rec.packets_per_s:,.0f} packets/s = "
           f"{rec.us_per_packet:.2f} µs/packet; CPU-seconds per call-minute: "
           f"{rec.cores * 60 / calls:.3f}")  # fmt: skip
-    print(f"recorder / bare receiver CPU per packet: {rec.us_per_packet / bare.us_per_packet:.2f}x")
-    print(f"calls per core at this load: {calls / rec.cores:,.0f} "
-          f"(bare receiver: {calls / bare.cores:,.0f})")  # fmt: skip
+    print(f"recorder / bare receiver CPU per packet: {rec.us_per_packet / bare.us_per_packet:.2f}x"
+          f" (/ the polled bare receiver: {rec.us_per_packet / polled.us_per_packet:.2f}x)")
+    # A G.711 call at 20 ms is two legs of 50 packets/s: calls per core from the packets received
+    # (a sender starved by other work sends fewer than the calls set up).
+    per_core = lambda w: 1e6 / w.us_per_packet / 100  # noqa: E731
+    print(f"calls per core at this load: {per_core(rec):,.0f} (bare receiver: "
+          f"{per_core(bare):,.0f}, polled: {per_core(polled):,.0f}); the sender reached "
+          f"{rec.packets_per_s / (calls * 100):.0%} of {calls * 100:,} packets/s")  # fmt: skip
     if window:
         print(f"chunk latency (closed -> consumed) p50 {pct(0.5):.1f} ms, p99 {pct(0.99):.1f} ms "
-              f"({len(window)} chunks sampled)")  # fmt: skip
+              f"({len(window)} chunks sampled); of it closed -> handed to Kafka's producer p50 "
+              f"{pct(0.5, recorder_side):.1f} ms, p99 {pct(0.99, recorder_side):.1f} ms"
+              )  # fmt: skip
     else:
         print("chunk latency: no chunk sampled in the window")
 
@@ -299,6 +372,8 @@ def main() -> None:
     parser.add_argument("--kafka-records", type=int, default=0,
                         help="records of the Kafka ceiling (default: 10 s of the calls' chunks)")
     parser.add_argument("--bootstrap", help="use this Kafka instead of starting one")
+    parser.add_argument("--recorder-tree", help="run the recorder from this clone (e.g. a `git "
+                        "worktree add` of an older commit; the ceilings run this one's)")
     args = parser.parse_args()
     with_broker(args.bootstrap, "recorder-bench-",
                 lambda bootstrap, work: bench(args, bootstrap, work))  # fmt: skip

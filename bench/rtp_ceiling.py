@@ -28,7 +28,7 @@ from callrec.avro.events import AudioChunk
 from callrec.infra.kafka import KafkaBroker, ensure_kafka_jars
 from callrec.infra.procs import free_port
 from callrec.infra.topics import ensure_topics
-from callrec.producers.media import PortPool, read_stamped
+from callrec.producers.media import PortPool, RtpPoller, read_stamped
 from callrec.producers.rtp import build_rtp
 
 PARTITIONS = 6
@@ -121,22 +121,28 @@ async def measure(pid: int, sender: Sender, legs: int, seconds: float,
 
 
 def bare_receiver(ports: range, ready: multiprocessing.synchronize.Event,
-                  stop: multiprocessing.synchronize.Event) -> None:  # fmt: skip
-    """The ceiling: the recorder's sockets and reads, with nothing done with the datagrams."""
+                  stop: multiprocessing.synchronize.Event, polled: bool) -> None:  # fmt: skip
+    """The ceiling: the recorder's sockets, with nothing done with the datagrams; read through
+    the event loop's ``add_reader`` per socket (``read_stamped``, the issue's bare asyncio
+    receiver), or ``polled`` in the recorder's rounds (``RtpPoller``)."""
     pool = PortPool("127.0.0.1", ports)
     socks = [pool.acquire()[1] for _ in ports]
     loop = asyncio.new_event_loop()
+    poller = RtpPoller(loop)
     for sock in socks:
-        loop.add_reader(sock.fileno(), read_stamped, sock, lambda *_: None)
+        if polled:
+            poller.add(sock, lambda *_: None)
+        else:
+            loop.add_reader(sock.fileno(), read_stamped, sock, lambda *_: None)
     ready.set()
     loop.run_until_complete(asyncio.to_thread(stop.wait))
 
 
-async def bare_ceiling(legs: int, seconds: float) -> CpuWindow:
+async def bare_ceiling(legs: int, seconds: float, polled: bool = False) -> CpuWindow:
     """The bare receiver's CPU at the packet rate of ``legs`` legs."""
     ready, stop = multiprocessing.Event(), multiprocessing.Event()
     ports = range(BARE_PORTS, BARE_PORTS + legs)
-    receiver = multiprocessing.Process(target=bare_receiver, args=(ports, ready, stop))
+    receiver = multiprocessing.Process(target=bare_receiver, args=(ports, ready, stop, polled))
     receiver.start()
     ready.wait(30)
     sender = start_sending(list(ports))

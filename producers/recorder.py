@@ -29,7 +29,7 @@ from callrec.producers.leg import (
     start_leg,
 )
 from callrec.producers.lifecycle import LegLimits, due_end, keep_early
-from callrec.producers.media import PortPool, read_stamped
+from callrec.producers.media import PortPool, RtpPoller, read_stamped
 from callrec.producers.outbox import Outbox
 from callrec.producers.rtp import parse_rtp
 from callrec.producers.rtp_gate import Address, RtpGate
@@ -93,6 +93,7 @@ class Recorder:
         """``time.monotonic()`` of the last event the spool refused (health looks back at it)."""
         self.rtp_dropped: Counter[str] = Counter()  # by rtp_gate.Drop, all legs
         self._loop = loop
+        self.rtp = RtpPoller(loop)
 
     # -- from the SIP thread ---------------------------------------------------------------------
 
@@ -119,8 +120,7 @@ class Recorder:
         live = LiveLeg(open_leg(fact, self.identity), accepted.sock, gate)
         live.chunker.max_bytes = self.settings.chunk_max_bytes
         self.legs[fact.leg_id] = live
-        on_datagram = functools.partial(self._on_datagram, live)
-        self._loop.add_reader(accepted.sock.fileno(), read_stamped, accepted.sock, on_datagram)
+        self.rtp.add(accepted.sock, functools.partial(self._on_datagram, live))
         if fact.media is not None:
             self._start(live, fact.at_us)
 
@@ -164,7 +164,7 @@ class Recorder:
         if live is None:
             return
         sock = live.sock
-        self._loop.remove_reader(sock.fileno())
+        self.rtp.remove(sock)
         read_stamped(sock, functools.partial(self._on_datagram, live), DRAIN_LIMIT)
         sock.close()
         self.ports.release(live.state.opened.local_port)

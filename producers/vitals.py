@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -184,6 +185,7 @@ class Vitals:
             rtp_dropped=dict(r.rtp_dropped),
             kafka_reachable=r.outbox.kafka_reachable,
             sip=r.sip.stats(),
+            threads={t.name: t.native_id for t in threading.enumerate()},
         )
 
     async def run(self, stop: asyncio.Event, drain_timeout_s: float) -> None:

@@ -3,6 +3,7 @@ from whom; their ports are drawn at random."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 
@@ -10,7 +11,7 @@ import pytest
 
 from callrec.infra.procs import free_port
 from callrec.producers.errors import NoFreeRtpPort
-from callrec.producers.media import MAX_DATAGRAM, PortPool, read_stamped
+from callrec.producers.media import MAX_DATAGRAM, PortPool, RtpPoller, read_stamped
 
 
 def now_us() -> int:
@@ -91,3 +92,82 @@ def test_ports_are_drawn_at_random_and_all_of_them_used() -> None:
     ports = [port for port, _ in taken]
     assert len(ports) >= 30 and len(set(ports)) == len(ports)  # a few may be another's
     assert ports != sorted(ports)  # in order from the bottom: ~1 chance in 30!
+
+
+async def until(condition: object, timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.005)
+
+
+async def test_the_poller_reads_every_socket_with_kernel_stamps_until_one_is_removed() -> None:
+    base = free_port()
+    pool = PortPool("127.0.0.1", range(base, base + 30))
+    socks = [pool.acquire()[1] for _ in range(3)]
+    poller = RtpPoller(asyncio.get_running_loop(), interval_s=0.005)
+    received: dict[int, list[tuple[bytes, int]]] = {n: [] for n in range(3)}
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+        wait_for_kernel_stamps(socks[0], sender)
+        for n, sock in enumerate(socks):
+            poller.add(sock, lambda data, at, _, n=n: received[n].append((data, at)))  # type: ignore[misc]
+        before = now_us()
+        for k in range(40):  # more than one pass reads from a socket: all of it in a round
+            for sock in socks:
+                sender.sendto(bytes([k]), sock.getsockname())
+        after = now_us()
+        await until(lambda: all(len(got) == 40 for got in received.values()))
+        assert all([data for data, _ in got] == [bytes([k]) for k in range(40)]
+                   for got in received.values())  # fmt: skip
+        assert all(before <= at <= after for got in received.values() for _, at in got)
+        poller.remove(socks[2])
+        for sock in socks:
+            sender.sendto(b"late", sock.getsockname())
+        await until(lambda: len(received[0]) == len(received[1]) == 41)
+        await asyncio.sleep(0.05)  # ten rounds: the removed socket is not read
+        assert len(received[2]) == 40
+        assert read_stamped(socks[2], lambda *_: None) == 1  # it is still queued there
+    poller.close()
+    for sock in socks:
+        sock.close()
+
+
+async def test_a_handler_that_raises_does_not_stop_the_rounds() -> None:
+    port = free_port()
+    _, sock = PortPool("127.0.0.1", range(port, port + 1)).acquire()
+    poller = RtpPoller(asyncio.get_running_loop(), interval_s=0.005)
+    received: list[bytes] = []
+
+    def handler(data: bytes, *_: object) -> None:
+        received.append(data)
+        if data == b"bad":
+            raise ValueError("a bug in a handler")
+
+    with sock, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+        poller.add(sock, handler)
+        sender.sendto(b"bad", ("127.0.0.1", port))
+        await until(lambda: received == [b"bad"])
+        sender.sendto(b"good", ("127.0.0.1", port))
+        await until(lambda: received == [b"bad", b"good"])
+        poller.remove(sock)
+    poller.close()
+
+
+async def test_a_socket_behind_is_read_on_in_order_with_the_stamps_of_when_it_came() -> None:
+    port = free_port()
+    _, sock = PortPool("127.0.0.1", range(port, port + 1)).acquire()
+    poller = RtpPoller(asyncio.get_running_loop(), interval_s=0.005)
+    received: list[tuple[bytes, int]] = []
+    with sock, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+        wait_for_kernel_stamps(sock, sender)
+        before = now_us()
+        for k in range(150):  # more than a batch
+            sender.sendto(k.to_bytes(2, "big"), ("127.0.0.1", port))
+        after = now_us()
+        await asyncio.sleep(0.1)  # twenty intervals behind: the batched reads
+        poller.add(sock, lambda data, at, _: received.append((data, at)))
+        await until(lambda: len(received) == 150)
+        poller.remove(sock)
+    poller.close()
+    assert [data for data, _ in received] == [k.to_bytes(2, "big") for k in range(150)]
+    assert all(before <= at <= after for _, at in received)

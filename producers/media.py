@@ -184,7 +184,6 @@ class RtpPoller:
         recorder): that socket is read on in a batch (``read_stamped``, one EAGAIN for up to
         ``READ_BATCH`` datagrams) and the loop gets a turn after the pass."""
         poll = self._epoll.poll
-        unpack = _unpack_timespec
         space = _ANCILLARY_SPACE
         behind_us = time.time_ns() // 1000 - int(2e6 * self.interval_s)
         for _ in range(POLL_PASSES):
@@ -200,15 +199,11 @@ class RtpPoller:
                     data, ancillary, _, sender = reader[0](MAX_DATAGRAM, space)
                 except OSError:  # EAGAIN after all, or a queued ICMP error: nothing to read
                     continue
-                if ancillary and ancillary[0][1] == SCM_TIMESTAMPNS:
-                    seconds, nanos = unpack(ancillary[0][2])
-                    at_us = seconds * 1_000_000 + nanos // 1000
-                    reader[1](data, at_us, sender)
-                    if at_us < behind_us:
-                        read_stamped(reader[2], reader[1])
-                        lagging = True
-                else:
-                    reader[1](data, arrival_us(ancillary), sender)
+                at_us = arrival_us(ancillary)
+                reader[1](data, at_us, sender)
+                if at_us < behind_us:
+                    read_stamped(reader[2], reader[1])
+                    lagging = True
             if lagging:
                 return False
         return False

@@ -17,14 +17,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
-from callrec.avro.errors import ContractError
 from callrec.avro.events import CallRecord, DeadLetter, RecordingArchived
 from callrec.avro.topics import AUDIO
 from callrec.errors import RetriableError
 from callrec.eventlog import EventPublisher
 from callrec.sinks.calls import Archived
 from callrec.sinks.chunk_spool import Spooled
-from callrec.sinks.chunk_wire import WireChunk, read_chunks, take_in
+from callrec.sinks.chunk_wire import audio_packets
 from callrec.sinks.encode import RecordingFormat, recording_format
 from callrec.sinks.manifests import ManifestWriter
 from callrec.sinks.naming import archived_event, object_key, object_metadata
@@ -181,14 +180,8 @@ def _spooled_packets(
     spilled: list[tuple[int, bytes]] = []
 
     def read_spilled() -> Iterator[tuple[int, bytes, ChunkPackets, bool]]:
-        reads = read_chunks([value for _, value in spilled])
-        for (offset, value), read in zip(spilled, reads, strict=True):
-            try:
-                chunk = take_in(value, read)
-            except ContractError:
-                continue  # dead-lettered when the worker took it in
-            if isinstance(chunk, WireChunk):
-                yield offset, value, chunk.packets, False
+        for offset, value, packets in audio_packets(spilled):
+            yield offset, value, packets, False
         spilled.clear()
 
     for offset, value, packets in entries:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import itertools
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -33,6 +33,7 @@ import numpy as np
 import numpy.typing as npt
 
 from callrec.avro import codec
+from callrec.avro.errors import ContractError
 from callrec.avro.events import AudioChunk, Event, Leg
 
 # The header and varint readers of the contract's skim, shared with call state (the same
@@ -76,6 +77,22 @@ def take_in(value: bytes, read: WireChunk | None = None) -> WireChunk | Event:
     if isinstance(event, AudioChunk):
         return WireChunk(event.call_key, compact(event, MEMORY))
     return event
+
+
+def audio_packets(
+    records: Sequence[tuple[int, bytes]],
+) -> Iterator[tuple[int, bytes, ChunkPackets]]:
+    """Each AudioChunk among (offset, value) records read back (spilled, or re-read from Kafka),
+    with its packets, in order; values the contract refuses were dead-lettered when the worker
+    first took them in, and other events are not audio: both are passed over."""
+    reads = read_chunks([value for _, value in records])
+    for (offset, value), read in zip(records, reads, strict=True):
+        try:
+            chunk = take_in(value, read)
+        except ContractError:
+            continue
+        if isinstance(chunk, WireChunk):
+            yield offset, value, chunk.packets
 
 
 def read_chunks(values: Sequence[bytes]) -> list[WireChunk | None]:

@@ -13,11 +13,10 @@ from dataclasses import dataclass
 
 from aiokafka import TopicPartition
 
-from callrec.avro.errors import ContractError
 from callrec.avro.topics import AUDIO
 from callrec.eventlog import kafka_errors, read_to_end, reader
 from callrec.sinks.chunk_spool import Spooled
-from callrec.sinks.chunk_wire import WireChunk, read_chunks, take_in
+from callrec.sinks.chunk_wire import audio_packets
 
 
 @dataclass(frozen=True)
@@ -43,12 +42,5 @@ async def reread_audio(
         async for record in read_to_end(consumer, [tp], {tp: until}):
             if record.key == key:
                 mine.append((record.offset, record.value or b""))
-        found: list[Spooled] = []
-        for (offset, value), read in zip(mine, read_chunks([v for _, v in mine]), strict=True):
-            try:
-                chunk = take_in(value, read)
-            except ContractError:
-                continue  # dead-lettered when the worker first read it
-            if isinstance(chunk, WireChunk):
-                found.append((offset, value, chunk.packets))
+        found: list[Spooled] = list(audio_packets(mine))
         return Reread(found, max(0, start - first_offset))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -40,11 +41,31 @@ def ensure_port_free(host: str, port: int, owner: str) -> None:
         )
 
 
+FREE_PORTS = range(10_000, 30_000)
+"""Where ``free_port`` draws: below Linux's ephemeral range (32768-60999 by default), which the
+kernel hands to every client socket, and below the tests' RTP ranges (30000 and up)."""
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A port free now for both TCP and UDP, for a process about to listen on it (SIP takes
+    both). A port the kernel picks (bind to 0) comes from the ephemeral range, where any client
+    socket opened before the listener starts (a Kafka client, a test's UDP probe) may take it
+    again; a port drawn at random from ``FREE_PORTS`` is only ever taken by another draw."""
+    draw = random.SystemRandom()
+    for _ in range(100):
+        port = draw.choice(FREE_PORTS)
+        if _binds(host, port, socket.SOCK_STREAM) and _binds(host, port, socket.SOCK_DGRAM):
+            return port
+    raise PortTaken(f"no free port in {FREE_PORTS} on {host} after 100 draws")
+
+
+def _binds(host: str, port: int, kind: socket.SocketKind) -> bool:
+    with socket.socket(socket.AF_INET, kind) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True
 
 
 def log_tail(log: Path, lines: int = 30) -> str:

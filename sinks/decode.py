@@ -30,15 +30,23 @@ class DecodeFailure:
     reason: str
 
 
-class DecodedFile:
-    """Each leg's decoded audio end to end (``ChunkAudio.base``) in an unlinked temporary file,
-    read back a window at a time: a call of hours costs two numbers per chunk in memory, not
-    its samples (render.Samples)."""
+IN_MEMORY_BYTES = 2 << 20
+"""Decoded samples a call keeps in memory before they go to a file (~1 minute of a two-leg
+8 kHz call): creating the file costs ~0.3 ms, a tenth of a short call's whole mix and nothing
+beside a long one's, whose samples must not sit in memory."""
 
-    def __init__(self, directory: Path | None = None) -> None:
+
+class DecodedFile:
+    """Each leg's decoded audio end to end (``ChunkAudio.base``), in memory up to
+    ``in_memory`` bytes, past that in an unlinked temporary file, read back a window at a time:
+    a call of hours costs two numbers per chunk in memory, not its samples (render.Samples)."""
+
+    def __init__(self, directory: Path | None = None, in_memory: int = IN_MEMORY_BYTES) -> None:
+        where = None
         if directory is not None:
             directory.mkdir(parents=True, exist_ok=True)
-        self.file: BinaryIO = tempfile.TemporaryFile(dir=directory)
+            where = str(directory)
+        self.file = cast(BinaryIO, tempfile.SpooledTemporaryFile(in_memory, dir=where))
         self.legs: dict[str, _LegAudio] = {}
         self.size = 0
 
@@ -62,7 +70,7 @@ class DecodedFile:
             leg.failed.extend((c.base, c.base + c.samples) for c in chunks)
             return
         self.file.seek(leg.at + first.base * 2)
-        self.file.write(samples.astype("<i2", copy=False).tobytes())
+        self.file.write(np.ascontiguousarray(samples, dtype="<i2").data)
 
     def failed(self, leg_id: str, a: int, b: int) -> list[tuple[int, int]]:
         """The parts of the leg's samples a:b that did not decode."""
@@ -164,7 +172,7 @@ def _table_decode(chunks: Sequence[ChunkAudio]) -> Pcm:
     table = _g711_table(codec)
     assert table is not None
     payload = b"".join([c.payload for c in chunks])
-    samples: Pcm = table[np.frombuffer(payload, dtype=np.uint8)]
+    samples: Pcm = _look_up(table, payload)
     assert len(samples) == sum(c.samples for c in chunks)  # one sample per byte
     return samples
 
@@ -176,7 +184,7 @@ def _decode_chunk(chunk: ChunkAudio, contexts: dict[str, av.AudioCodecContext]) 
     payload = chunk.payload
     table = _g711_table(codec)
     if table is not None:  # one sample per byte, no state: a table lookup is the whole decoder
-        return table[np.frombuffer(payload, dtype=np.uint8)]
+        return _look_up(table, payload)
     context = contexts.get(chunk.codec_name)
     if context is None:
         context = contexts[chunk.codec_name] = _context(codec)
@@ -199,6 +207,19 @@ def _frame_samples(frame: av.AudioFrame) -> Pcm:
 
 
 _TABLES: dict[str, Pcm] = {}
+
+
+LOOK_UP_BLOCK = 1 << 16
+
+
+def _look_up(table: Pcm, payload: bytes) -> Pcm:
+    """Each payload byte's sample. ``take`` is ~2.5x faster than indexing the table with the
+    bytes, but widens its indices to 8 bytes each first: a block at a time, that is 0.5 MB."""
+    indices = np.frombuffer(payload, dtype=np.uint8)
+    samples: Pcm = np.empty(len(indices), np.int16)
+    for a in range(0, len(indices), LOOK_UP_BLOCK):
+        table.take(indices[a : a + LOOK_UP_BLOCK], out=samples[a : a + LOOK_UP_BLOCK])
+    return samples
 
 
 def _g711_table(codec: AudioCodec) -> Pcm | None:

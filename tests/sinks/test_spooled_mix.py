@@ -13,9 +13,10 @@ from callrec.sinks import archive
 from callrec.sinks.archive import mix_spooled
 from callrec.sinks.chunk_spool import ChunkSpool
 from callrec.sinks.chunk_wire import MEMORY
+from callrec.sinks.decode import DecodedFile, decode_into
 from callrec.sinks.encode import recording_format
 from callrec.sinks.packets import compact
-from callrec.sinks.recording import mix_call
+from callrec.sinks.recording import mix_call, plan_call
 from tests.sinks.factory import new_call_key, simple_call
 
 
@@ -44,3 +45,18 @@ def test_a_call_mixed_from_its_disk_spool_is_the_recording_of_its_chunks(tmp_pat
     assert archive._spooled_chunks(entries, {("near-0", 3)}) == {
         ("near-0", 3): (offset, values[offset])}
     assert len(list(entries)) == len(arrived)
+
+
+def test_decoded_samples_read_the_same_from_memory_and_from_the_file(tmp_path: Path) -> None:
+    near, far, record = simple_call(new_call_key(), packets=300, far_delay_us=40_000)
+    legs = plan_call(record, near + far)
+    with DecodedFile(tmp_path) as held, DecodedFile(tmp_path, in_memory=1000) as spilled:
+        decode_into(legs, held.put)
+        decode_into(legs, spilled.put)
+        # SpooledTemporaryFile's own flag: the second one has gone to disk, the first has not
+        assert spilled.file._rolled and not held.file._rolled  # type: ignore[attr-defined]
+        for leg in legs:
+            length = leg.chunks[-1].base + leg.chunks[-1].samples
+            whole = held.read(leg.leg_id, 0, length, 1)
+            assert len(whole) == length and whole.any()
+            assert (spilled.read(leg.leg_id, 0, length, 1) == whole).all()

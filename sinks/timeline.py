@@ -28,6 +28,7 @@ from callrec.sinks.packets import (
     RTP_TS_MODULUS,
     ChunkPackets,
     InMemoryPayloads,
+    Span,
     compact,
 )
 from callrec.sinks.placed import ChunkAudio, MediaRun, MissingChunks, PlacedLeg, RunGap, Slot
@@ -67,6 +68,8 @@ class _Packet:
     """Payload bytes (of the whole span)."""
     first_sample: int = 0
     samples: int = 0
+    chunks: int = 1
+    """Chunks planned as this one entry: spans that follow each other exactly (_extend)."""
 
     @property
     def last_seq(self) -> int:
@@ -121,9 +124,14 @@ def _plan(ordered: list[ChunkPackets], last_chunk_seq: int | None, spans: bool) 
 
 
 def _extend(chunks: Sequence[ChunkPackets], spans: bool) -> list[_Packet]:
+    """The chunks' packets in arrival order, sequence and timestamp unwrapped; a span is one
+    entry, and so are spans of consecutive chunks that follow each other exactly (the next
+    packet's sequence and timestamp, the same source, codec and packet), as they would join
+    one run and one slot packet by packet: a call's plan is a few entries, not one per chunk."""
     last_ts: dict[int, int] = {}
     last_seq: dict[int, int] = {}
     out: list[_Packet] = []
+    spanned: tuple[_Packet, Span] | None = None  # the last entry, if spans, and its last span
     for chunk in chunks:
         codec = codec_named(chunk.codec)
         span = chunk.span
@@ -132,10 +140,16 @@ def _extend(chunks: Sequence[ChunkPackets], spans: bool) -> list[_Packet]:
             ext_seq = unwrap(last_seq.get(span.ssrc), span.seq, RTP_SEQ_MODULUS)
             end_ts = ext_ts + (span.count - 1) * span.ticks
             last_ts[span.ssrc], last_seq[span.ssrc] = end_ts, ext_seq + span.count - 1
+            if spanned is not None and _continues(spanned, chunk, span, ext_seq, ext_ts):
+                _merge(spanned[0], span, ext_ts, end_ts)
+                spanned = spanned[0], span
+                continue
             out.append(_Packet(chunk.chunk_seq, span.ssrc, ext_seq, ext_ts, span.first_us, True,
                                codec, chunk.codec, chunk.clock_rate, span.count, end_ts,
                                span.last_us, span.anchor_us, 0, span.size * span.count))
+            spanned = out[-1], span
             continue
+        spanned = None
         offset = 0
         for p in chunk.packet_rows():
             ext_ts = unwrap(last_ts.get(p.ssrc), p.ts, RTP_TS_MODULUS)
@@ -151,6 +165,29 @@ def _extend(chunks: Sequence[ChunkPackets], spans: bool) -> list[_Packet]:
     return out
 
 
+def _continues(spanned: tuple[_Packet, Span], chunk: ChunkPackets, span: Span, ext_seq: int,
+               ext_ts: int) -> bool:
+    """Whether ``span`` follows the spans of entry ``spanned[0]`` (the last one ``spanned[1]``)
+    exactly: what joining them one by one would put in one run and one slot."""
+    entry, last = spanned
+    return (span.ssrc == entry.ssrc and chunk.codec == entry.codec_name
+            and chunk.clock_rate == entry.clock_rate and span.size == last.size
+            and span.ticks == last.ticks and ext_seq == entry.last_seq + 1
+            and ext_ts == entry.last_ts + span.ticks)
+
+
+def _merge(entry: _Packet, span: Span, ext_ts: int, end_ts: int) -> None:
+    """Extend ``entry`` by the span that follows it (its anchor exact: spans exist only for
+    clocks dividing 1 s)."""
+    spoken_us = (ext_ts - entry.ext_ts) * 1_000_000 // entry.clock_rate
+    entry.anchor_us = min(entry.anchor_us, span.anchor_us - spoken_us)
+    entry.count += span.count
+    entry.last_ts = end_ts
+    entry.last_arrival_us = span.last_us
+    entry.size += span.size * span.count
+    entry.chunks += 1
+
+
 def _chunk_audio(chunks: Sequence[ChunkPackets], packets: list[_Packet]) -> Iterable[ChunkAudio]:
     """Each chunk's audio payloads in sequence order, and where each packet's samples fall in
     the leg's decoded audio (``_Packet.first_sample``)."""
@@ -159,8 +196,19 @@ def _chunk_audio(chunks: Sequence[ChunkPackets], packets: list[_Packet]) -> Iter
         if p.audio:
             by_chunk.setdefault(p.chunk_seq, []).append(p)
     base = 0
-    for chunk in chunks:
+    following = iter(chunks)
+    for chunk in following:
         members = by_chunk.get(chunk.chunk_seq, [])
+        if len(members) == 1 and members[0].chunks > 1:  # spans of chunks: each one whole
+            entry = members[0]
+            assert entry.codec is not None
+            entry.first_sample = base
+            for c in itertools.chain((chunk,), itertools.islice(following, entry.chunks - 1)):
+                samples = entry.codec.samples(entry.codec.audio_bytes(c.payload_length()))
+                yield ChunkAudio(c.chunk_seq, c.codec, entry.codec, c, None, base, samples)
+                base += samples
+            entry.samples = base - entry.first_sample
+            continue
         if len(members) > 1:
             members.sort(key=_by_seq)
         pieces: list[tuple[int, int]] = []

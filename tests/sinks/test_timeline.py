@@ -244,11 +244,15 @@ def same_plan(a: PlacedLeg | None, b: PlacedLeg) -> None:
         (c.chunk_seq, c.payload, c.base, c.samples) for c in b.chunks]
 
 
-def test_a_chunk_of_contiguous_packets_is_planned_as_one_span() -> None:
+def test_chunks_of_contiguous_packets_are_planned_as_one_entry() -> None:
     chunks = recorder_chunks(rtp_stream(PACKETS, seed=7))
     memory = InMemoryPayloads()
     entries = timeline._extend([compact(c, memory) for c in chunks], spans=True)
-    assert len(entries) == len(chunks) == PACKETS // 10
+    assert len(chunks) == PACKETS // 10
+    assert len(entries) == 1 and (entries[0].chunks, entries[0].count) == (len(chunks), PACKETS)
+    broken = [compact(c, memory) for c in chunks]
+    broken[20] = broken[20]._replace(span=None, rows=tuple(broken[20].packet_rows()))
+    assert len(timeline._extend(broken, spans=True)) == 1 + 10 + 1  # rows break the entry
     plan = plan_leg(chunks)
     same_plan(plan, packet_by_packet(chunks))
     assert plan is not None and len(plan.runs) == 1 and len(plan.runs[0].slots) == 1

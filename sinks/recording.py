@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from callrec.avro.events import AudioChunk, CallRecord, CallStatus, Gap
-from callrec.sinks.decode import DecodedFile, DecodeFailure, decode_into, decode_legs
+from callrec.sinks.decode import DecodeFailure, decode_into, decode_legs
+from callrec.sinks.decoded import DecodedAudio
 from callrec.sinks.encode import Encoder, RecordingFormat
 from callrec.sinks.packets import ChunkPackets
 from callrec.sinks.placed import PlacedLeg
@@ -81,7 +82,7 @@ def mix_call(
     """Encode the call into ``out`` (a seekable file) and say what it holds; a call with lost
     audio is flagged. Memory stays bounded whatever the call's length: decoded samples go to a
     temporary file in ``workdir`` and are mixed and encoded a window at a time."""
-    with DecodedFile(workdir) as samples:
+    with DecodedAudio(workdir) as samples:
         legs, failures = [], []
         for leg in _planned(call, chunks):  # one leg's joined payloads alive at a time
             failures += decode_into([leg], samples.put)

@@ -8,12 +8,15 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
+import numpy as np
+
 from callrec.avro import codec
 from callrec.sinks import archive
 from callrec.sinks.archive import mix_spooled
 from callrec.sinks.chunk_spool import ChunkSpool
 from callrec.sinks.chunk_wire import MEMORY
-from callrec.sinks.decode import DecodedFile, decode_into
+from callrec.sinks.decode import decode_into
+from callrec.sinks.decoded import DecodedAudio
 from callrec.sinks.encode import recording_format
 from callrec.sinks.packets import compact
 from callrec.sinks.recording import mix_call, plan_call
@@ -47,16 +50,21 @@ def test_a_call_mixed_from_its_disk_spool_is_the_recording_of_its_chunks(tmp_pat
     assert len(list(entries)) == len(arrived)
 
 
-def test_decoded_samples_read_the_same_from_memory_and_from_the_file(tmp_path: Path) -> None:
+def test_decoded_samples_read_the_same_held_in_memory_and_from_the_file(tmp_path: Path) -> None:
     near, far, record = simple_call(new_call_key(), packets=300, far_delay_us=40_000)
+    near[3] = near[3].model_copy(update={"codec": "iLBC"})  # near's audio: two pieces and a hole
     legs = plan_call(record, near + far)
-    with DecodedFile(tmp_path) as held, DecodedFile(tmp_path, in_memory=1000) as spilled:
-        decode_into(legs, held.put)
-        decode_into(legs, spilled.put)
-        # SpooledTemporaryFile's own flag: the second one has gone to disk, the first has not
-        assert spilled.file._rolled and not held.file._rolled  # type: ignore[attr-defined]
+    held_bytes = 3 * 160 * 10 * 2  # near's first piece (3 chunks) only: the rest goes to disk
+    with (DecodedAudio(tmp_path) as held, DecodedAudio(tmp_path, in_memory=held_bytes) as split,
+          DecodedAudio(tmp_path, in_memory=0) as filed):
+        for decoded in (held, split, filed):
+            assert len(decode_into(legs, decoded.put)) == 1
+        assert held.file is None and split.file is not None and filed.file is not None
+        assert [len(split.legs[leg.leg_id].held) for leg in legs] == [0, 1]  # far, near
         for leg in legs:
             length = leg.chunks[-1].base + leg.chunks[-1].samples
             whole = held.read(leg.leg_id, 0, length, 1)
             assert len(whole) == length and whole.any()
-            assert (spilled.read(leg.leg_id, 0, length, 1) == whole).all()
+            for a, n in ((0, length), (4700, 200), (length - 7, 7)):  # across every edge
+                np.testing.assert_array_equal(split.read(leg.leg_id, a, n, 1), whole[a : a + n])
+                np.testing.assert_array_equal(filed.read(leg.leg_id, a, n, 1), whole[a : a + n])

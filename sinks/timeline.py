@@ -18,17 +18,16 @@ from __future__ import annotations
 import bisect
 import itertools
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from callrec.avro.events import AudioChunk, GapCause
-from callrec.sinks.codecs import AudioCodec, codec_named
+from callrec.sinks.entries import Packet, chunk_audio, extend, unwrap
 from callrec.sinks.packets import (
     MAX_PACKET_US,
     RTP_SEQ_MODULUS,
     RTP_TS_MODULUS,
     ChunkPackets,
     InMemoryPayloads,
-    Span,
     compact,
 )
 from callrec.sinks.placed import ChunkAudio, MediaRun, MissingChunks, PlacedLeg, RunGap, Slot
@@ -43,51 +42,8 @@ DEFAULT_CHUNK_US = 200_000
 DEFAULT_PACKET_US = 20_000
 
 
-@dataclass(slots=True)
-class _Packet:
-    """One RTP packet, or a span of ``count`` contiguous ones (packets.Span) planned as one: the
-    first packet's sequence, timestamp and arrival, the last one's, and the span's anchor."""
-
-    chunk_seq: int
-    ssrc: int
-    ext_seq: int
-    ext_ts: int
-    arrival_us: int
-    audio: bool
-    codec: AudioCodec | None
-    codec_name: str
-    clock_rate: int
-    count: int = 1
-    last_ts: int = 0
-    last_arrival_us: int = 0
-    anchor_us: int = 0
-    """min of arrival - (ts - ext_ts) over the packets, in microseconds."""
-    offset: int = 0
-    """Where the packet's payload starts in its chunk's payload bytes."""
-    size: int = 0
-    """Payload bytes (of the whole span)."""
-    first_sample: int = 0
-    samples: int = 0
-    chunks: int = 1
-    """Chunks planned as this one entry: spans that follow each other exactly (_extend)."""
-
-    @property
-    def last_seq(self) -> int:
-        return self.ext_seq + self.count - 1
-
-
 class _Irregular(Exception):
     """A span met a packet it overlaps or reorders with: plan the leg packet by packet."""
-
-
-def unwrap(previous: int | None, value: int, modulus: int) -> int:
-    """Extend a wrapping counter (RTP timestamp or sequence) to the value nearest the last."""
-    if previous is None:
-        return value
-    delta = (value - previous) % modulus
-    if delta >= modulus // 2:
-        delta -= modulus
-    return previous + delta
 
 
 def plan_leg(
@@ -113,8 +69,8 @@ def plan_leg(
 def _plan(ordered: list[ChunkPackets], last_chunk_seq: int | None, spans: bool) -> PlacedLeg:
     first = ordered[0]
     present = {c.chunk_seq for c in ordered}
-    packets = _extend(ordered, spans)
-    audio_chunks = tuple(_chunk_audio(ordered, packets))
+    packets = extend(ordered, spans)
+    audio_chunks = tuple(chunk_audio(ordered, packets))
     runs, shifted = _without_overlap(_build_run(run, present) for run in _split_runs(packets))
     seen = sorted(present)
     lost = tuple(s for s in range(seen[0], seen[-1] + 1) if s not in present)
@@ -123,132 +79,23 @@ def _plan(ordered: list[ChunkPackets], last_chunk_seq: int | None, spans: bool) 
     return PlacedLeg(first.leg, first.leg_id, runs, audio_chunks, missing, lost, shifted)
 
 
-def _extend(chunks: Sequence[ChunkPackets], spans: bool) -> list[_Packet]:
-    """The chunks' packets in arrival order, sequence and timestamp unwrapped; a span is one
-    entry, and so are spans of consecutive chunks that follow each other exactly (the next
-    packet's sequence and timestamp, the same source, codec and packet), as they would join
-    one run and one slot packet by packet: a call's plan is a few entries, not one per chunk."""
-    last_ts: dict[int, int] = {}
-    last_seq: dict[int, int] = {}
-    out: list[_Packet] = []
-    spanned: tuple[_Packet, Span] | None = None  # the last entry, if spans, and its last span
-    for chunk in chunks:
-        codec = codec_named(chunk.codec)
-        span = chunk.span
-        if spans and span is not None and codec is not None:
-            ext_ts = unwrap(last_ts.get(span.ssrc), span.ts, RTP_TS_MODULUS)
-            ext_seq = unwrap(last_seq.get(span.ssrc), span.seq, RTP_SEQ_MODULUS)
-            end_ts = ext_ts + (span.count - 1) * span.ticks
-            last_ts[span.ssrc], last_seq[span.ssrc] = end_ts, ext_seq + span.count - 1
-            if spanned is not None and _continues(spanned, chunk, span, ext_seq, ext_ts):
-                _merge(spanned[0], span, ext_ts, end_ts)
-                spanned = spanned[0], span
-                continue
-            out.append(_Packet(chunk.chunk_seq, span.ssrc, ext_seq, ext_ts, span.first_us, True,
-                               codec, chunk.codec, chunk.clock_rate, span.count, end_ts,
-                               span.last_us, span.anchor_us, 0, span.size * span.count))
-            spanned = out[-1], span
-            continue
-        spanned = None
-        offset = 0
-        for p in chunk.packet_rows():
-            ext_ts = unwrap(last_ts.get(p.ssrc), p.ts, RTP_TS_MODULUS)
-            ext_seq = unwrap(last_seq.get(p.ssrc), p.seq, RTP_SEQ_MODULUS)
-            last_ts[p.ssrc], last_seq[p.ssrc] = ext_ts, ext_seq
-            audio = p.payload_type == chunk.payload_type and (
-                codec is None or codec.audio_bytes(p.size) > 0
-            )
-            out.append(_Packet(chunk.chunk_seq, p.ssrc, ext_seq, ext_ts, p.arrival_us, audio,
-                               codec, chunk.codec, chunk.clock_rate, 1, ext_ts, p.arrival_us,
-                               p.arrival_us, offset, p.size))
-            offset += p.size
-    return out
-
-
-def _continues(spanned: tuple[_Packet, Span], chunk: ChunkPackets, span: Span, ext_seq: int,
-               ext_ts: int) -> bool:
-    """Whether ``span`` follows the spans of entry ``spanned[0]`` (the last one ``spanned[1]``)
-    exactly: what joining them one by one would put in one run and one slot."""
-    entry, last = spanned
-    return (span.ssrc == entry.ssrc and chunk.codec == entry.codec_name
-            and chunk.clock_rate == entry.clock_rate and span.size == last.size
-            and span.ticks == last.ticks and ext_seq == entry.last_seq + 1
-            and ext_ts == entry.last_ts + span.ticks)
-
-
-def _merge(entry: _Packet, span: Span, ext_ts: int, end_ts: int) -> None:
-    """Extend ``entry`` by the span that follows it (its anchor exact: spans exist only for
-    clocks dividing 1 s)."""
-    spoken_us = (ext_ts - entry.ext_ts) * 1_000_000 // entry.clock_rate
-    entry.anchor_us = min(entry.anchor_us, span.anchor_us - spoken_us)
-    entry.count += span.count
-    entry.last_ts = end_ts
-    entry.last_arrival_us = span.last_us
-    entry.size += span.size * span.count
-    entry.chunks += 1
-
-
-def _chunk_audio(chunks: Sequence[ChunkPackets], packets: list[_Packet]) -> Iterable[ChunkAudio]:
-    """Each chunk's audio payloads in sequence order, and where each packet's samples fall in
-    the leg's decoded audio (``_Packet.first_sample``)."""
-    by_chunk: dict[int, list[_Packet]] = {}
-    for p in packets:
-        if p.audio:
-            by_chunk.setdefault(p.chunk_seq, []).append(p)
-    base = 0
-    following = iter(chunks)
-    for chunk in following:
-        members = by_chunk.get(chunk.chunk_seq, [])
-        if len(members) == 1 and members[0].chunks > 1:  # spans of chunks: each one whole
-            entry = members[0]
-            assert entry.codec is not None
-            entry.first_sample = base
-            for c in itertools.chain((chunk,), itertools.islice(following, entry.chunks - 1)):
-                samples = entry.codec.samples(entry.codec.audio_bytes(c.payload_length()))
-                yield ChunkAudio(c.chunk_seq, c.codec, entry.codec, c, None, base, samples)
-                base += samples
-            entry.samples = base - entry.first_sample
-            continue
-        if len(members) > 1:
-            members.sort(key=_by_seq)
-        pieces: list[tuple[int, int]] = []
-        sample = base
-        for p in members:
-            size = p.size
-            if p.codec is not None:
-                size = p.codec.audio_bytes(size)
-                p.samples = p.codec.samples(size)
-            p.first_sample = sample
-            sample += p.samples
-            pieces.append((p.offset, p.offset + size))
-        if members:
-            whole = len(members) == 1 and members[0].count > 1  # a span: its payload as it is
-            yield ChunkAudio(chunk.chunk_seq, chunk.codec, members[0].codec, chunk,
-                             None if whole else tuple(pieces), base, sample - base)
-            base = sample
-
-
-def _by_seq(p: _Packet) -> int:
-    return p.ext_seq
-
-
 class _Run:
     """Packets of one source being collected: the highest-sequence packet to extend from, and
     the arrival anchor so far (when the sample at timestamp ``ts0`` was spoken, at the latest)."""
 
     __slots__ = ("head", "key", "origin_us", "packets", "ts0")
 
-    def __init__(self, key: tuple[int, str], first: _Packet) -> None:
+    def __init__(self, key: tuple[int, str], first: Packet) -> None:
         self.key = key
         self.head = first
         self.packets = [first]
         self.ts0 = first.ext_ts
         self.origin_us = first.anchor_us
 
-    def spoken_us(self, p: _Packet) -> int:
+    def spoken_us(self, p: Packet) -> int:
         return self.origin_us + (p.ext_ts - self.ts0) * 1_000_000 // p.clock_rate
 
-    def join(self, p: _Packet) -> None:
+    def join(self, p: Packet) -> None:
         self.packets.append(p)
         if p.ext_seq > self.head.last_seq:
             self.head = p
@@ -256,7 +103,7 @@ class _Run:
         self.origin_us = min(self.origin_us, p.anchor_us - spoken)
 
 
-def _split_runs(packets: list[_Packet]) -> Iterable[list[_Packet]]:
+def _split_runs(packets: list[Packet]) -> Iterable[list[Packet]]:
     """Cut the arrival-ordered packets only where the RTP stream itself breaks.
 
     A packet stays in the current run of its source while its timestamp follows from its sequence
@@ -289,7 +136,7 @@ def _split_runs(packets: list[_Packet]) -> Iterable[list[_Packet]]:
     return (r.packets for r in runs)
 
 
-def _straggler_of(runs: list[_Run], p: _Packet) -> _Run | None:
+def _straggler_of(runs: list[_Run], p: Packet) -> _Run | None:
     """The earlier run a late packet belongs to: same source, RTP-consistent, and (if it is past
     that run's head) spoken before the next run began, not a resumption after it."""
     key = (p.ssrc, p.codec_name)
@@ -302,7 +149,7 @@ def _straggler_of(runs: list[_Run], p: _Packet) -> _Run | None:
     return None
 
 
-def _follows(head: _Packet, p: _Packet, pause: bool = True) -> bool:
+def _follows(head: Packet, p: Packet, pause: bool = True) -> bool:
     """Whether ``p`` belongs to the stream ``head`` is in, judged by RTP first, arrival last.
 
     Sequence and timestamp moving together (each sequence step a plausible packet length, either
@@ -331,7 +178,7 @@ def _sign(n: int) -> int:
     return 1 if n > 0 else -1
 
 
-def _build_run(packets: list[_Packet], present_chunks: set[int]) -> MediaRun:
+def _build_run(packets: list[Packet], present_chunks: set[int]) -> MediaRun:
     audio = sorted((p for p in packets if p.audio), key=lambda p: (p.ext_ts, p.ext_seq))
     head = audio[0]
     codec, clock = head.codec, head.clock_rate
@@ -343,7 +190,7 @@ def _build_run(packets: list[_Packet], present_chunks: set[int]) -> MediaRun:
     other_seqs = sorted(p.ext_seq for p in packets if not p.audio)
     slots: list[Slot] = []
     gaps: list[RunGap] = []
-    previous: _Packet | None = None
+    previous: Packet | None = None
     for p in audio:
         if previous is not None and p.ext_ts <= previous.last_ts and (
             p.count > 1 or previous.count > 1
@@ -388,7 +235,7 @@ def _without_overlap(runs: Iterable[MediaRun]) -> tuple[tuple[MediaRun, ...], in
     return tuple(placed), shifted
 
 
-def _estimate_unknown_lengths(audio: list[_Packet]) -> None:
+def _estimate_unknown_lengths(audio: list[Packet]) -> None:
     """An unknown codec's packet lasts until the next one's timestamp (the last one, as long)."""
     step = audio[0].clock_rate * DEFAULT_PACKET_US // 1_000_000
     for p, nxt in itertools.pairwise(audio):
@@ -399,7 +246,7 @@ def _estimate_unknown_lengths(audio: list[_Packet]) -> None:
 
 
 def _gap_cause(
-    before: _Packet, after: _Packet, other_seqs: list[int], present_chunks: set[int]
+    before: Packet, after: Packet, other_seqs: list[int], present_chunks: set[int]
 ) -> GapCause:
     """Missing sequence numbers mean loss; a contiguous sequence means the sender sent no audio."""
     skipped = after.ext_seq - before.last_seq - 1

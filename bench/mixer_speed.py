@@ -7,8 +7,10 @@ run, the runs interleaved so the machine's load falls on both alike:
 - ceiling: PyAV encoding the call's rendered PCM alone (the same container, codec, options,
   bit rate and frame cut as the mixer; no planning, decoding, mixing or S3). Its output must be
   the mixer's bytes exactly (checked), so both encode the same PCM the same way;
-- mixer: ``mix_call``, the worker's path (plan, decode to a temporary file, lay out, render and
-  encode a window at a time, sha256).
+- mixer: ``mix_call``, the worker's path (plan, decode, lay out, render and encode a window at
+  a time, sha256), given the chunks as the worker holds them when the call ends: each one's
+  packets summarised at take-in (``chunk_wire.read_chunks`` over its Avro value, in the consume
+  loop as chunks arrive, so not part of a call's mix).
 
 Figures are x real time per CPU-second of this process (median of the runs) and their ratio,
 mixer / ceiling. Goal (issue 14): ratio >= 0.8 in every cell. ``--profile`` runs cProfile over
@@ -40,8 +42,11 @@ import numpy as np
 sys.path.insert(1 + len([p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]),
                 str(Path(__file__).resolve().parents[1]))
 
+from callrec.avro import codec as avro_codec
 from callrec.avro.events import AudioChunk, CallRecord, Leg
+from callrec.sinks.chunk_wire import WireChunk, read_chunks, take_in
 from callrec.sinks.encode import BITRATE_PER_CHANNEL, DEFAULT_FRAME, FORMATS, RecordingFormat
+from callrec.sinks.packets import ChunkPackets
 from callrec.sinks.recording import mix_call, render_call
 from tests.sinks.factory import call_record, chunked, leg_summary, rtp_stream
 
@@ -65,6 +70,14 @@ def two_leg_call(codec: str, seconds: int) -> tuple[CallRecord, list[AudioChunk]
     record = call_record(key, [leg_summary(c, codec=codec) for c in legs],
                          duration_us=seconds * 1_000_000)
     return record, legs[0] + legs[1]
+
+
+def taken_in(chunks: list[AudioChunk]) -> list[ChunkPackets]:
+    """The chunks as the worker's consume loop takes them in from their Kafka values."""
+    values = [avro_codec.encode(chunk) for chunk in chunks]
+    taken = [take_in(value, read) for value, read in zip(values, read_chunks(values),
+                                                          strict=True)]
+    return [t.packets for t in taken if isinstance(t, WireChunk)]
 
 
 def bare_encode(pcm: np.ndarray, rate: int, fmt: RecordingFormat) -> bytes:
@@ -139,7 +152,7 @@ def measure(works: list[Callable[[], object]], min_cpu: float) -> list[float]:
     return [statistics.median(times) for times in runs]
 
 
-def _mix(call: CallRecord, chunks: list[AudioChunk], fmt: RecordingFormat,
+def _mix(call: CallRecord, chunks: list[ChunkPackets], fmt: RecordingFormat,
          channels: int) -> None:
     mix_call(call, chunks, fmt, channels, io.BytesIO())
 
@@ -161,6 +174,8 @@ def speed(seconds: int, min_cpu: float, profile: bool, formats: list[str],
     for codec in codecs:
         call, chunks = two_leg_call(codec, seconds)
         payloads = leg_payloads(chunks)
+        packets = taken_in(chunks)
+        assert len(packets) == len(chunks)
         decoder = CODEC_DECODERS[codec]
         for channels in (2, 1):
             rendered, failures = render_call(call, chunks, channels)
@@ -170,13 +185,13 @@ def speed(seconds: int, min_cpu: float, profile: bool, formats: list[str],
             for name in formats:
                 fmt = FORMATS[name]
                 out = io.BytesIO()
-                mixed = mix_call(call, chunks, fmt, channels, out)
+                mixed = mix_call(call, packets, fmt, channels, out)
                 same = hashlib.sha256(bare_encode(pcm, rate, fmt)).hexdigest() == mixed.sha256
                 xpcm, _ = bare_transcode(payloads, decoder, rate, channels, fmt)
                 ceil_cpu, xcode_cpu, mix_cpu = measure([
                     functools.partial(bare_encode, pcm, rate, fmt),
                     functools.partial(bare_transcode, payloads, decoder, rate, channels, fmt),
-                    functools.partial(_mix, call, chunks, fmt, channels)], min_cpu)
+                    functools.partial(_mix, call, packets, fmt, channels)], min_cpu)
                 ratio = ceil_cpu / mix_cpu
                 print(f"{codec:<6} {kind:<6} {name:<5} {seconds / ceil_cpu:7.0f}x "
                       f"{seconds / xcode_cpu:7.0f}x {seconds / mix_cpu:7.0f}x {ratio:6.2f} "
@@ -186,7 +201,7 @@ def speed(seconds: int, min_cpu: float, profile: bool, formats: list[str],
                 if ratio < GOAL:
                     below.append((codec, kind, name))
                     if profile:
-                        profile_mixer(call, chunks, fmt, channels, min_cpu)
+                        profile_mixer(call, packets, fmt, channels, min_cpu)
     print(load_line())
     return below
 
@@ -197,7 +212,7 @@ STAGES = (("plan", "timeline.py", "plan_leg"), ("decode", "decode.py", "decode_i
           ("sha256", "recording.py", "_size_and_hash"))
 
 
-def profile_mixer(call: CallRecord, chunks: list[AudioChunk], fmt: RecordingFormat,
+def profile_mixer(call: CallRecord, chunks: list[ChunkPackets], fmt: RecordingFormat,
                   channels: int, min_cpu: float) -> None:
     """cProfile over enough mixer runs for ``min_cpu`` s: the share of each stage of mix_call
     (cumulative), then the functions with the most own time. cProfile's per-call overhead

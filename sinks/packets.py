@@ -135,10 +135,12 @@ class ChunkPackets(NamedTuple):
     def packet_rows(self) -> Sequence[Row]:
         return self.span.rows(self.payload_type) if self.span is not None else self.rows
 
-    def payload_bytes(self) -> bytes:
+    def payload_length(self) -> int:
         span = self.span
-        length = span.size * span.count if span is not None else sum(r.size for r in self.rows)
-        return self.store.get(self.payload, length)
+        return span.size * span.count if span is not None else sum(r.size for r in self.rows)
+
+    def payload_bytes(self) -> bytes:
+        return self.store.get(self.payload, self.payload_length())
 
 
 def compact(chunk: AudioChunk, store: Payloads) -> ChunkPackets:

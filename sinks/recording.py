@@ -9,13 +9,15 @@ decoded to a file, then rendered and encoded a window at a time into the output 
 from __future__ import annotations
 
 import hashlib
+import io
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
 
 from callrec.avro.events import AudioChunk, CallRecord, CallStatus, Gap
-from callrec.sinks.decode import DecodedFile, DecodeFailure, decode_into, decode_legs
+from callrec.sinks.decode import DecodeFailure, decode_into, decode_legs
+from callrec.sinks.decoded import DecodedAudio
 from callrec.sinks.encode import Encoder, RecordingFormat
 from callrec.sinks.packets import ChunkPackets
 from callrec.sinks.placed import PlacedLeg
@@ -24,7 +26,6 @@ from callrec.sinks.timeline import plan_leg
 
 MAX_EMPTY_CALL_US = 4 * 3600 * 1_000_000
 """A call without any audio still gets a file of its length in silence, up to this long."""
-HASH_BLOCK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ def mix_call(
     """Encode the call into ``out`` (a seekable file) and say what it holds; a call with lost
     audio is flagged. Memory stays bounded whatever the call's length: decoded samples go to a
     temporary file in ``workdir`` and are mixed and encoded a window at a time."""
-    with DecodedFile(workdir) as samples:
+    with DecodedAudio(workdir) as samples:
         legs, failures = [], []
         for leg in _planned(call, chunks):  # one leg's joined payloads alive at a time
             failures += decode_into([leg], samples.put)
@@ -107,11 +108,11 @@ def mix_call(
 
 
 def _size_and_hash(out: BinaryIO) -> tuple[int, str]:
+    """file_digest hashes an in-memory file's buffer in place and reads a real one into one
+    reused buffer: the output is never copied to be hashed."""
+    size = out.seek(0, io.SEEK_END)
     out.seek(0)
-    digest = hashlib.sha256()
-    while block := out.read(HASH_BLOCK):
-        digest.update(block)
-    size = out.tell()
+    digest = hashlib.file_digest(out, "sha256")  # type: ignore[arg-type]  # BinaryIO has readinto
     out.seek(0)
     return size, digest.hexdigest()
 

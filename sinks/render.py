@@ -168,17 +168,27 @@ class Layout:
 
     def window(self, a: int, b: int, samples: Samples) -> Pcm:
         """Frames ``a:b`` of the recording, (b - a, channels) int16."""
-        pcm = np.zeros((b - a, 2), dtype=np.int16)
-        for index, writes in enumerate(self.writes):
-            for w in _overlapping(writes, self.reach[index], a, b):
-                lo, hi = max(w.start, a), min(w.end, b)
-                pcm[lo - a : hi - a, index] = samples.read(w.leg_id, w.src + lo - w.start,
-                                                           hi - lo, w.factor)
         if self.channels == 1:  # the clipped sum, in int32 (numpy's sum would widen to int64)
-            mono = pcm[:, 0].astype(np.int32) + pcm[:, 1]
-            clipped: Pcm = np.clip(mono, -32768, 32767).astype(np.int16).reshape(-1, 1)
-            return clipped
+            mono = np.add(self._side(0, a, b, samples), self._side(1, a, b, samples),
+                          dtype=np.int32)
+            clipped: Pcm = np.clip(mono, -32768, 32767, out=mono).astype(np.int16)
+            return clipped.reshape(-1, 1)
+        pcm = np.empty((b - a, 2), dtype=np.int16)
+        for index in (0, 1):
+            pcm[:, index] = self._side(index, a, b, samples)
         return pcm
+
+    def _side(self, index: int, a: int, b: int, samples: Samples) -> Pcm:
+        """Frames ``a:b`` of one side (near 0, far 1), silence where nothing is written."""
+        writes = _overlapping(self.writes[index], self.reach[index], a, b)
+        if len(writes) == 1 and writes[0].start <= a and writes[0].end >= b:  # the usual window
+            w = writes[0]
+            return samples.read(w.leg_id, w.src + a - w.start, b - a, w.factor)
+        side = np.zeros(b - a, dtype=np.int16)
+        for w in writes:
+            lo, hi = max(w.start, a), min(w.end, b)
+            side[lo - a : hi - a] = samples.read(w.leg_id, w.src + lo - w.start, hi - lo, w.factor)
+        return side
 
     def windows(self, samples: Samples, frames: int = 1 << 16) -> Iterator[Pcm]:
         for a in range(0, self.frames, frames):

@@ -18,10 +18,10 @@ from __future__ import annotations
 import bisect
 import itertools
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from callrec.avro.events import AudioChunk, GapCause
-from callrec.sinks.codecs import AudioCodec, codec_named
+from callrec.sinks.entries import Packet, chunk_audio, extend, unwrap
 from callrec.sinks.packets import (
     MAX_PACKET_US,
     RTP_SEQ_MODULUS,
@@ -42,49 +42,8 @@ DEFAULT_CHUNK_US = 200_000
 DEFAULT_PACKET_US = 20_000
 
 
-@dataclass(slots=True)
-class _Packet:
-    """One RTP packet, or a span of ``count`` contiguous ones (packets.Span) planned as one: the
-    first packet's sequence, timestamp and arrival, the last one's, and the span's anchor."""
-
-    chunk_seq: int
-    ssrc: int
-    ext_seq: int
-    ext_ts: int
-    arrival_us: int
-    audio: bool
-    codec: AudioCodec | None
-    codec_name: str
-    clock_rate: int
-    count: int = 1
-    last_ts: int = 0
-    last_arrival_us: int = 0
-    anchor_us: int = 0
-    """min of arrival - (ts - ext_ts) over the packets, in microseconds."""
-    offset: int = 0
-    """Where the packet's payload starts in its chunk's payload bytes."""
-    size: int = 0
-    """Payload bytes (of the whole span)."""
-    first_sample: int = 0
-    samples: int = 0
-
-    @property
-    def last_seq(self) -> int:
-        return self.ext_seq + self.count - 1
-
-
 class _Irregular(Exception):
     """A span met a packet it overlaps or reorders with: plan the leg packet by packet."""
-
-
-def unwrap(previous: int | None, value: int, modulus: int) -> int:
-    """Extend a wrapping counter (RTP timestamp or sequence) to the value nearest the last."""
-    if previous is None:
-        return value
-    delta = (value - previous) % modulus
-    if delta >= modulus // 2:
-        delta -= modulus
-    return previous + delta
 
 
 def plan_leg(
@@ -110,8 +69,8 @@ def plan_leg(
 def _plan(ordered: list[ChunkPackets], last_chunk_seq: int | None, spans: bool) -> PlacedLeg:
     first = ordered[0]
     present = {c.chunk_seq for c in ordered}
-    packets = _extend(ordered, spans)
-    audio_chunks = tuple(_chunk_audio(ordered, packets))
+    packets = extend(ordered, spans)
+    audio_chunks = tuple(chunk_audio(ordered, packets))
     runs, shifted = _without_overlap(_build_run(run, present) for run in _split_runs(packets))
     seen = sorted(present)
     lost = tuple(s for s in range(seen[0], seen[-1] + 1) if s not in present)
@@ -120,87 +79,23 @@ def _plan(ordered: list[ChunkPackets], last_chunk_seq: int | None, spans: bool) 
     return PlacedLeg(first.leg, first.leg_id, runs, audio_chunks, missing, lost, shifted)
 
 
-def _extend(chunks: Sequence[ChunkPackets], spans: bool) -> list[_Packet]:
-    last_ts: dict[int, int] = {}
-    last_seq: dict[int, int] = {}
-    out: list[_Packet] = []
-    for chunk in chunks:
-        codec = codec_named(chunk.codec)
-        span = chunk.span
-        if spans and span is not None and codec is not None:
-            ext_ts = unwrap(last_ts.get(span.ssrc), span.ts, RTP_TS_MODULUS)
-            ext_seq = unwrap(last_seq.get(span.ssrc), span.seq, RTP_SEQ_MODULUS)
-            end_ts = ext_ts + (span.count - 1) * span.ticks
-            last_ts[span.ssrc], last_seq[span.ssrc] = end_ts, ext_seq + span.count - 1
-            out.append(_Packet(chunk.chunk_seq, span.ssrc, ext_seq, ext_ts, span.first_us, True,
-                               codec, chunk.codec, chunk.clock_rate, span.count, end_ts,
-                               span.last_us, span.anchor_us, 0, span.size * span.count))
-            continue
-        offset = 0
-        for p in chunk.packet_rows():
-            ext_ts = unwrap(last_ts.get(p.ssrc), p.ts, RTP_TS_MODULUS)
-            ext_seq = unwrap(last_seq.get(p.ssrc), p.seq, RTP_SEQ_MODULUS)
-            last_ts[p.ssrc], last_seq[p.ssrc] = ext_ts, ext_seq
-            audio = p.payload_type == chunk.payload_type and (
-                codec is None or codec.audio_bytes(p.size) > 0
-            )
-            out.append(_Packet(chunk.chunk_seq, p.ssrc, ext_seq, ext_ts, p.arrival_us, audio,
-                               codec, chunk.codec, chunk.clock_rate, 1, ext_ts, p.arrival_us,
-                               p.arrival_us, offset, p.size))
-            offset += p.size
-    return out
-
-
-def _chunk_audio(chunks: Sequence[ChunkPackets], packets: list[_Packet]) -> Iterable[ChunkAudio]:
-    """Each chunk's audio payloads in sequence order, and where each packet's samples fall in
-    the leg's decoded audio (``_Packet.first_sample``)."""
-    by_chunk: dict[int, list[_Packet]] = {}
-    for p in packets:
-        if p.audio:
-            by_chunk.setdefault(p.chunk_seq, []).append(p)
-    base = 0
-    for chunk in chunks:
-        members = by_chunk.get(chunk.chunk_seq, [])
-        if len(members) > 1:
-            members.sort(key=_by_seq)
-        pieces: list[tuple[int, int]] = []
-        sample = base
-        for p in members:
-            size = p.size
-            if p.codec is not None:
-                size = p.codec.audio_bytes(size)
-                p.samples = p.codec.samples(size)
-            p.first_sample = sample
-            sample += p.samples
-            pieces.append((p.offset, p.offset + size))
-        if members:
-            whole = len(members) == 1 and members[0].count > 1  # a span: its payload as it is
-            yield ChunkAudio(chunk.chunk_seq, chunk.codec, members[0].codec, chunk,
-                             None if whole else tuple(pieces), base, sample - base)
-            base = sample
-
-
-def _by_seq(p: _Packet) -> int:
-    return p.ext_seq
-
-
 class _Run:
     """Packets of one source being collected: the highest-sequence packet to extend from, and
     the arrival anchor so far (when the sample at timestamp ``ts0`` was spoken, at the latest)."""
 
     __slots__ = ("head", "key", "origin_us", "packets", "ts0")
 
-    def __init__(self, key: tuple[int, str], first: _Packet) -> None:
+    def __init__(self, key: tuple[int, str], first: Packet) -> None:
         self.key = key
         self.head = first
         self.packets = [first]
         self.ts0 = first.ext_ts
         self.origin_us = first.anchor_us
 
-    def spoken_us(self, p: _Packet) -> int:
+    def spoken_us(self, p: Packet) -> int:
         return self.origin_us + (p.ext_ts - self.ts0) * 1_000_000 // p.clock_rate
 
-    def join(self, p: _Packet) -> None:
+    def join(self, p: Packet) -> None:
         self.packets.append(p)
         if p.ext_seq > self.head.last_seq:
             self.head = p
@@ -208,7 +103,7 @@ class _Run:
         self.origin_us = min(self.origin_us, p.anchor_us - spoken)
 
 
-def _split_runs(packets: list[_Packet]) -> Iterable[list[_Packet]]:
+def _split_runs(packets: list[Packet]) -> Iterable[list[Packet]]:
     """Cut the arrival-ordered packets only where the RTP stream itself breaks.
 
     A packet stays in the current run of its source while its timestamp follows from its sequence
@@ -241,7 +136,7 @@ def _split_runs(packets: list[_Packet]) -> Iterable[list[_Packet]]:
     return (r.packets for r in runs)
 
 
-def _straggler_of(runs: list[_Run], p: _Packet) -> _Run | None:
+def _straggler_of(runs: list[_Run], p: Packet) -> _Run | None:
     """The earlier run a late packet belongs to: same source, RTP-consistent, and (if it is past
     that run's head) spoken before the next run began, not a resumption after it."""
     key = (p.ssrc, p.codec_name)
@@ -254,7 +149,7 @@ def _straggler_of(runs: list[_Run], p: _Packet) -> _Run | None:
     return None
 
 
-def _follows(head: _Packet, p: _Packet, pause: bool = True) -> bool:
+def _follows(head: Packet, p: Packet, pause: bool = True) -> bool:
     """Whether ``p`` belongs to the stream ``head`` is in, judged by RTP first, arrival last.
 
     Sequence and timestamp moving together (each sequence step a plausible packet length, either
@@ -283,7 +178,7 @@ def _sign(n: int) -> int:
     return 1 if n > 0 else -1
 
 
-def _build_run(packets: list[_Packet], present_chunks: set[int]) -> MediaRun:
+def _build_run(packets: list[Packet], present_chunks: set[int]) -> MediaRun:
     audio = sorted((p for p in packets if p.audio), key=lambda p: (p.ext_ts, p.ext_seq))
     head = audio[0]
     codec, clock = head.codec, head.clock_rate
@@ -295,7 +190,7 @@ def _build_run(packets: list[_Packet], present_chunks: set[int]) -> MediaRun:
     other_seqs = sorted(p.ext_seq for p in packets if not p.audio)
     slots: list[Slot] = []
     gaps: list[RunGap] = []
-    previous: _Packet | None = None
+    previous: Packet | None = None
     for p in audio:
         if previous is not None and p.ext_ts <= previous.last_ts and (
             p.count > 1 or previous.count > 1
@@ -340,7 +235,7 @@ def _without_overlap(runs: Iterable[MediaRun]) -> tuple[tuple[MediaRun, ...], in
     return tuple(placed), shifted
 
 
-def _estimate_unknown_lengths(audio: list[_Packet]) -> None:
+def _estimate_unknown_lengths(audio: list[Packet]) -> None:
     """An unknown codec's packet lasts until the next one's timestamp (the last one, as long)."""
     step = audio[0].clock_rate * DEFAULT_PACKET_US // 1_000_000
     for p, nxt in itertools.pairwise(audio):
@@ -351,7 +246,7 @@ def _estimate_unknown_lengths(audio: list[_Packet]) -> None:
 
 
 def _gap_cause(
-    before: _Packet, after: _Packet, other_seqs: list[int], present_chunks: set[int]
+    before: Packet, after: Packet, other_seqs: list[int], present_chunks: set[int]
 ) -> GapCause:
     """Missing sequence numbers mean loss; a contiguous sequence means the sender sent no audio."""
     skipped = after.ext_seq - before.last_seq - 1

@@ -8,14 +8,18 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
+import numpy as np
+
 from callrec.avro import codec
 from callrec.sinks import archive
 from callrec.sinks.archive import mix_spooled
 from callrec.sinks.chunk_spool import ChunkSpool
 from callrec.sinks.chunk_wire import MEMORY
+from callrec.sinks.decode import decode_into
+from callrec.sinks.decoded import DecodedAudio
 from callrec.sinks.encode import recording_format
 from callrec.sinks.packets import compact
-from callrec.sinks.recording import mix_call
+from callrec.sinks.recording import mix_call, plan_call
 from tests.sinks.factory import new_call_key, simple_call
 
 
@@ -44,3 +48,23 @@ def test_a_call_mixed_from_its_disk_spool_is_the_recording_of_its_chunks(tmp_pat
     assert archive._spooled_chunks(entries, {("near-0", 3)}) == {
         ("near-0", 3): (offset, values[offset])}
     assert len(list(entries)) == len(arrived)
+
+
+def test_decoded_samples_read_the_same_held_in_memory_and_from_the_file(tmp_path: Path) -> None:
+    near, far, record = simple_call(new_call_key(), packets=300, far_delay_us=40_000)
+    near[3] = near[3].model_copy(update={"codec": "iLBC"})  # near's audio: two pieces and a hole
+    legs = plan_call(record, near + far)
+    held_bytes = 3 * 160 * 10 * 2  # near's first piece (3 chunks) only: the rest goes to disk
+    with (DecodedAudio(tmp_path) as held, DecodedAudio(tmp_path, in_memory=held_bytes) as split,
+          DecodedAudio(tmp_path, in_memory=0) as filed):
+        for decoded in (held, split, filed):
+            assert len(decode_into(legs, decoded.put)) == 1
+        assert held.file is None and split.file is not None and filed.file is not None
+        assert [len(split.legs[leg.leg_id].held) for leg in legs] == [0, 1]  # far, near
+        for leg in legs:
+            length = leg.chunks[-1].base + leg.chunks[-1].samples
+            whole = held.read(leg.leg_id, 0, length, 1)
+            assert len(whole) == length and whole.any()
+            for a, n in ((0, length), (4700, 200), (length - 7, 7)):  # across every edge
+                np.testing.assert_array_equal(split.read(leg.leg_id, a, n, 1), whole[a : a + n])
+                np.testing.assert_array_equal(filed.read(leg.leg_id, a, n, 1), whole[a : a + n])

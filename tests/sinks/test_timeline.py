@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from callrec.avro.events import AudioChunk, GapCause, Leg, RtpPacket
-from callrec.sinks import timeline
+from callrec.sinks import entries, timeline
 from callrec.sinks.packets import InMemoryPayloads, compact
 from callrec.sinks.recording import render_call
 from callrec.sinks.render import Rendered
@@ -244,11 +244,15 @@ def same_plan(a: PlacedLeg | None, b: PlacedLeg) -> None:
         (c.chunk_seq, c.payload, c.base, c.samples) for c in b.chunks]
 
 
-def test_a_chunk_of_contiguous_packets_is_planned_as_one_span() -> None:
+def test_chunks_of_contiguous_packets_are_planned_as_one_entry() -> None:
     chunks = recorder_chunks(rtp_stream(PACKETS, seed=7))
     memory = InMemoryPayloads()
-    entries = timeline._extend([compact(c, memory) for c in chunks], spans=True)
-    assert len(entries) == len(chunks) == PACKETS // 10
+    planned = entries.extend([compact(c, memory) for c in chunks], spans=True)
+    assert len(chunks) == PACKETS // 10
+    assert len(planned) == 1 and (planned[0].chunks, planned[0].count) == (len(chunks), PACKETS)
+    broken = [compact(c, memory) for c in chunks]
+    broken[20] = broken[20]._replace(span=None, rows=tuple(broken[20].packet_rows()))
+    assert len(entries.extend(broken, spans=True)) == 1 + 10 + 1  # rows break the entry
     plan = plan_leg(chunks)
     same_plan(plan, packet_by_packet(chunks))
     assert plan is not None and len(plan.runs) == 1 and len(plan.runs[0].slots) == 1

@@ -169,3 +169,50 @@ def test_an_event_id_is_read_as_the_contract_decode_reads_it(
     assert outcome(codec.decode_skimming, data) == outcome(codec.decode, data)
     # and the skim read it where it can (the contract decode read or refused the others)
     assert (skim_chunk(data, codec.HEADER_LEN) is not None) == skimmed_too
+
+
+@st.composite
+def one_leg_chunks(draw: st.DrawFn) -> list[dict[str, Any]]:
+    """Chunks of a few legs, as a recorder writes them one after another: the same producer,
+    call key, leg and leg id in each (read once, then looked up), and legs whose values differ
+    from another's in one of them, by a byte or in length, or any other chunk."""
+    base: dict[str, Any] = draw(datum(CHUNK))
+    whose = st.fixed_dictionaries({
+        "producer_id": st.sampled_from([base["producer_id"], "rec-a", "rec-b", "r" * 70, "réc"]),
+        "call_key": st.sampled_from([base["call_key"], "C:2", "C:3", "C:" + "9" * 80]),
+        "leg": st.sampled_from(["NEAR_END", "FAR_END"]),
+        "leg_id": st.sampled_from([base["leg_id"], "C:1/F", "C:1/N", ""]),
+    })
+    legs = draw(st.lists(whose, min_size=1, max_size=3))
+    return [{**draw(st.one_of(datum(CHUNK), one_size_chunks())), **draw(st.sampled_from(legs))}
+            for _ in range(draw(st.integers(2, 8)))]
+
+
+@settings(max_examples=100, deadline=None)
+@given(records=one_leg_chunks())
+def test_chunks_of_the_same_legs_are_each_skimmed_into_their_own_facts(
+    records: list[dict[str, Any]],
+) -> None:
+    # given chunks of a few legs, read one after another by the same process
+    for record in records:
+        data = write_with_schema(CHUNK, record)
+        # when each is skimmed, then it gives the facts the contract decode gives
+        skimmed = codec.decode_skimming(data)
+        assert isinstance(skimmed, SkimmedChunk)
+        assert facts(skimmed) == facts(codec.decode(data))
+
+
+@pytest.mark.parametrize(("field", "first", "then"), [
+    ("producer_id", "rec-a", "rec-b"), ("call_key", "C:2", "C:3"), ("leg", "NEAR_END", "FAR_END"),
+    ("leg_id", "C:1/F", "C:1/N"), ("leg_id", "C:1/F", "C:1/F" + "x" * 70),
+])
+def test_legs_that_differ_by_a_byte_are_told_apart(field: str, first: str, then: str) -> None:
+    # given a chunk of one leg read, then a chunk of a leg that differs from it by one byte
+    # (or whose leg id no longer fits a one-byte length)
+    for value in (first, then, first):
+        data = write_with_schema(CHUNK, {**_RECORD, "packets": [_PACKET], field: value})
+        # when skimmed, then it is that leg's chunk
+        skimmed = codec.decode_skimming(data)
+        assert isinstance(skimmed, SkimmedChunk)
+        assert getattr(skimmed, field) == value
+        assert facts(skimmed) == facts(codec.decode(data))

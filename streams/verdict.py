@@ -111,8 +111,8 @@ def judge(
         c
         for c in (
             _recorder_lost(open_legs, now, recorders, rules),
-            _session_expired(state.legs, rules, heard_since),
-            _media_timeout(state.legs, recorders, rules, heard_since),
+            _session_expired(state.legs, now, rules, heard_since),
+            _media_timeout(state.legs, now, recorders, rules, heard_since),
             _half_call(state, rules, heard_since),
             _all_ended(state, open_legs, rules, heard_since),
         )
@@ -206,8 +206,11 @@ def _absence(since: int, threshold: int, heard_since: int, verdict: Verdict) -> 
 
 
 def _session_expired(
-    legs: tuple[LegFacts, ...], rules: Rules, heard_since: int
+    legs: tuple[LegFacts, ...], now: int, rules: Rules, heard_since: int
 ) -> Candidate | None:
+    """The leg whose session expired first, once it has by ``now``: judge drops any candidate
+    that has not fired, and building its detail for every live call at every tick was a third
+    of the tick's time."""
     grace = rules.us(rules.session_grace_s)
     expired: list[tuple[int, str, LegFacts, int]] = []
     for leg in legs:
@@ -222,14 +225,18 @@ def _session_expired(
     if not expired:
         return None
     deadline, _, leg, expires = min(expired, key=lambda e: (e[0], e[1]))
+    if deadline + grace + 1 > now:
+        return None
     detail = f"{leg.side.value} leg {leg.leg_id}: no refresh within Session-Expires {expires} s"
     verdict = Verdict(CallStatus.ABNORMAL, AbnormalReason.SESSION_EXPIRED, detail, deadline)
     return _absence(deadline, grace + 1, heard_since, verdict)
 
 
 def _media_timeout(
-    legs: tuple[LegFacts, ...], recorders: RecordersView, rules: Rules, heard_since: int
+    legs: tuple[LegFacts, ...], now: int, recorders: RecordersView, rules: Rules,
+    heard_since: int,
 ) -> Candidate | None:
+    """The leg silent first, once its silence is a timeout by ``now`` (see _session_expired)."""
     timeout = rules.us(rules.media_timeout_s)
     silent: list[tuple[int, str, LegFacts]] = []
     for leg in legs:
@@ -250,6 +257,8 @@ def _media_timeout(
     if not silent:
         return None
     since, _, leg = min(silent, key=lambda s: (s[0], s[1]))
+    if since + timeout > now:
+        return None
     detail = f"{leg.side.value} leg {leg.leg_id}: no audio since {iso(since)}"
     verdict = Verdict(CallStatus.ABNORMAL, AbnormalReason.MEDIA_TIMEOUT, detail, since)
     return _absence(since, timeout, heard_since, verdict)

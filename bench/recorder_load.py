@@ -12,6 +12,12 @@ ceiling in the same run (``outbox_ceiling.py``): a bare aiokafka producer with t
 settings sending ``--kafka-records`` chunk-sized records, then the outbox draining a spool of the
 same records, as a ratio to it; during the recorder's window it prints the records per second
 the recorder got acknowledged against the chunks it recorded.
+
+``--pin`` runs the recorder as it is deployed, with a core of its own: once it is up, every
+thread of it is pinned to the first CPU this bench may use, and the bench's other processes (the
+RTP sender, the Kafka broker it started, its own consumer) to the rest. Only this bench's
+processes are pinned; other work on the machine still runs on either core, which the recorder's
+CPU-wait share (printed per thread) shows.
 """
 
 from __future__ import annotations
@@ -47,7 +53,7 @@ from rtp_ceiling import (
 
 from callrec.avro import codec
 from callrec.avro.events import AudioChunk, LegEnded
-from callrec.infra.procs import free_port
+from callrec.infra.procs import ManagedProcess, free_port
 
 
 def sip_request(method: str, port: int, call_id: str, leg: str, refci: str, cseq: int,
@@ -257,6 +263,8 @@ async def bench(args: argparse.Namespace, bootstrap: str, work: Path) -> None:
 
     try:
         await asyncio.sleep(3)
+        if args.pin:
+            pin_recorder_apart(recorder.pid, work)
         uac = Uac(sip_port)
         opened = open_calls(uac, args.calls, free_port())
         print(f"{args.calls} calls ({legs} legs) set up", flush=True)
@@ -313,6 +321,31 @@ async def bench(args: argparse.Namespace, bootstrap: str, work: Path) -> None:
         print("KAFKA NOT KEEPING UP: the spool backlog grew; the recorder sent Kafka less than it "
               "recorded, so its CPU per packet reads low and latency is the backlog's")  # fmt: skip
     print(machine_load())
+
+
+def pin_recorder_apart(recorder_pid: int, work: Path) -> None:
+    """The recorder's threads onto one CPU, this bench (and the sender it forks later) and its
+    broker onto the others: threads started later inherit their creator's CPUs."""
+    first, *rest = sorted(os.sched_getaffinity(0))
+    if not rest:
+        raise SystemExit("--pin needs two CPUs")
+    others = [os.getpid()]
+    broker = ManagedProcess("kafka", work / "kafka").pid()  # None with --bootstrap
+    if broker is not None:
+        others.append(broker)
+    pin_threads(recorder_pid, {first})
+    for pid in others:
+        pin_threads(pid, set(rest))
+    where = "broker" if broker else "no broker (--bootstrap)"
+    print(f"pinned: recorder on CPU {first}; sender, consumer, {where} on CPU {rest}", flush=True)
+
+
+def pin_threads(pid: int, cpus: set[int]) -> None:
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            os.sched_setaffinity(int(task.name), cpus)
+        except ProcessLookupError:
+            continue  # ended meanwhile
 
 
 def thread_cpu_seconds(pid: int) -> dict[int, tuple[float, float]]:
@@ -374,6 +407,11 @@ def main() -> None:
     parser.add_argument("--bootstrap", help="use this Kafka instead of starting one")
     parser.add_argument("--recorder-tree", help="run the recorder from this clone (e.g. a `git "
                         "worktree add` of an older commit; the ceilings run this one's)")
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="the recorder on a CPU of its own, the sender, broker and consumer on the other(s)",
+    )
     args = parser.parse_args()
     with_broker(args.bootstrap, "recorder-bench-",
                 lambda bootstrap, work: bench(args, bootstrap, work))  # fmt: skip

@@ -4,8 +4,10 @@ from whom; their ports are drawn at random."""
 from __future__ import annotations
 
 import asyncio
+import select
 import socket
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -80,6 +82,67 @@ def test_each_datagram_comes_with_its_sender_and_an_oversize_one_is_cut_to_the_b
     assert received == [(172, where), (MAX_DATAGRAM, where)]  # over every accepted size
 
 
+def test_a_socket_without_stamps_gives_each_datagram_the_time_it_was_read() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:  # fmt: skip
+        sock.bind(("127.0.0.1", 0))
+        sock.setblocking(False)  # as PortPool's
+        sender.sendto(b"unstamped", sock.getsockname())  # loopback: queued before sendto returns
+        sent = now_us()
+        while now_us() <= sent + 1000:  # the clock moves on: a read time cannot pass for arrival
+            pass
+        received: list[tuple[bytes, int]] = []
+        read_from = now_us()
+        assert read_stamped(sock, lambda data, at, _: received.append((data, at))) == 1
+    assert received[0][0] == b"unstamped" and received[0][1] >= read_from
+
+
+def test_a_queued_socket_error_is_skipped_and_the_datagram_behind_it_read() -> None:
+    port = free_port()
+    _, sock = PortPool("127.0.0.1", range(port, port + 1)).acquire()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as gone:
+        gone.bind(("127.0.0.1", 0))
+        peer = gone.getsockname()
+    errors = select.poll()
+    errors.register(sock, select.POLLERR)
+    with sock, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+        sock.connect(peer)
+        sock.send(b"to nobody")  # ICMP port unreachable: ECONNREFUSED queued on the socket
+        assert errors.poll(5000), "no ICMP error queued"
+        sender.bind(peer)
+        sender.sendto(b"after the error", ("127.0.0.1", port))
+        received: list[bytes] = []
+        read_stamped(sock, lambda data, *_: received.append(data))
+    assert received == [b"after the error"]
+
+
+def raising_on(bad: bytes, received: list[bytes]) -> Callable[..., None]:
+    """A handler with a bug: it keeps every datagram, then raises on ``bad``."""
+
+    def handler(data: bytes, *_: object) -> None:
+        received.append(data)
+        if data == bad:
+            raise ValueError("a bug in a handler")
+
+    return handler
+
+
+def test_a_handler_that_raises_stops_the_batch_and_leaves_the_rest_queued() -> None:
+    port = free_port()
+    _, sock = PortPool("127.0.0.1", range(port, port + 1)).acquire()
+    received: list[bytes] = []
+    handler = raising_on(b"bad", received)
+
+    with sock, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+        for data in (b"good", b"bad", b"later"):
+            sender.sendto(data, ("127.0.0.1", port))
+        with pytest.raises(ValueError, match="a bug in a handler"):
+            read_stamped(sock, handler)
+        assert received == [b"good", b"bad"]
+        assert read_stamped(sock, handler) == 1
+    assert received == [b"good", b"bad", b"later"]
+
+
 def test_ports_are_drawn_at_random_and_all_of_them_used() -> None:
     base = free_port()
     pool = PortPool("127.0.0.1", range(base, base + 40))
@@ -137,11 +200,7 @@ async def test_a_handler_that_raises_does_not_stop_the_rounds() -> None:
     _, sock = PortPool("127.0.0.1", range(port, port + 1)).acquire()
     poller = RtpPoller(asyncio.get_running_loop(), interval_s=0.005)
     received: list[bytes] = []
-
-    def handler(data: bytes, *_: object) -> None:
-        received.append(data)
-        if data == b"bad":
-            raise ValueError("a bug in a handler")
+    handler = raising_on(b"bad", received)
 
     with sock, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
         poller.add(sock, handler)

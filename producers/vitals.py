@@ -201,8 +201,8 @@ class Vitals:
             now = time.monotonic()
             if now >= next_beat:
                 self._disk()
+                self._write_status()  # before the beat, whose own event would read as backlog
                 r.emit(self._heartbeat())
-                self._write_status()
                 next_beat = now + interval
             if stop.is_set() and drain_deadline is None:
                 self.begin_drain()

@@ -198,6 +198,16 @@ async def test_the_heartbeat_says_the_spools_limits(
     assert (beat.spool_refuse_bytes, beat.spool_max_bytes) == (256 * 1024**2, 1024**3)
 
 
+async def test_an_idle_recorders_status_shows_an_empty_backlog(
+    recorder: RecorderProcess, tap: EventTap
+) -> None:
+    """Once Kafka has every event, status.json's backlog reads 0: written after the heartbeat,
+    it counted that beat and never read 0, so no one could wait for a recorder to be sent."""
+    await tap.until(lambda evs: any(
+        isinstance(e, RecorderHeartbeat) and e.recorder_id == recorder.recorder_id for e in evs))
+    await asyncio.to_thread(recorder.wait_for, lambda s: s.get("spool_backlog_events") == 0, 10)
+
+
 async def test_cancel_before_answer_records_nothing(
     recorder: RecorderProcess, tap: EventTap
 ) -> None:

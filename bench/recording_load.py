@@ -29,7 +29,8 @@ from aiokafka import TopicPartition
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from recorder_load import Uac, open_calls, start_recorder, tail_sample
+from bench_uac import Uac, open_calls
+from recorder_load import start_recorder, tail_sample
 from rtp_ceiling import (
     bare_ceiling,
     machine_load,

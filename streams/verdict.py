@@ -205,6 +205,12 @@ def _absence(since: int, threshold: int, heard_since: int, verdict: Verdict) -> 
     return Candidate(since + threshold, max(since, heard_since) + threshold, verdict)
 
 
+def _fired(since: int, threshold: int, now: int) -> bool:
+    """Whether ``_absence(since, threshold, ...)`` fires by ``now``, which judge keeps only: a
+    rule asks before it builds the verdict's detail."""
+    return since + threshold <= now
+
+
 def _session_expired(
     legs: tuple[LegFacts, ...], now: int, rules: Rules, heard_since: int
 ) -> Candidate | None:
@@ -212,6 +218,7 @@ def _session_expired(
     that has not fired, and building its detail for every live call at every tick was a third
     of the tick's time."""
     grace = rules.us(rules.session_grace_s)
+    threshold = grace + 1
     expired: list[tuple[int, str, LegFacts, int]] = []
     for leg in legs:
         expires = leg.session_expires_s
@@ -225,11 +232,11 @@ def _session_expired(
     if not expired:
         return None
     deadline, _, leg, expires = min(expired, key=lambda e: (e[0], e[1]))
-    if deadline + grace + 1 > now:
+    if not _fired(deadline, threshold, now):
         return None
     detail = f"{leg.side.value} leg {leg.leg_id}: no refresh within Session-Expires {expires} s"
     verdict = Verdict(CallStatus.ABNORMAL, AbnormalReason.SESSION_EXPIRED, detail, deadline)
-    return _absence(deadline, grace + 1, heard_since, verdict)
+    return _absence(deadline, threshold, heard_since, verdict)
 
 
 def _media_timeout(
@@ -257,7 +264,7 @@ def _media_timeout(
     if not silent:
         return None
     since, _, leg = min(silent, key=lambda s: (s[0], s[1]))
-    if since + timeout > now:
+    if not _fired(since, timeout, now):
         return None
     detail = f"{leg.side.value} leg {leg.leg_id}: no audio since {iso(since)}"
     verdict = Verdict(CallStatus.ABNORMAL, AbnormalReason.MEDIA_TIMEOUT, detail, since)

@@ -44,7 +44,7 @@ sys.path.insert(1 + len([p for p in os.environ.get("PYTHONPATH", "").split(os.pa
 
 from callrec.avro import codec as avro_codec
 from callrec.avro.events import AudioChunk, CallRecord, Leg
-from callrec.sinks.chunk_wire import WireChunk, read_chunks, take_in
+from callrec.sinks.chunk_wire import audio_packets
 from callrec.sinks.encode import BITRATE_PER_CHANNEL, DEFAULT_FRAME, FORMATS, RecordingFormat
 from callrec.sinks.packets import ChunkPackets
 from callrec.sinks.recording import mix_call, render_call
@@ -74,10 +74,8 @@ def two_leg_call(codec: str, seconds: int) -> tuple[CallRecord, list[AudioChunk]
 
 def taken_in(chunks: list[AudioChunk]) -> list[ChunkPackets]:
     """The chunks as the worker's consume loop takes them in from their Kafka values."""
-    values = [avro_codec.encode(chunk) for chunk in chunks]
-    taken = [take_in(value, read) for value, read in zip(values, read_chunks(values),
-                                                          strict=True)]
-    return [t.packets for t in taken if isinstance(t, WireChunk)]
+    values = [(n, avro_codec.encode(chunk)) for n, chunk in enumerate(chunks)]
+    return [packets for _, _, packets in audio_packets(values)]
 
 
 def bare_encode(pcm: np.ndarray, rate: int, fmt: RecordingFormat) -> bytes:
